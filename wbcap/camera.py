@@ -70,6 +70,7 @@ __all__ = [
     "YUP_FROM_ZUP",
     "ZUP_FROM_OPENCV",
     "ImageCamera",
+    "LensCalibration",
     "change_frame",
     "crop_intrinsics",
     "crop_to_image_camera",
@@ -681,3 +682,190 @@ def camera_from_dict(cam: dict) -> ImageCamera:
     if any(float(v) != int(v) for v in values["image_size"]) or min(w, h) < 1 or w * h > MAX_IMAGE_PIXELS:
         raise ValueError(f"camera {cam!r}: image_size needs 2 whole numbers above 0, at most {MAX_IMAGE_PIXELS} pixels")
     return camera
+
+
+#: The numbers of OpenCV distortion coefficients ``cv2.calibrateCamera`` writes (``k1, k2, p1, p2``,
+#: then ``k3``, then ``k4, k5, k6``, then the thin prism's ``s1..s4``, then the tilt's ``tx, ty``);
+#: the fisheye model's four (``k1..k4``); none at all (a pinhole camera).
+PINHOLE_DISTORTION_SIZES = (0, 4, 5, 8, 12, 14)
+FISHEYE_DISTORTION_SIZES = (0, 4)
+
+
+@dataclass(frozen=True)
+class LensCalibration:
+    """A calibrated camera's intrinsics: OpenCV's camera matrix and lens distortion
+    (``cv2.calibrateCamera``'s, or ``cv2.fisheye.calibrate``'s), as calibration tools write them
+    (Pose2Sim's and Anipose's ``Calib.toml``, OpenCV's and ROS's YAML: :mod:`wbcap.io.calibration`).
+
+    ``wbcap run --calibration`` reads each frame undistorted into :meth:`undistorted`, a pinhole
+    camera of square pixels of the same size in which every pixel of the source is kept, and
+    expresses every result in that camera (the real camera's frame: OpenCV axes, metres).
+
+    Attributes:
+        image_size: ``(W, H)`` pixels of the pictures the calibration was made on (upright).
+        matrix: the camera matrix ``K``, row-major ``((fx, s, cx), (0, fy, cy), (0, 0, 1))``,
+            pixels, in **OpenCV's pixel convention** (the top-left pixel's centre at ``(0, 0)``;
+            wbcap's :class:`ImageCamera` puts that pixel's corner there, so its principal point
+            is OpenCV's plus 0.5).
+        distortion: OpenCV's coefficients in its order, ``(k1, k2, p1, p2[, k3[, k4, k5, k6[,
+            s1, s2, s3, s4[, tx, ty]]]])`` (:data:`PINHOLE_DISTORTION_SIZES`); with ``fisheye``
+            the equidistant model's ``(k1, k2, k3, k4)``; ``()`` for none.
+        fisheye: OpenCV's fisheye (equidistant, Kannala-Brandt) model (``cv2.fisheye``).
+        name: the camera's name in its file (``""`` where the file holds one unnamed camera).
+        file: the file read (for the record in ``meta.json``; ``""`` when built in code).
+
+    Raises:
+        ValueError: a size that is not two whole numbers above 0; a matrix that is not 3 x 3
+            finite numbers of that form with focal lengths from
+            :data:`~wbcap.limits.MIN_FOCAL` to :data:`~wbcap.limits.MAX_FOCAL` pixels; a number of
+            distortion coefficients OpenCV does not use, or one that is not finite.
+    """
+
+    image_size: tuple[int, int]
+    matrix: tuple[tuple[float, float, float], tuple[float, float, float], tuple[float, float, float]]
+    distortion: tuple[float, ...] = ()
+    fisheye: bool = False
+    name: str = ""
+    file: str = ""
+
+    def __post_init__(self) -> None:
+        from wbcap.limits import MAX_FOCAL, MIN_FOCAL
+
+        w, h = self.image_size
+        if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in (w, h)):
+            raise ValueError(f"image size {tuple(self.image_size)}: two whole numbers of pixels above 0")
+        k = np.asarray(self.matrix, np.float64)
+        if k.shape != (3, 3) or not np.isfinite(k).all():
+            raise ValueError(f"camera matrix {self.matrix!r}: 3 x 3 finite numbers")
+        if k[1, 0] != 0 or k[2, 0] != 0 or k[2, 1] != 0 or k[2, 2] != 1:
+            raise ValueError(f"camera matrix {k.tolist()}: its last row must be (0, 0, 1) and its [1][0] 0 (fx, s, cx; "
+                             "0, fy, cy; 0, 0, 1)")
+        if not (MIN_FOCAL <= k[0, 0] <= MAX_FOCAL and MIN_FOCAL <= k[1, 1] <= MAX_FOCAL):
+            raise ValueError(f"camera matrix {k.tolist()}: focal lengths fx, fy must be from {MIN_FOCAL:g} to "
+                             f"{MAX_FOCAL:g} pixels")
+        if max(abs(k[0, 2]), abs(k[1, 2])) > MAX_FOCAL:
+            raise ValueError(f"camera matrix {k.tolist()}: a principal point within {MAX_FOCAL:g} pixels of the corner")
+        sizes = FISHEYE_DISTORTION_SIZES if self.fisheye else PINHOLE_DISTORTION_SIZES
+        d = np.asarray(self.distortion, np.float64).reshape(-1)
+        if d.size not in sizes or not np.isfinite(d).all():
+            model = "the fisheye model's" if self.fisheye else "OpenCV's"
+            raise ValueError(f"distortion {list(self.distortion)}: {model} coefficients, "
+                             f"{' or '.join(str(n) for n in sizes if n)} finite numbers (or none)")
+        object.__setattr__(self, "image_size", (int(w), int(h)))
+        object.__setattr__(self, "matrix", tuple(tuple(float(v) for v in row) for row in k))
+        object.__setattr__(self, "distortion", tuple(float(v) for v in d))
+
+    @property
+    def distorts(self) -> bool:
+        """Whether the lens model moves any point (a non-zero coefficient)."""
+        return any(v != 0 for v in self.distortion)
+
+    @property
+    def square_pixels(self) -> bool:
+        """``fx == fy`` and no skew: the pinhole part is already a :class:`ImageCamera`'s."""
+        return self.matrix[0][0] == self.matrix[1][1] and self.matrix[0][1] == 0
+
+    def at_size(self, image_size: tuple[int, int]) -> LensCalibration:
+        """The calibration of the same camera's pictures resized to ``image_size`` ``(W, H)``
+        (a video recorded or converted at another resolution than the calibration's):
+        ``fx``, ``s``, ``cx`` scale with the width, ``fy``, ``cy`` with the height, about the
+        picture's corner (OpenCV's ``cx`` is a pixel centre's: ``(cx + 0.5) sx - 0.5``); the
+        distortion, a function of the normalised image point, is unchanged.
+
+        Raises:
+            ValueError: a picture of another shape (width over height more than 1 % from the
+                calibration's: another orientation, a crop); the message says which.
+        """
+        w, h = (int(v) for v in image_size)
+        w0, h0 = self.image_size
+        if (w, h) == (w0, h0):
+            return self
+        if abs((w / h) / (w0 / h0) - 1) > 0.01:
+            turned = (h0 >= w0) != (h >= w)
+            raise ValueError(f"calibrated on {w0}x{h0} pictures, but the frames are {w}x{h}"
+                             + (" (turned: calibrate the camera on upright frames, as wbcap reads them)" if turned
+                                else " (another shape: a cropped picture needs its own calibration)"))
+        sx, sy = w / w0, h / h0
+        (fx, s, cx), (_, fy, cy), _ = self.matrix
+        matrix = ((fx * sx, s * sx, (cx + 0.5) * sx - 0.5), (0.0, fy * sy, (cy + 0.5) * sy - 0.5), (0.0, 0.0, 1.0))
+        return LensCalibration((w, h), matrix, self.distortion, self.fisheye, self.name, self.file)
+
+    def undistorted(self) -> ImageCamera:
+        """The pinhole camera the frames are undistorted into: square pixels, no skew, the
+        calibration's picture size, and the widest focal length that keeps **every pixel of the
+        source** in the picture (OpenCV's ``getOptimalNewCameraMatrix`` with ``alpha`` 1, or for
+        a fisheye ``cv2.fisheye.estimateNewCameraMatrixForUndistortRectify`` with ``balance`` 1;
+        of its two focal lengths the smaller), so that nobody at the picture's edge is lost; the
+        source's corners may then leave black margins. Without distortion and with square pixels
+        it is the calibration's own camera. Its principal point is in wbcap's convention (OpenCV's
+        plus 0.5)."""
+        import cv2
+
+        (fx, _, cx), (_, _, cy), _ = self.matrix
+        w, h = self.image_size
+        if not self.distorts:
+            if self.square_pixels:
+                return ImageCamera(focal=(fx, fx), princpt=(cx + 0.5, cy + 0.5), image_size=(w, h))
+            new = np.asarray(self.matrix, np.float64)
+        elif self.fisheye:
+            new = cv2.fisheye.estimateNewCameraMatrixForUndistortRectify(
+                np.asarray(self.matrix, np.float64), np.asarray(self.distortion, np.float64).reshape(4, 1), (w, h),
+                np.eye(3), balance=1.0)
+        else:
+            new, _ = cv2.getOptimalNewCameraMatrix(np.asarray(self.matrix, np.float64),
+                                                   np.asarray(self.distortion, np.float64), (w, h), 1.0, (w, h))
+        f = float(min(new[0, 0], new[1, 1]))
+        if not (math.isfinite(f) and f > 0 and np.isfinite(new).all()):
+            raise ValueError(f"distortion {list(self.distortion)}: the lens model could not be inverted over the "
+                             f"picture (OpenCV found no undistorted camera for it); check the calibration")
+        return ImageCamera(focal=(f, f), princpt=(float(new[0, 2]) + 0.5, float(new[1, 2]) + 0.5), image_size=(w, h))
+
+    def _new_matrix(self, camera: ImageCamera) -> np.ndarray:
+        """``camera`` (:meth:`undistorted`) as an OpenCV camera matrix (OpenCV's pixel convention)."""
+        return np.array([[camera.focal[0], 0.0, camera.princpt[0] - 0.5],
+                         [0.0, camera.focal[1], camera.princpt[1] - 0.5], [0.0, 0.0, 1.0]])
+
+    def undistort_maps(self, camera: ImageCamera) -> tuple[np.ndarray, np.ndarray]:
+        """OpenCV's remap tables (``cv2.initUndistortRectifyMap``'s, fixed-point ``CV_16SC2``)
+        taking a source picture of :attr:`image_size` to ``camera`` (:meth:`undistorted`): for
+        ``cv2.remap(image, *maps, cv2.INTER_LINEAR)``."""
+        import cv2
+
+        k = np.asarray(self.matrix, np.float64)
+        new = self._new_matrix(camera)
+        if self.fisheye:
+            d = np.asarray(self.distortion or (0.0,) * 4, np.float64).reshape(4, 1)
+            return cv2.fisheye.initUndistortRectifyMap(k, d, np.eye(3), new, camera.image_size, cv2.CV_16SC2)
+        return cv2.initUndistortRectifyMap(k, np.asarray(self.distortion, np.float64), None, new, camera.image_size,
+                                           cv2.CV_16SC2)
+
+    def distort_pixels(self, camera: ImageCamera, pixels: np.ndarray) -> np.ndarray:
+        """Where points at ``pixels`` of the undistorted picture (``camera``, :meth:`undistorted`)
+        are in the source picture: ``(..., 2)`` pixels (wbcap's convention: the top-left pixel's
+        corner at 0) -> ``(..., 2)`` float64 source pixels, through OpenCV's lens model
+        (``cv2.projectPoints``, ``cv2.fisheye.projectPoints``). Non-finite inputs stay NaN."""
+        import cv2
+
+        uv = np.asarray(pixels, np.float64)
+        flat = uv.reshape(-1, 2)
+        ok = np.isfinite(flat).all(1)
+        out = np.full(flat.shape, np.nan)
+        if ok.any():
+            rays = np.ones((int(ok.sum()), 1, 3))
+            rays[:, 0, 0] = (flat[ok, 0] - camera.princpt[0]) / camera.focal[0]
+            rays[:, 0, 1] = (flat[ok, 1] - camera.princpt[1]) / camera.focal[1]
+            k = np.asarray(self.matrix, np.float64)
+            zero = np.zeros((3, 1))
+            if self.fisheye:
+                d = np.asarray(self.distortion or (0.0,) * 4, np.float64).reshape(4, 1)
+                projected, _ = cv2.fisheye.projectPoints(rays, zero, zero, k, d)
+            else:
+                projected, _ = cv2.projectPoints(rays, zero, zero, k, np.asarray(self.distortion, np.float64))
+            out[ok] = projected.reshape(-1, 2) + 0.5
+        return out.reshape(uv.shape)
+
+    def to_dict(self) -> dict:
+        """JSON-able (``meta.json``'s ``calibration``, a resume's fingerprint): ``image_size``,
+        ``matrix``, ``distortion``, ``fisheye``, ``name``, ``file``."""
+        return {"image_size": list(self.image_size), "matrix": [list(r) for r in self.matrix],
+                "distortion": list(self.distortion), "fisheye": self.fisheye, "name": self.name, "file": self.file}

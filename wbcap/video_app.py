@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wbcap.camera import ImageCamera, camera_to_dict
+from wbcap.camera import ImageCamera, LensCalibration, camera_to_dict
 from wbcap.config import PipelineConfig
 from wbcap.console import shell_word
 from wbcap.errors import JSON_ERRORS, InputError, add_note, in_command, setting
@@ -111,7 +111,10 @@ class VideoJob:
     (default ``sqrt(W^2 + H^2)``, a ~53° diagonal field of view, the usual guess when the real
     camera is unknown). principal_point: ``(cx, cy)`` pixels of that camera (default the picture's
     centre); with ``focal``, a calibrated camera's intrinsics (square pixels; of the picture as
-    wbcap reads it: upright, non-square pixels made square, undistorted by the user). max_gap: seconds (finite, >= 0) a track may be missed and still be one
+    wbcap reads it: upright, non-square pixels made square, undistorted by the user). calibration:
+    the camera's calibration (:func:`wbcap.io.calibration.read_calibration`): every frame is
+    undistorted (:class:`wbcap.io.undistort.Undistorter`) into its undistorted camera, the run's
+    camera (:func:`run_camera`); not with ``focal`` or ``principal_point``. max_gap: seconds (finite, >= 0) a track may be missed and still be one
     AMASS file (filled by interpolation, ``valid`` False); a longer gap splits it into
     ``track_<id>_part<k>.npz``. export: the per-track files (``npz`` always; ``glb`` by default,
     ``bvh``, ``fbx``; :class:`wbcap.export.animation.AnimationExport`).
@@ -140,6 +143,7 @@ class VideoJob:
     smooth: SmoothConfig = field(default_factory=SmoothConfig)
     focal: float | None = None
     principal_point: tuple[float, float] | None = None
+    calibration: LensCalibration | None = None
     max_gap: float = 1.0
     write_obj: bool = False
     write_openpose: bool = False
@@ -224,7 +228,7 @@ _OPTION_KEYS = {
     **{k: k for k in ("start", "end", "every", "max_frames", "detector", "detector_model", "score_threshold",
                       "min_height_frac", "max_people", "checkpoint", "precision", "image_fps")},
     "body.path": "body_models", "body.gender": "gender", "body.allow_pickle": "allow_pickle",
-    "model.fix_left_hand_flip": "fix_left_hand_flip",
+    "model.fix_left_hand_flip": "fix_left_hand_flip", "calibration": "calibration",
     "people_limit.iou_threshold": "iou_threshold", "people_limit.max_age": "max_age",
     "people_limit.cut_threshold": "cut_threshold", "people_limit.no_cuts": "no_cuts",
     "people_limit.no_appearance": "no_appearance", "people_limit.reid_age": "reid_age",
@@ -258,7 +262,36 @@ def _fingerprint(job: VideoJob) -> dict:
         "precision": normalize_precision(p.precision),
         "box_scale": p.box_scale, **chooser,
         **({"image_fps": job.image_fps} if job.image_fps != DEFAULT_IMAGE_FPS else {}),  # (runs before --fps: 30)
+        # (pass 1 reads undistorted frames: the lens's values, not where its file lies)
+        **({"calibration": _calibration_record(job.calibration)} if job.calibration is not None else {}),
     })
+
+
+def _calibration_record(calibration: LensCalibration) -> dict:
+    """What a run records of its calibration (``meta.json``; the values a resume must match,
+    not its file): :meth:`~wbcap.camera.LensCalibration.to_dict` without ``file``."""
+    record = calibration.to_dict()
+    record.pop("file")
+    return record
+
+
+def run_camera(job: VideoJob, info: VideoInfo) -> ImageCamera:
+    """The one camera of ``job``'s results for frames of ``info``'s size: the calibration's
+    undistorted camera (:meth:`~wbcap.camera.LensCalibration.undistorted`, the camera the frames
+    are undistorted into), else :meth:`ImageCamera.default` with ``focal`` and
+    ``principal_point``.
+
+    Raises:
+        InputError: a calibration of another picture shape (:class:`~wbcap.io.undistort.Undistorter`).
+    """
+    if job.calibration is not None:
+        from wbcap.io.undistort import Undistorter
+
+        return Undistorter(job.calibration, (info.width, info.height)).camera
+    camera = ImageCamera.default((info.width, info.height), job.focal)
+    if job.principal_point is not None:  # (a calibrated camera's: a calibrated researcher's trial)
+        camera = replace(camera, princpt=(float(job.principal_point[0]), float(job.principal_point[1])))
+    return camera
 
 
 def _command(job: VideoJob, files: dict[str, dict | None], detector: Any = None) -> dict | None:
@@ -534,9 +567,7 @@ def finalize(
     remove_temporary_files(out)  # (of a pass 2 killed before: this one has none yet)
     _say_smoothing_change(out, job.smooth)
     dev = next(iter(body.buffers())).device
-    camera = ImageCamera.default((info.width, info.height), job.focal)
-    if job.principal_point is not None:  # (a calibrated camera's: a calibrated researcher's trial)
-        camera = replace(camera, princpt=(float(job.principal_point[0]), float(job.principal_point[1])))
+    camera = run_camera(job, info)
     focal, princpt = camera.focal[0], camera.princpt  # pixels
     rate = _processed_rate(job, info)
 
@@ -611,7 +642,8 @@ def finalize(
             images = [p.stem for p in iter_image_paths(job.source, warn=False)]
         names = keypoint_file_names(keypoints_stem(job.source), col.frames, images)
         write_video_keypoints(start_keypoints(out, list(names.values())), names, shown, body, dev, camera, progress,
-                              written=functools.partial(keypoint_written, out))
+                              written=functools.partial(keypoint_written, out),
+                              lens=None if job.calibration is None else job.calibration.at_size(camera.image_size))
         finish_keypoints(out, list(names.values()))
         timings["keypoints"] = time.perf_counter() - t0
     render_path = None
@@ -661,6 +693,10 @@ def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, worl
     it was read, how: ``ended_early``,
     :attr:`wbcap.io.video_reader.FrameSource.ended_early`; a cut file's run was said so only on the
     console, a long-footage trial),
+    ``calibration`` (only with ``--calibration``: the lens calibration as read,
+    :meth:`~wbcap.camera.LensCalibration.to_dict`, OpenCV's values at its own picture size, and
+    its file; every frame was undistorted into ``camera``, whose pixels every other 2D output is in;
+    the OpenPose keypoints are in the source's),
     ``frame`` (``"camera"`` or ``"world"``: the frame of the per-track files) and, with
     ``--world``, ``world``: the ground and the camera's pose above it
     (:meth:`wbcap.world.estimate.WorldFrame.to_dict`), or ``{"frame": "camera", "reason": ...}``
@@ -683,6 +719,8 @@ def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, worl
     }
     if ended_early:
         meta["source_ended_early"] = ended_early
+    if job.calibration is not None:
+        meta["calibration"] = job.calibration.to_dict()
     if world is not None:
         meta["world"] = world.to_meta()
     return meta
@@ -747,7 +785,8 @@ def _render(job: VideoJob, info, frame_times: list[float], tracks, by_frame, bod
     # (the audio stops where the last frame does: at the end of the stretch of the source it
     # stands for, the reader's stretch_end, which render_video gives the writer)
     frames = open_frames(job.source, start=job.start, end=job.end, every=job.every, max_frames=job.max_frames,
-                         image_fps=job.image_fps, warn_retimed=False)  # pass 1 reported the retimed frames already
+                         image_fps=job.image_fps, warn_retimed=False,  # pass 1 reported the retimed frames already
+                         calibration=job.calibration)
     fps = info.fps_fraction / job.frame_step if info.fps_fraction else 30
     audio = None if frames.info.is_image_sequence or not frames.info.has_audio else Path(job.source)
     return render_video(
@@ -791,6 +830,10 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
                          f"(cx, cy) within {MAX_FOCAL:g} of the picture's corner; leave it out for the picture's centre")
     if not (math.isfinite(job.max_gap) and job.max_gap >= 0):
         raise InputError(f"{setting('max_gap')} {job.max_gap}: must be a finite number of seconds, 0 or more")
+    if job.calibration is not None and (job.focal is not None or job.principal_point is not None):
+        given = " and ".join(setting(k) for k in ("focal", "principal_point") if getattr(job, k) is not None)
+        raise InputError(f"{setting('calibration')} sets the camera's focal length and principal point; leave out "
+                         f"{given}")
     if job.render:
         from wbcap.export.render import check_renderer_setting
 
@@ -802,6 +845,8 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
                              image_fps=job.image_fps)
     except InputError as exc:
         raise _started_elsewhere(exc, job) from None
+    if job.calibration is not None:  # (a calibration of another picture shape: its one line now)
+        source.use_calibration(job.calibration)
     if job.image_fps != DEFAULT_IMAGE_FPS and not source.info.is_image_sequence:
         log.warning("%s: a video keeps its own frame rate (%s is for image folders and globs)", job.source,
                     setting("image_fps"))

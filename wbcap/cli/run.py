@@ -89,10 +89,18 @@ def _principal_point(ctx, param, value):
 @click.option("--focal", type=FiniteFloatRange(MIN_FOCAL, MAX_FOCAL), default=None,
               help="Focal length (pixels) of the output camera; default sqrt(W^2+H^2). With --principal-point, a "
                    "calibrated camera's fx (= fy), in pixels of the picture as wbcap reads it (upright, square pixels; "
-                   "scaled with the video if it was resized; undistort the video first).")
+                   "scaled with the video if it was resized; a lens with distortion: --calibration).")
 @click.option("--principal-point", callback=_principal_point, default=None, metavar="CX,CY",
               help="Principal point (pixels) of the output camera; default the picture's centre (a cropped video's "
                    "lies off it: give the calibration's, minus the crop's corner).")
+@click.option("--calibration", type=NonEmptyPath(dir_okay=False), default=None, metavar="FILE",
+              help="The camera's calibration (Pose2Sim's or Anipose's Calib.toml, OpenCV's, ROS's or Kalibr's YAML or "
+                   "XML, JSON): every frame is undistorted (fisheye too) into a pinhole camera of square pixels that "
+                   "keeps every pixel, which all results are in (meta.json: camera, calibration); OpenPose keypoints "
+                   "are in the source's pixels. Instead of --focal and --principal-point.")
+@click.option("--calibration-camera", default=None, metavar="NAME",
+              help="Which camera of a --calibration file holding several (default: the one named as the video's file, "
+                   "e.g. cam01 for cam01.mp4).")
 @click.option("--max-gap", type=FiniteFloatRange(min=0), default=1.0, show_default=True,
               help="Seconds a track may be missed and stay one track_<id>.npz (gap interpolated, valid=False); longer gaps split it "
                    "(the time between two detections less one frame interval: a track seen in every frame is never split, "
@@ -123,7 +131,7 @@ def _principal_point(ctx, param, value):
 @click.pass_context
 def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, detector_model, score_threshold, min_height_frac,
         max_people, offline,
-        iou_threshold, max_age, reid_age, no_appearance, min_length, keep_static, cut_threshold, no_cuts, smooth, min_cutoff, beta, sigma, focal, principal_point, max_gap, export, exact, root_bone,
+        iou_threshold, max_age, reid_age, no_appearance, min_length, keep_static, cut_threshold, no_cuts, smooth, min_cutoff, beta, sigma, focal, principal_point, calibration, calibration_camera, max_gap, export, exact, root_bone,
         world,
         write_obj, write_openpose, no_render, resume, overwrite,
         checkpoint, body_models, gender, allow_pickle, device, batch_size, precision, fix_left_hand_flip):
@@ -151,6 +159,16 @@ def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, de
     if no_cuts and ctx.get_parameter_source("cut_threshold") is not click.core.ParameterSource.DEFAULT:
         raise click.UsageError("--no-cuts turns the search for cuts off and --cut-threshold sets it: drop one of them")
     animation = parse_export(export, exact, root_bone)
+    if calibration_camera is not None and calibration is None:
+        raise click.UsageError("--calibration-camera chooses a camera of a --calibration file: give the file too")
+    if calibration is not None and (focal is not None or principal_point is not None):
+        raise click.UsageError("--calibration sets the camera's focal length and principal point: drop --focal and "
+                               "--principal-point")
+    lens = None
+    if calibration is not None:
+        from wbcap.io.calibration import read_calibration
+
+        lens = read_calibration(calibration, camera=calibration_camera, source=source)
     dev = resolve_device(device)
     for flag, value, method in (("--min-cutoff", min_cutoff, "oneeuro"), ("--beta", beta, "oneeuro"),
                                 ("--sigma", sigma, "gaussian")):
@@ -173,7 +191,7 @@ def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, de
         tracker=TrackerConfig(iou_threshold=iou_threshold, max_age=max_age, reid_age=reid_age,
                               appearance=not no_appearance, min_length=min_length,
                               drop_static=not keep_static, cut_threshold=None if no_cuts else cut_threshold),
-        smooth=smooth_cfg, focal=focal, principal_point=principal_point, max_gap=max_gap, export=animation, world=WorldConfig() if world else None,
+        smooth=smooth_cfg, focal=focal, principal_point=principal_point, calibration=lens, max_gap=max_gap, export=animation, world=WorldConfig() if world else None,
         write_obj=write_obj, write_openpose=write_openpose, render=not no_render, resume=resume, overwrite=overwrite,
         command=tuple(ctx.meta.get("wbcap.args", ())),
     )

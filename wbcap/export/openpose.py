@@ -211,7 +211,8 @@ def keypoint_file_names(stem: str, frames: Iterable[int], image_names: Sequence[
 
 
 def write_video_keypoints(folder: Path, names: Mapping[int, str], tracks: Mapping[int, Any], body: Any,
-                          device: Any, camera: Any, progress: Any = None, written: Any = None) -> None:
+                          device: Any, camera: Any, progress: Any = None, written: Any = None,
+                          lens: Any = None) -> None:
     """``folder/<name>`` for every frame of ``names`` (:func:`keypoint_file_names`: the processed
     frames, people or none) with the people ``tracks`` hold there.
 
@@ -223,6 +224,12 @@ def write_video_keypoints(folder: Path, names: Mapping[int, str], tracks: Mappin
         progress: called ``("keypoints", done, total)`` frames.
         written: called ``(name, temporary path)`` for each file before it is moved into place
             (:func:`write_keypoints_json`), or None.
+        lens: the source's :class:`~wbcap.camera.LensCalibration` (at the picture's size) where
+            ``camera`` is its undistorted camera (``wbcap run --calibration``): the keypoints are
+            then written in the **source's** pixels, as OpenPose would find them in the video and
+            as triangulation with that calibration takes them
+            (:meth:`~wbcap.camera.LensCalibration.distort_pixels`); one outside the undistorted
+            picture, where the lens model does not hold, as one behind the camera (0, 0, 0).
     """
     from wbcap.smooth.posing import pose_track
 
@@ -234,7 +241,12 @@ def write_video_keypoints(folder: Path, names: Mapping[int, str], tracks: Mappin
         joints = pose_track(body, track, device, vertex_ids=np.zeros(0, np.int64), joint_ids=ids).joints
         front = joints[..., 2] > 1e-9  # (R, 137): behind the camera a projection means nothing
         with np.errstate(divide="ignore", invalid="ignore"):
-            xy = camera.project(joints).astype(np.float32)  # (R, 137, 2); float32: held for every person-frame
+            xy = camera.project(joints)  # (R, 137, 2)
+        if lens is not None:
+            w, h = camera.image_size
+            front &= (xy[..., 0] >= 0) & (xy[..., 0] < w) & (xy[..., 1] >= 0) & (xy[..., 1] < h)
+            xy = lens.distort_pixels(camera, np.where(front[..., None], xy, np.nan))
+        xy = xy.astype(np.float32)  # float32: held for every person-frame
         for row, frame in enumerate(np.asarray(track.frame)):
             per_frame.setdefault(int(frame), []).append((int(tid), xy[row], front[row]))
     for done, (frame, name) in enumerate(sorted(names.items()), 1):

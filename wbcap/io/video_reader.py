@@ -68,6 +68,9 @@ from wbcap.limits import DEFAULT_IMAGE_FPS
 if TYPE_CHECKING:
     import numpy as np
 
+    from wbcap.camera import LensCalibration
+    from wbcap.io.undistort import Undistorter
+
 log = logging.getLogger(__name__)
 
 __all__ = ["Frame", "FrameSource", "open_frames"]
@@ -104,7 +107,8 @@ class Frame:
               count.
 
             Image sequences: ``index / image_fps``.
-        image: ``(H, W, 3)`` ``uint8`` RGB, C-contiguous, display rotation (and mirror) applied.
+        image: ``(H, W, 3)`` ``uint8`` RGB, C-contiguous, display rotation (and mirror) applied
+            (and, with a calibration, undistorted: :attr:`FrameSource.undistorter`).
     """
 
     index: int
@@ -124,6 +128,7 @@ def open_frames(
     max_frames: int | None = None,
     image_fps: float = DEFAULT_IMAGE_FPS,
     warn_retimed: bool = True,
+    calibration: LensCalibration | None = None,
 ) -> FrameSource:
     """Open a video or image sequence for lazy, selective frame reading.
 
@@ -142,6 +147,9 @@ def open_frames(
             stopped, a display rotation rounded to a multiple of 90 degrees. False: at debug
             level, for a later pass over a file whose reading was already reported (``wbcap
             run``'s render pass), so that each is said once per run.
+        calibration: the camera's lens calibration: every frame is undistorted into its
+            undistorted camera (:class:`wbcap.io.undistort.Undistorter`, the source's
+            ``undistorter``); None: frames as read.
 
     Returns:
         A :class:`FrameSource`; nothing is decoded until it is iterated (a video's first frame
@@ -154,7 +162,7 @@ def open_frames(
             :data:`~wbcap.io.frame_times.MAX_FPS`...).
     """
     return FrameSource(spec, start=start, end=end, every=every, max_frames=max_frames,
-                       image_fps=image_fps, warn_retimed=warn_retimed)
+                       image_fps=image_fps, warn_retimed=warn_retimed, calibration=calibration)
 
 
 class FrameSource:
@@ -192,6 +200,7 @@ class FrameSource:
         max_frames: int | None = None,
         image_fps: float = DEFAULT_IMAGE_FPS,
         warn_retimed: bool = True,
+        calibration: LensCalibration | None = None,
     ) -> None:
         _check_selection(start, end, every, max_frames, image_fps)
         self.warn_retimed = bool(warn_retimed)
@@ -221,6 +230,22 @@ class FrameSource:
             # (its skipped files said once per run: the render pass's reader, warn_retimed=False, said them again)
             self._image_paths = iter_image_paths(spec, warn=self.warn_retimed)  # type: ignore[arg-type]
             self.info = self._image_info(spec, image_fps)
+        #: The frames' undistortion (``calibration`` fitted to the frames' size), or None.
+        self.undistorter: Undistorter | None = None
+        if calibration is not None:
+            self.use_calibration(calibration)
+
+    def use_calibration(self, calibration: LensCalibration) -> None:
+        """Undistort every frame of the next iterations with ``calibration`` (see
+        :func:`open_frames`; sets :attr:`undistorter`).
+
+        Raises:
+            InputError: a calibration of pictures of another shape than the frames (see
+                :class:`~wbcap.io.undistort.Undistorter`).
+        """
+        from wbcap.io.undistort import Undistorter
+
+        self.undistorter = Undistorter(calibration, (self.info.width, self.info.height))
 
     def __repr__(self) -> str:
         return (f"FrameSource({str(self.info.path)!r}, start={self.start}, end={self.end}, "
@@ -291,6 +316,8 @@ class FrameSource:
                     f"first image is {self.info.width}x{self.info.height}; resize the images to "
                     "one size"
                 )
+            if self.undistorter is not None:
+                image = self.undistorter(image)
             yielded += 1
             yield Frame(index=i, time=t, image=image)
         if chosen:
@@ -393,6 +420,8 @@ class FrameSource:
                 image = frame_at_size(av_frame, info, reformatter)
                 if info.rotation or info.mirrored:
                     image = apply_rotation(image, info.rotation, info.mirrored)
+                if self.undistorter is not None:
+                    image = self.undistorter(image)
                 yield Frame(index=frame_index, time=t, image=np.ascontiguousarray(image))
                 yielded += 1
                 if self.max_frames is not None and yielded >= self.max_frames:

@@ -1,0 +1,312 @@
+"""Camera calibration files: a calibrated camera's intrinsics and lens distortion for ``wbcap run
+--calibration`` (:class:`~wbcap.camera.LensCalibration`).
+
+Read as the tools that write them lay them out:
+
+* **TOML**, Pose2Sim's and Anipose's (aniposelib's) ``Calib.toml``: a table per camera with
+  ``name``, ``size = [W, H]``, ``matrix`` (3 x 3), ``distortions`` and ``fisheye`` (their
+  ``rotation``/``translation``, the extrinsics, are not used); other tables (``metadata``) are
+  skipped.
+* **YAML / XML**, OpenCV's ``FileStorage`` (the ``calibration`` sample's ``camera_matrix``,
+  ``distortion_coefficients``, ``image_width``, ``image_height``), ROS's ``camera_info``
+  (``camera_matrix: {rows, cols, data}``, ``distortion_model``) and Kalibr's camera chain
+  (``cam0:`` with ``intrinsics: [fu, fv, pu, pv]``, ``distortion_coeffs``, ``resolution``,
+  ``distortion_model: radtan | equidistant``); OpenCV's dialect (XML, or YAML with its
+  ``%YAML:1.0`` line or ``!!opencv-matrix`` tags) by OpenCV's own parser, other YAML by PyYAML's
+  safe loader.
+* **JSON**: the same keys, one camera or an object of them by name.
+
+Keys: the camera matrix ``matrix``, ``camera_matrix``, ``cameraMatrix``, ``K``, ``mtx``,
+``intrinsic_matrix`` (3 x 3, 9 numbers, or ``{data: [...]}``), or Kalibr's ``intrinsics``; the
+distortion ``distortions``, ``distortion_coefficients``, ``distortion_coeffs``, ``dist_coeffs``,
+``distCoeffs``, ``dist``, ``D`` (OpenCV's order); the size ``size``, ``image_size``, ``imageSize``,
+``resolution`` (``[W, H]``) or ``image_width`` and ``image_height``; the fisheye model by
+``fisheye = true`` or ``distortion_model`` ``equidistant``/``fisheye``/``kannala_brandt``. The
+values are OpenCV's: pixels with the top-left pixel's centre at ``(0, 0)``.
+
+A file with several cameras (Pose2Sim's, Anipose's, Kalibr's) gives the one named (its table's
+key or its ``name``), else the one named as the video's file (``cam01`` for ``cam01.mp4``), else
+the command asks which.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from wbcap.camera import LensCalibration
+from wbcap.errors import InputError, setting
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CALIBRATION_SUFFIXES", "read_calibration"]
+
+#: The file types read, by suffix (lower case).
+CALIBRATION_SUFFIXES = (".toml", ".yml", ".yaml", ".xml", ".json")
+
+#: A calibration file is a few kB; a larger file is not one (read whole into memory).
+_MAX_BYTES = 16 * 1024 * 1024
+
+_MATRIX_KEYS = ("matrix", "camera_matrix", "cameraMatrix", "K", "mtx", "intrinsic_matrix", "intrinsics")
+_DISTORTION_KEYS = ("distortions", "distortion_coefficients", "distortion_coeffs", "dist_coeffs", "distCoeffs",
+                    "dist", "D")
+_SIZE_KEYS = ("size", "image_size", "imageSize", "resolution")
+_FISHEYE_MODELS = ("equidistant", "equi", "fisheye", "kannala_brandt", "kannala-brandt", "kb4")
+_PINHOLE_MODELS = ("plumb_bob", "radtan", "radial-tangential", "rational_polynomial", "pinhole", "brown", "opencv")
+
+
+def read_calibration(path: str | os.PathLike[str], camera: str | None = None,
+                     source: str | os.PathLike[str] | None = None) -> LensCalibration:
+    """The calibration of one camera in the file ``path`` (see the module docstring).
+
+    Args:
+        path: a ``.toml``, ``.yml``/``.yaml``, ``.xml`` or ``.json`` calibration file.
+        camera: the camera's name where the file holds several (its table's key or ``name``).
+        source: the video or images the calibration is for: with several cameras and no
+            ``camera``, the one named as its file (stem, case ignored) is taken.
+
+    Returns:
+        A :class:`~wbcap.camera.LensCalibration` whose ``file`` is ``path`` made absolute.
+
+    Raises:
+        InputError: one line naming the file and the fix: missing, unreadable, another format,
+            no camera in it, no camera of that name, several cameras and no choice, a camera
+            without a size, values that are not a calibration's.
+    """
+    p = Path(path).expanduser()
+    where = str(path)
+    if p.suffix.lower() not in CALIBRATION_SUFFIXES:
+        raise InputError(f"{where}: not a calibration file wbcap reads ({', '.join(CALIBRATION_SUFFIXES)}: Pose2Sim's "
+                         "or Anipose's Calib.toml, OpenCV's, ROS's or Kalibr's YAML, or JSON); give one of those")
+    try:
+        size = p.stat().st_size
+        if not p.is_file():
+            raise IsADirectoryError(f"{where} is a folder")
+        if size > _MAX_BYTES:
+            raise InputError(f"{where}: {size} bytes is not a calibration file (a few kB); give the camera's "
+                             "calibration file")
+        text = p.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(f"{where}: no such calibration file; check the path given to {setting('calibration')}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{where}: not a text file (UTF-8); give the camera's calibration file") from None
+    except OSError as exc:
+        raise InputError(f"{where}: cannot be read ({exc.strerror or exc}); check the path and its permissions") from None
+    doc = _parse(text, p.suffix.lower(), where)
+    cameras = _cameras(doc)
+    if not cameras:
+        raise InputError(f"{where}: holds no camera calibration (a camera matrix: `matrix`, `camera_matrix` or `K`); "
+                         "give the calibration file of the camera that filmed the video")
+    name, entry = _choose(cameras, camera, source, where)
+    label = f"{where} (camera {name!r})" if name and len(cameras) > 1 else where
+    try:
+        return LensCalibration(image_size=_size(entry), matrix=_matrix(entry), distortion=_distortion(entry),
+                               fisheye=_fisheye(entry), name=name, file=os.path.abspath(p))
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{label}: {exc}; check the calibration") from None
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _parse(text: str, suffix: str, where: str) -> Any:
+    """The file's document as Python values (dicts, lists, numbers, strings)."""
+    if suffix == ".toml":
+        from wbcap.tomllib_compat import tomllib
+
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise InputError(f"{where}: not valid TOML ({exc}); fix the file or give its YAML or JSON form") from None
+    if suffix == ".json":
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise InputError(f"{where}: not valid JSON ({exc}); fix the file") from None
+    return _read_yaml(text, suffix, where)
+
+
+def _is_file_storage(text: str, suffix: str) -> bool:
+    """Whether the text is in OpenCV's ``FileStorage`` dialect: XML, or YAML beginning with its
+    ``%YAML:1.0`` line or holding its ``!!opencv-matrix`` tags (which a YAML library refuses)."""
+    return suffix == ".xml" or text.lstrip().startswith("%YAML:") or "!!opencv-matrix" in text
+
+
+def _read_yaml(text: str, suffix: str, where: str) -> Any:
+    """A YAML file: OpenCV's own dialect through OpenCV (:func:`_read_file_storage`), any other
+    (ROS's, Kalibr's, hand-written) through PyYAML's safe loader (plain data, no objects)."""
+    if _is_file_storage(text, suffix):
+        return _read_file_storage(text, suffix, where)
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{where}: not valid YAML ({first[:160]}); fix the file or give its TOML or JSON form") from None
+
+
+def _read_file_storage(text: str, suffix: str, where: str) -> Any:
+    """A file in OpenCV's ``FileStorage`` dialect (XML, or YAML with ``%YAML:1.0``: how OpenCV
+    writes its calibrations) through OpenCV's parser."""
+    import cv2
+
+    body = text
+    if suffix != ".xml" and not body.lstrip().startswith("%YAML"):
+        body = "%YAML:1.0\n" + (body if body.lstrip().startswith("---") else "---\n" + body)
+    try:
+        storage = cv2.FileStorage(body, cv2.FILE_STORAGE_READ | cv2.FILE_STORAGE_MEMORY)
+        if not storage.isOpened():
+            raise cv2.error("not opened")
+        try:
+            return _node_value(storage.root())
+        finally:
+            storage.release()
+    except (cv2.error, SystemError) as exc:
+        kind = "XML" if suffix == ".xml" else "YAML"
+        cause = exc.__cause__ if isinstance(exc, SystemError) and exc.__cause__ is not None else exc
+        lines = [ln for ln in str(cause).strip().splitlines() if ln.strip()]
+        message = lines[-1].strip() if lines else type(exc).__name__
+        raise InputError(f"{where}: OpenCV cannot read it as {kind} ({message[:160]}); fix the file or give its "
+                         "TOML or JSON form") from None
+
+
+def _node_value(node: Any) -> Any:
+    """An OpenCV ``FileNode`` as Python values (an ``opencv-matrix`` as nested lists)."""
+    if node.isMap():
+        keys = list(node.keys())
+        if {"rows", "cols", "dt", "data"} <= set(keys):
+            matrix = node.mat()
+            if matrix is not None:
+                return matrix.tolist()
+        return {k: _node_value(node.getNode(k)) for k in keys}
+    if node.isSeq():
+        return [_node_value(node.at(i)) for i in range(node.size())]
+    if node.isInt():
+        return int(node.real())
+    if node.isReal():
+        return float(node.real())
+    if node.isString():
+        return node.string()
+    return None
+
+
+# --------------------------------------------------------------------------- cameras
+
+
+def _is_camera(value: Any) -> bool:
+    return isinstance(value, Mapping) and any(k in value for k in _MATRIX_KEYS)
+
+
+def _cameras(doc: Any) -> dict[str, Mapping]:
+    """The cameras of the document by name: the document itself where it is one camera, else
+    its tables that are (their ``name``, else their key)."""
+    if _is_camera(doc):
+        name = doc.get("name", doc.get("camera_name", ""))
+        return {str(name) if isinstance(name, (str, int)) else "": doc}
+    if not isinstance(doc, Mapping):
+        return {}
+    cameras: dict[str, Mapping] = {}
+    for key, value in doc.items():
+        if _is_camera(value):
+            name = value.get("name", key)
+            cameras[str(name) if isinstance(name, (str, int)) and str(name) else str(key)] = {**value, "_key": str(key)}
+    return cameras
+
+
+def _choose(cameras: dict[str, Mapping], camera: str | None, source: Any, where: str) -> tuple[str, Mapping]:
+    names = ", ".join(cameras) if len(cameras) <= 12 else ", ".join(list(cameras)[:12]) + ", ..."
+    if camera is not None:
+        for name, entry in cameras.items():
+            if camera in (name, entry.get("_key")):
+                return name, entry
+        raise InputError(f"{where}: no camera {camera!r} in it (its cameras: {names}); give one of those to "
+                         f"{setting('calibration_camera')}")
+    if len(cameras) == 1:
+        return next(iter(cameras.items()))
+    if source is not None:
+        stem = Path(str(source).rstrip("/\\")).stem.casefold()
+        named = [(n, e) for n, e in cameras.items() if stem in (n.casefold(), str(e.get("_key", "")).casefold())]
+        if len(named) == 1:
+            log.info("%s: camera %r, named as the video", where, named[0][0])
+            return named[0]
+    raise InputError(f"{where}: holds {len(cameras)} cameras ({names}); say which filmed the video with "
+                     f"{setting('calibration_camera')} NAME")
+
+
+def _numbers(value: Any, what: str) -> list[float]:
+    """``value`` (a list, nested lists, or a ``{data: [...]}`` table) flattened to numbers."""
+    if isinstance(value, Mapping) and "data" in value:
+        value = value["data"]
+    flat: list[Any] = []
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, (list, tuple)):
+            stack.extend(reversed(v))
+        else:
+            flat.append(v)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat):
+        raise ValueError(f"{what} {value!r}: numbers")
+    return [float(v) for v in flat]
+
+
+def _get(entry: Mapping, keys: tuple[str, ...]) -> Any:
+    return next((entry[k] for k in keys if k in entry), None)
+
+
+def _matrix(entry: Mapping) -> tuple:
+    key = next(k for k in _MATRIX_KEYS if k in entry)
+    values = _numbers(entry[key], "camera matrix")
+    if key == "intrinsics" and len(values) == 4:  # (Kalibr's fu, fv, pu, pv)
+        fx, fy, cx, cy = values
+        values = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
+    if len(values) != 9:
+        raise ValueError(f"camera matrix {entry[key]!r}: 3 x 3 numbers")
+    return tuple(tuple(values[3 * r:3 * r + 3]) for r in range(3))
+
+
+def _distortion(entry: Mapping) -> tuple[float, ...]:
+    value = _get(entry, _DISTORTION_KEYS)
+    if value is None:
+        return ()
+    values = _numbers(value, "distortion")
+    return tuple(values)
+
+
+def _size(entry: Mapping) -> tuple[int, int]:
+    value = _get(entry, _SIZE_KEYS)
+    if value is None and "image_width" in entry and "image_height" in entry:
+        value = [entry["image_width"], entry["image_height"]]
+    if value is None and "width" in entry and "height" in entry:
+        value = [entry["width"], entry["height"]]
+    if value is None:
+        raise ValueError("no picture size (`size = [W, H]`, or `image_width` and `image_height`): add the size of "
+                         "the pictures the camera was calibrated on")
+    values = _numbers(value, "size")
+    if len(values) != 2 or not all(math.isfinite(v) and v == int(v) and v >= 1 for v in values):
+        raise ValueError(f"size {value!r}: two whole numbers of pixels, [W, H]")
+    return int(values[0]), int(values[1])
+
+
+def _fisheye(entry: Mapping) -> bool:
+    flag = entry.get("fisheye")
+    model = entry.get("distortion_model", entry.get("camera_model") if "fisheye" not in entry else None)
+    if isinstance(flag, bool):
+        return flag
+    if isinstance(flag, (int, float)) and flag in (0, 1):  # (OpenCV's YAML writes a bool as 0/1)
+        return bool(flag)
+    if isinstance(model, str):
+        m = model.strip().casefold()
+        if m in _FISHEYE_MODELS:
+            return True
+        if m in _PINHOLE_MODELS:
+            return False
+        raise ValueError(f"distortion model {model!r}: wbcap reads OpenCV's pinhole model (plumb_bob, radtan, "
+                         "rational_polynomial) and its fisheye model (equidistant); convert the calibration to one")
+    return False

@@ -1,0 +1,71 @@
+"""Frames of a calibrated camera, undistorted as they are read (``wbcap run --calibration``).
+
+A :class:`~wbcap.camera.LensCalibration` (its file read by :mod:`wbcap.io.calibration`) is fitted
+to the frames' size once (:meth:`~wbcap.camera.LensCalibration.at_size`); each frame is then
+remapped by OpenCV (``cv2.remap``, bilinear, the tables computed once) into the calibration's
+undistorted camera (:meth:`~wbcap.camera.LensCalibration.undistorted`: square pixels, the frames'
+size, every source pixel kept, black where no source pixel lands), which every result of the run
+is expressed in.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from wbcap.errors import InputError, setting
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from wbcap.camera import ImageCamera, LensCalibration
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Undistorter"]
+
+
+class Undistorter:
+    """Undistorts the frames of one source (a video's or image sequence's).
+
+    Args:
+        calibration: the camera's calibration (any picture size of the frames' shape).
+        image_size: ``(W, H)`` of the frames as wbcap reads them (upright, square pixels).
+
+    Attributes:
+        calibration: ``calibration`` at ``image_size``.
+        camera: the undistorted camera (:meth:`~wbcap.camera.LensCalibration.undistorted`), of
+            ``image_size``: the run's camera.
+        remaps: whether frames change at all (a calibration without distortion, square pixels and
+            no skew only sets the camera; its frames pass as read).
+
+    Raises:
+        InputError: a calibration of pictures of another shape, or a lens model OpenCV cannot
+            invert over the picture; naming the calibration's file and the fix.
+    """
+
+    def __init__(self, calibration: LensCalibration, image_size: tuple[int, int]) -> None:
+        where = calibration.file or "the calibration"
+        camera_name = f" (camera {calibration.name!r})" if calibration.name else ""
+        try:
+            self.calibration = calibration.at_size(image_size)
+            self.camera: ImageCamera = self.calibration.undistorted()
+        except ValueError as exc:
+            raise InputError(f"{where}{camera_name}: {exc}; give {setting('calibration')} the calibration of "
+                             "this camera at this picture's shape") from None
+        if self.calibration is not calibration:
+            log.info("%s: calibrated on %dx%d pictures, scaled to the frames' %dx%d", where, *calibration.image_size,
+                     *image_size)
+        self.remaps = self.calibration.distorts or not self.calibration.square_pixels
+        self._maps: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """``image`` ``(H, W, 3)`` ``uint8`` (the frames' size) undistorted: a new C-contiguous
+        array of the same shape and dtype (``image`` itself where nothing changes)."""
+        if not self.remaps:
+            return image
+        import cv2
+
+        if self._maps is None:
+            self._maps = self.calibration.undistort_maps(self.camera)
+        return cv2.remap(image, self._maps[0], self._maps[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
