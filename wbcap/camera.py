@@ -792,33 +792,50 @@ class LensCalibration:
 
     def undistorted(self) -> ImageCamera:
         """The pinhole camera the frames are undistorted into: square pixels, no skew, the
-        calibration's picture size, and the widest focal length that keeps **every pixel of the
-        source** in the picture (OpenCV's ``getOptimalNewCameraMatrix`` with ``alpha`` 1, or for
-        a fisheye ``cv2.fisheye.estimateNewCameraMatrixForUndistortRectify`` with ``balance`` 1;
-        of its two focal lengths the smaller), so that nobody at the picture's edge is lost; the
-        source's corners may then leave black margins. Without distortion and with square pixels
-        it is the calibration's own camera. Its principal point is in wbcap's convention (OpenCV's
-        plus 0.5)."""
-        import cv2
+        calibration's picture size, and the longest focal length whose picture holds **every
+        pixel of the source** (the source's border, every pixel's outer edge, undistorted:
+        ``cv2.undistortPointsIter``, ``cv2.fisheye.undistortPoints``), centred on it, so that
+        nobody at the picture's edge is lost; the source's corners may then leave black margins
+        (as OpenCV's ``getOptimalNewCameraMatrix`` with ``alpha`` 1, which ``cv2.fisheye``'s
+        estimate is not). Without distortion and with square pixels it is the calibration's own
+        camera. Its principal point is in wbcap's convention (OpenCV's plus 0.5).
 
+        Raises:
+            ValueError: a lens model that does not map the picture's border to a closed curve
+                before the camera (coefficients that fold the picture over).
+        """
         (fx, _, cx), (_, _, cy), _ = self.matrix
         w, h = self.image_size
-        if not self.distorts:
-            if self.square_pixels:
-                return ImageCamera(focal=(fx, fx), princpt=(cx + 0.5, cy + 0.5), image_size=(w, h))
-            new = np.asarray(self.matrix, np.float64)
-        elif self.fisheye:
-            new = cv2.fisheye.estimateNewCameraMatrixForUndistortRectify(
-                np.asarray(self.matrix, np.float64), np.asarray(self.distortion, np.float64).reshape(4, 1), (w, h),
-                np.eye(3), balance=1.0)
-        else:
-            new, _ = cv2.getOptimalNewCameraMatrix(np.asarray(self.matrix, np.float64),
-                                                   np.asarray(self.distortion, np.float64), (w, h), 1.0, (w, h))
-        f = float(min(new[0, 0], new[1, 1]))
-        if not (math.isfinite(f) and f > 0 and np.isfinite(new).all()):
+        if not self.distorts and self.square_pixels:
+            return ImageCamera(focal=(fx, fx), princpt=(cx + 0.5, cy + 0.5), image_size=(w, h))
+        border = self._undistorted_border()
+        lo, hi = border.min(0), border.max(0)
+        f = float(min(w / (hi[0] - lo[0]), h / (hi[1] - lo[1])))
+        if not (np.isfinite(border).all() and math.isfinite(f) and f > 0):
             raise ValueError(f"distortion {list(self.distortion)}: the lens model could not be inverted over the "
-                             f"picture (OpenCV found no undistorted camera for it); check the calibration")
-        return ImageCamera(focal=(f, f), princpt=(float(new[0, 2]) + 0.5, float(new[1, 2]) + 0.5), image_size=(w, h))
+                             "picture; check the calibration")
+        # (OpenCV's pixels: the picture spans -0.5 .. W - 0.5; the border's middle at the picture's)
+        centre = (np.array([w, h], np.float64) - 1) / 2 - f * (lo + hi) / 2
+        return ImageCamera(focal=(f, f), princpt=(float(centre[0]) + 0.5, float(centre[1]) + 0.5), image_size=(w, h))
+
+    def _undistorted_border(self, per_side: int = 129) -> np.ndarray:
+        """The source picture's border (its pixels' outer edges, ``per_side`` points a side)
+        undistorted: ``(4 per_side, 2)`` normalised image points ``(x / z, y / z)``."""
+        import cv2
+
+        w, h = self.image_size
+        xs, ys = np.linspace(-0.5, w - 0.5, per_side), np.linspace(-0.5, h - 0.5, per_side)
+        pixels = np.concatenate([np.stack([xs, np.full_like(xs, -0.5)], 1), np.stack([xs, np.full_like(xs, h - 0.5)], 1),
+                                 np.stack([np.full_like(ys, -0.5), ys], 1), np.stack([np.full_like(ys, w - 0.5), ys], 1)])
+        k = np.asarray(self.matrix, np.float64)
+        src = pixels.reshape(-1, 1, 2)
+        if self.fisheye:
+            d = np.asarray(self.distortion or (0.0,) * 4, np.float64).reshape(4, 1)
+            criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-12)
+            return cv2.fisheye.undistortPoints(src, k, d, criteria=criteria).reshape(-1, 2)
+        criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-12)
+        return cv2.undistortPointsIter(src, k, np.asarray(self.distortion, np.float64), None, None,
+                                       criteria).reshape(-1, 2)
 
     def _new_matrix(self, camera: ImageCamera) -> np.ndarray:
         """``camera`` (:meth:`undistorted`) as an OpenCV camera matrix (OpenCV's pixel convention)."""

@@ -1,0 +1,397 @@
+"""Calibrated cameras (``wbcap run --calibration``): reading calibration files as their tools write
+them, the lens model against OpenCV's own projection, undistorted frames, and runs whose results
+are in the undistorted camera with OpenPose keypoints in the source's pixels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from test_cli_run import run, two_walkers
+
+from wbcap.camera import LensCalibration
+from wbcap.errors import InputError
+from wbcap.io.calibration import read_calibration
+from wbcap.testing.videos import write_video
+
+K = np.array([[260.0, 0.0, 158.5], [0.0, 262.0, 121.2], [0.0, 0.0, 1.0]])
+D = np.array([-0.3, 0.1, 0.002, -0.001, -0.02])
+FISHEYE_D = np.array([0.05, -0.01, 0.002, -0.0005])
+
+
+@pytest.fixture()
+def base_args(micro_ckpt, body_dir):
+    return ["--checkpoint", str(micro_ckpt), "--body-models", str(body_dir), "--device", "cpu"]
+
+
+def calibration(fisheye: bool = False, size=(320, 240)) -> LensCalibration:
+    return LensCalibration(size, tuple(map(tuple, K)), tuple(FISHEYE_D if fisheye else D), fisheye)
+
+
+def cv_project(points: np.ndarray, fisheye: bool = False, k: np.ndarray = K) -> np.ndarray:
+    """OpenCV's own projection of camera-frame points ``(N, 3)`` through the lens, in wbcap's pixel
+    convention (the top-left pixel's corner at 0: OpenCV's + 0.5)."""
+    zero = np.zeros((3, 1))
+    if fisheye:
+        uv, _ = cv2.fisheye.projectPoints(points.reshape(-1, 1, 3), zero, zero, k, FISHEYE_D.reshape(4, 1))
+    else:
+        uv, _ = cv2.projectPoints(points.reshape(-1, 3), zero, zero, k, D)
+    return uv.reshape(-1, 2) + 0.5
+
+
+def scene_points(n: int = 35, seed: int = 0) -> np.ndarray:
+    """Points 2-4 m before the camera, over the picture (its corners' rays included)."""
+    rng = np.random.default_rng(seed)
+    x, y = np.meshgrid(np.linspace(-0.55, 0.55, 7), np.linspace(-0.42, 0.42, 5))
+    rays = np.stack([x.ravel(), y.ravel(), np.ones(x.size)], 1)[:n]
+    return rays * rng.uniform(2, 4, (len(rays), 1))
+
+
+# --------------------------------------------------------------------------- files
+
+
+def write_pose2sim_toml(path: Path, cameras: dict[str, tuple[np.ndarray, np.ndarray, tuple[int, int]]]) -> Path:
+    """A Calib.toml laid out as Pose2Sim's calibration writes it (a table per camera, `name`,
+    `size`, `matrix`, `distortions`, `rotation`, `translation`, `fisheye`, then `[metadata]`)."""
+    text = ""
+    for name, (k, d, (w, h)) in cameras.items():
+        text += (f'[{name}]\nname = "{name}"\nsize = [ {float(w)}, {float(h)}]\n'
+                 f"matrix = [ [ {k[0, 0]}, 0.0, {k[0, 2]}], [ 0.0, {k[1, 1]}, {k[1, 2]}], [ 0.0, 0.0, 1.0]]\n"
+                 f"distortions = [ {', '.join(str(v) for v in d)}]\n"
+                 "rotation = [ 1.2, -0.3, 0.1]\ntranslation = [ 0.5, 1.0, 3.0]\nfisheye = false\n\n")
+    path.write_text(text + "[metadata]\nadjusted = false\nerror = 0.0\n")
+    return path
+
+
+def write_opencv(path: Path, k: np.ndarray, d: np.ndarray, size=(320, 240)) -> Path:
+    """A calibration written by OpenCV's FileStorage with the keys of its calibration sample
+    (YAML or XML by the suffix)."""
+    fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_WRITE)
+    fs.write("image_width", size[0])
+    fs.write("image_height", size[1])
+    fs.write("camera_matrix", k)
+    fs.write("distortion_coefficients", d.reshape(-1, 1))
+    fs.release()
+    return path
+
+
+ROS_YAML = """image_width: 320
+image_height: 240
+camera_name: head_camera
+camera_matrix:
+  rows: 3
+  cols: 3
+  data: [260.0, 0.0, 158.5, 0.0, 262.0, 121.2, 0.0, 0.0, 1.0]
+distortion_model: plumb_bob
+distortion_coefficients:
+  rows: 1
+  cols: 5
+  data: [-0.3, 0.1, 0.002, -0.001, -0.02]
+rectification_matrix:
+  rows: 3
+  cols: 3
+  data: [1, 0, 0, 0, 1, 0, 0, 0, 1]
+"""
+
+KALIBR_YAML = """cam0:
+  cam_overlaps: [1]
+  camera_model: pinhole
+  distortion_coeffs: [0.05, -0.01, 0.002, -0.0005]
+  distortion_model: equidistant
+  intrinsics: [260.0, 262.0, 158.5, 121.2]
+  resolution: [320, 240]
+  rostopic: /cam0/image_raw
+cam1:
+  T_cn_cnm1:
+  - [1.0, 0.0, 0.0, -0.11]
+  - [0.0, 1.0, 0.0, 0.0]
+  - [0.0, 0.0, 1.0, 0.0]
+  - [0.0, 0.0, 0.0, 1.0]
+  camera_model: pinhole
+  distortion_coeffs: [-0.3, 0.1, 0.002, -0.001]
+  distortion_model: radtan
+  intrinsics: [261.0, 262.0, 160.5, 121.2]
+  resolution: [320, 240]
+"""
+
+
+def test_calibration_files_of_each_tool_give_the_same_camera(tmp_path):
+    """Pose2Sim's TOML layout, OpenCV's YAML and XML (written by OpenCV itself), ROS's camera_info
+    YAML and a JSON give the one calibration; Kalibr's chain its cameras' (its equidistant model as
+    OpenCV's fisheye)."""
+    files = {
+        "toml": write_pose2sim_toml(tmp_path / "Calib.toml", {"cam01": (K, D, (320, 240))}),
+        "yml": write_opencv(tmp_path / "camera.yml", K, D),
+        "xml": write_opencv(tmp_path / "camera.xml", K, D),
+        "ros": tmp_path / "head_camera.yaml",
+        "json": tmp_path / "camera.json",
+    }
+    files["ros"].write_text(ROS_YAML)
+    files["json"].write_text(json.dumps({"K": K.tolist(), "dist": D.tolist(), "size": [320, 240]}))
+    for kind, path in files.items():
+        cal = read_calibration(path)
+        assert cal.image_size == (320, 240), kind
+        np.testing.assert_array_equal(cal.matrix, K, err_msg=kind)
+        np.testing.assert_array_equal(cal.distortion, D, err_msg=kind)
+        assert not cal.fisheye and cal.file == str(path), kind
+    assert read_calibration(files["toml"]).name == "cam01"
+    assert read_calibration(files["ros"]).name == "head_camera"
+    (tmp_path / "camchain.yaml").write_text(KALIBR_YAML)
+    cam0 = read_calibration(tmp_path / "camchain.yaml", camera="cam0")
+    assert cam0.fisheye and cam0.distortion == tuple(FISHEYE_D) and cam0.matrix == tuple(map(tuple, K))
+    cam1 = read_calibration(tmp_path / "camchain.yaml", source=tmp_path / "videos" / "CAM1.mp4")  # (its name, case aside)
+    assert not cam1.fisheye and cam1.matrix[0] == (261.0, 0.0, 160.5) and cam1.name == "cam1"
+
+
+@pytest.mark.parametrize("case, text, expected", [
+    ("several", None, "holds 2 cameras (cam01, cam02); say which filmed the video with calibration_camera NAME"),
+    ("unknown camera", None, "no camera 'cam09' in it (its cameras: cam01, cam02)"),
+    ("no camera", '[metadata]\nerror = 0.0\n', "holds no camera calibration"),
+    ("no size", 'matrix = [[260.0, 0.0, 158.5], [0.0, 262.0, 121.2], [0.0, 0.0, 1.0]]\n', "no picture size"),
+    ("bad matrix", 'size = [320, 240]\nmatrix = [[260.0, 0.0, 158.5], [0.0, 262.0, 121.2]]\n', "3 x 3 numbers"),
+    ("bad distortion", 'size = [320, 240]\nmatrix = [[260, 0, 158.5], [0, 262, 121.2], [0, 0, 1]]\ndistortions = [0.1, 0.2, 0.3]\n',
+     "OpenCV's coefficients, 4 or 5 or 8 or 12 or 14 finite numbers"),
+    ("fisheye distortion", 'size = [320, 240]\nmatrix = [[260, 0, 158.5], [0, 262, 121.2], [0, 0, 1]]\n'
+     'distortions = [0.1, 0.2, 0.3, 0.0, 0.1]\nfisheye = true\n', "the fisheye model's coefficients, 4 finite numbers"),
+    ("zero focal", 'size = [320, 240]\nmatrix = [[0, 0, 158.5], [0, 262, 121.2], [0, 0, 1]]\n', "focal lengths fx, fy"),
+    ("not toml", 'matrix = [[\n', "not valid TOML"),
+    ("other model", 'size = [320, 240]\nK = [260, 0, 158.5, 0, 262, 121.2, 0, 0, 1]\ndistortion_model = "omni"\n',
+     "distortion model 'omni'"),
+])
+def test_bad_calibration_files_are_refused_naming_the_file(tmp_path, case, text, expected):
+    path = tmp_path / "Calib.toml"
+    if text is None:
+        write_pose2sim_toml(path, {"cam01": (K, D, (320, 240)), "cam02": (K, D, (320, 240))})
+    else:
+        path.write_text(text)
+    with pytest.raises(InputError) as err:
+        read_calibration(path, camera="cam09" if case == "unknown camera" else None, source="walk.mp4")
+    assert str(err.value).startswith(f"{path}") and expected in str(err.value), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_calibration_files_of_other_kinds_are_refused(tmp_path):
+    (tmp_path / "calib.txt").write_text("260 0 158.5\n")
+    (tmp_path / "bad.yml").write_text("%YAML:1.0\n---\na: [1, 2\n")
+    (tmp_path / "bad.yaml").write_text("a: [1, 2\n")
+    for name, expected in (("calib.txt", "not a calibration file wbcap reads (.toml, .yml"),
+                           ("missing.toml", "no such calibration file"),
+                           ("bad.yml", "OpenCV cannot read it as YAML"), ("bad.yaml", "not valid YAML")):
+        with pytest.raises(InputError) as err:
+            read_calibration(tmp_path / name)
+        assert str(err.value).startswith(str(tmp_path / name)) and expected in str(err.value), str(err.value)
+
+
+# --------------------------------------------------------------------------- the lens model
+
+
+@pytest.mark.parametrize("fisheye", [False, True])
+def test_undistorted_camera_and_distort_pixels_agree_with_opencvs_projection(fisheye):
+    """A point seen in the undistorted camera at pixel p is, through the lens, where OpenCV's
+    projectPoints puts it (wbcap's pixels are OpenCV's + 0.5); the undistorted camera has square
+    pixels and keeps every source pixel (the source border's points fall inside its picture)."""
+    cal = calibration(fisheye)
+    camera = cal.undistorted()
+    points = scene_points()
+    np.testing.assert_allclose(cal.distort_pixels(camera, camera.project(points)), cv_project(points, fisheye), atol=1e-6)
+    assert camera.focal[0] == camera.focal[1] and camera.image_size == (320, 240)
+    # the source's border (its pixels' outer edges), undistorted into the camera: it fills the
+    # picture along one side and is centred along the other
+    edge_x, edge_y = np.linspace(-0.5, 319.5, 400), np.linspace(-0.5, 239.5, 300)
+    border = np.concatenate([np.stack([edge_x, np.full(400, y)], 1) for y in (-0.5, 239.5)]
+                            + [np.stack([np.full(300, x), edge_y], 1) for x in (-0.5, 319.5)])
+    criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-12)
+    if fisheye:
+        und = cv2.fisheye.undistortPoints(border.reshape(-1, 1, 2), K, FISHEYE_D.reshape(4, 1), criteria=criteria)
+    else:
+        und = cv2.undistortPointsIter(border.reshape(-1, 1, 2), K, D, None, None, criteria)
+    at = und.reshape(-1, 2) * camera.focal[0] + np.array(camera.princpt)  # (wbcap's pixels: the picture is 0..W)
+    lo, hi = at.min(0), at.max(0)
+    np.testing.assert_allclose(lo + hi, [320, 240], atol=1e-3)  # centred
+    assert min(lo) == pytest.approx(0, abs=0.01) and (lo > -0.01).all()  # held, and filling one side
+
+
+def test_a_calibration_fits_a_resized_picture():
+    """A camera calibrated at 640x480 filming at 320x240: the scaled calibration projects every
+    point where OpenCV projects it at 640x480, halved (about the corner)."""
+    big = LensCalibration((640, 480), tuple(map(tuple, K * [[2], [2], [1]])), tuple(D))
+    small = big.at_size((320, 240))
+    points = scene_points()
+    camera = small.undistorted()
+    expected = cv_project(points, k=np.asarray(big.matrix)) / 2
+    np.testing.assert_allclose(small.distort_pixels(camera, camera.project(points)), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="turned: calibrate the camera on upright frames"):
+        big.at_size((480, 640))
+    with pytest.raises(ValueError, match="another shape"):
+        big.at_size((640, 360))
+
+
+def test_without_distortion_the_camera_is_the_calibrations_own():
+    cal = LensCalibration((320, 240), ((300.0, 0.0, 159.0), (0.0, 300.0, 119.5), (0.0, 0.0, 1.0)))
+    camera = cal.undistorted()
+    assert (camera.focal, camera.princpt) == ((300.0, 300.0), (159.5, 120.0))
+    from wbcap.io.undistort import Undistorter
+
+    image = np.arange(240 * 320 * 3, dtype=np.uint8).reshape(240, 320, 3)
+    assert Undistorter(cal, (320, 240))(image) is image  # (nothing to remap)
+    uneven = LensCalibration((320, 240), ((300.0, 0.0, 159.0), (0.0, 310.0, 119.5), (0.0, 0.0, 1.0)))
+    assert uneven.undistorted().focal == pytest.approx((300.0, 300.0), abs=1e-9) and Undistorter(uneven, (320, 240)).remaps
+
+
+def blob_picture(points_px: np.ndarray, size=(320, 240)) -> np.ndarray:
+    """A grey picture with white discs (radius 3 px) centred at ``points_px`` (wbcap's pixels),
+    drawn anti-aliased at 8x and reduced."""
+    s = 8
+    big = np.full((size[1] * s, size[0] * s), 40, np.uint8)
+    for u, v in points_px:
+        cv2.circle(big, (round(u * s - 0.5), round(v * s - 0.5)), 3 * s, 255, -1, lineType=cv2.LINE_AA)
+    return np.repeat(cv2.resize(big, size, interpolation=cv2.INTER_AREA)[..., None], 3, 2)
+
+
+def blob_centres(image: np.ndarray, near: np.ndarray) -> np.ndarray:
+    """The brightness centroid of the disc nearest each of ``near`` (wbcap's pixels)."""
+    grey = image[..., 1].astype(np.float64) - 40
+    grey[grey < 0] = 0
+    centres = []
+    for u, v in near:
+        x0, y0 = int(u) - 7, int(v) - 7
+        win = grey[max(y0, 0):y0 + 15, max(x0, 0):x0 + 15]
+        ys, xs = np.mgrid[max(y0, 0):y0 + 15, max(x0, 0):x0 + 15]
+        centres.append([(win * (xs + 0.5)).sum() / win.sum(), (win * (ys + 0.5)).sum() / win.sum()])
+    return np.asarray(centres)
+
+
+@pytest.mark.parametrize("fisheye", [False, True])
+def test_frames_are_read_undistorted(tmp_path, fisheye):
+    """A video of discs filmed through the lens (drawn where OpenCV projects their points) is read
+    with its calibration as the undistorted camera would film them: each disc at that camera's
+    projection of its point (within 0.25 px, through the video codec), where without it they
+    are pixels away."""
+    from wbcap.io.video_reader import open_frames
+
+    cal = calibration(fisheye)
+    points = scene_points()[[0, 3, 6, 10, 17, 24, 28, 31, 34]]
+    source = cv_project(points, fisheye)
+    video = write_video(tmp_path / "lens.mp4", [blob_picture(source)] * 2)
+    frames = open_frames(video, calibration=cal)
+    camera = frames.undistorter.camera
+    assert camera == cal.undistorted()
+    image = next(iter(frames)).image
+    expected = camera.project(points)
+    assert np.abs(blob_centres(image, expected) - expected).max() < 0.25
+    assert np.abs(expected - source).max() > 10  # (the lens moves them: a test that can fail)
+    plain = next(iter(open_frames(video))).image
+    assert np.abs(blob_centres(plain, source) - source).max() < 0.25
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def square_calibration_file(path: Path, f: float, cx: float, cy: float, size=(320, 240)) -> Path:
+    """OpenCV's values (pixel centres at whole numbers) of a pinhole camera without distortion."""
+    return write_opencv(path, np.array([[f, 0, cx], [0, f, cy], [0, 0, 1.0]]), np.zeros(5), size)
+
+
+@pytest.mark.slow  # two runs
+def test_a_calibration_without_distortion_equals_focal_and_principal_point(tmp_path, base_args):
+    """`--calibration` of a lens without distortion is `--focal F --principal-point CX+0.5,CY+0.5`
+    (OpenCV's principal point is a pixel centre's): the same params.jsonl to the bit; meta.json
+    records the calibration."""
+    frames, boxes = two_walkers(5)
+    video = write_video(tmp_path / "walk.mp4", frames)
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    common = ["--detector", f"boxes:{tmp_path / 'boxes.json'}", "--min-track", "2", "--no-render", "--export", "none",
+              *base_args]
+    cal = square_calibration_file(tmp_path / "camera.yml", 350.0, 170.25, 110.5)
+    r = run("run", video, "-o", tmp_path / "cal", "--calibration", cal, *common)
+    assert r.exit_code == 0, r.output
+    r = run("run", video, "-o", tmp_path / "given", "--focal", 350, "--principal-point", "170.75,111", *common)
+    assert r.exit_code == 0, r.output
+    lines = [(tmp_path / name / "params.jsonl").read_text() for name in ("cal", "given")]
+    assert lines[0] == lines[1] and len(lines[0].splitlines()) == 10
+    meta = json.loads((tmp_path / "cal" / "meta.json").read_text())
+    assert meta["camera"] == {"focal": [350.0, 350.0], "princpt": [170.75, 111.0], "image_size": [320, 240]}
+    assert meta["calibration"]["matrix"] == [[350.0, 0.0, 170.25], [0.0, 350.0, 110.5], [0.0, 0.0, 1.0]]
+    assert meta["calibration"]["file"] == str(cal) and "calibration" not in json.loads(
+        (tmp_path / "given" / "meta.json").read_text())
+
+
+def smplx_joints_in_camera(body_dir: Path, npz_path: Path, ids: list[int]) -> np.ndarray:
+    """Plain smplx fed a track's AMASS npz: its joints ``ids`` ``(T, J, 3)`` in the camera's
+    OpenCV frame (the npz is z-up: x, y, z = x_cv, z_cv, -y_cv)."""
+    import smplx
+    import torch
+
+    npz = np.load(npz_path)
+    p = torch.as_tensor(npz["poses"], dtype=torch.float32)
+    n = p.shape[0]
+    model = smplx.create(str(body_dir), "smplx", gender="neutral", use_pca=False, flat_hand_mean=True,
+                         num_betas=npz["betas"].shape[-1], num_expression_coeffs=npz["expression"].shape[-1],
+                         batch_size=n)
+    with torch.no_grad():
+        out = model(global_orient=p[:, :3], body_pose=p[:, 3:66], jaw_pose=p[:, 66:69], leye_pose=p[:, 69:72],
+                    reye_pose=p[:, 72:75], left_hand_pose=p[:, 75:120], right_hand_pose=p[:, 120:165],
+                    betas=torch.as_tensor(np.broadcast_to(npz["betas"][:npz["betas"].shape[-1]], (n, npz["betas"].shape[-1])).copy(), dtype=torch.float32),
+                    expression=torch.as_tensor(npz["expression"], dtype=torch.float32),
+                    transl=torch.as_tensor(npz["trans"], dtype=torch.float32))
+    zup = out.joints[:, ids].double().numpy()
+    return np.stack([zup[..., 0], -zup[..., 2], zup[..., 1]], -1)
+
+
+@pytest.mark.slow  # a run with keypoints
+def test_a_run_through_a_lens_writes_openpose_keypoints_in_the_sources_pixels(tmp_path, base_args, body_dir):
+    """A distorted video with its calibration: meta.json's camera is the undistorted one, and each
+    OpenPose keypoint is where OpenCV's projection through the lens puts plain smplx's joint of the
+    track's npz (the pelvis and knees, to 0.05 px), which is pixels from where a pinhole would."""
+    frames, boxes = two_walkers(4)
+    video = write_video(tmp_path / "cam01.mp4", frames)
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    cal_file = write_pose2sim_toml(tmp_path / "Calib.toml", {"cam01": (K, D, (320, 240)), "cam02": (K, -D, (320, 240))})
+    r = run("run", video, "-o", tmp_path / "o", "--calibration", cal_file, "--detector",
+            f"boxes:{tmp_path / 'boxes.json'}", "--min-track", "2", "--no-render", "--export", "npz", "--openpose",
+            *base_args)
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "o" / "meta.json").read_text())
+    camera = calibration().undistorted()  # (the camera named as the video: cam01)
+    assert meta["camera"]["focal"] == list(camera.focal) and meta["camera"]["princpt"] == list(camera.princpt)
+    assert meta["calibration"]["name"] == "cam01" and meta["calibration"]["distortion"] == list(D)
+    from smplx.joint_names import JOINT_NAMES
+
+    ids = [JOINT_NAMES.index(n) for n in ("pelvis", "right_knee", "left_knee")]
+    body25 = [8, 10, 13]  # (mid hip, right knee, left knee)
+    moved = 0.0
+    for track in meta["tracks"]:
+        joints = smplx_joints_in_camera(body_dir, tmp_path / "o" / f"track_{track}.npz", ids)
+        for row, frame in enumerate(range(4)):
+            doc = json.loads((tmp_path / "o" / "openpose" / f"cam01_{frame:012d}_keypoints.json").read_text())
+            person = next(p for p in doc["people"] if p["person_id"] == [track])
+            xyc = np.asarray(person["pose_keypoints_2d"]).reshape(25, 3)[body25]
+            expected = cv_project(joints[row])
+            assert (xyc[:, 2] == 1).all()
+            np.testing.assert_allclose(xyc[:, :2], expected, atol=0.05)
+            pinhole = joints[row][:, :2] / joints[row][:, 2:] * K[[0, 1], [0, 1]] + K[:2, 2] + 0.5
+            moved = max(moved, float(np.abs(pinhole - expected).max()))
+    assert moved > 1.0  # (the lens moves them: without the distortion the test fails)
+
+
+def test_calibration_refusals(tmp_path, base_args):
+    frames, boxes = two_walkers(2)
+    video = write_video(tmp_path / "walk.mp4", frames)
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    common = ["--detector", f"boxes:{tmp_path / 'boxes.json'}", "--no-render", *base_args]
+    cal = square_calibration_file(tmp_path / "camera.yml", 350.0, 170.0, 110.0)
+    portrait = square_calibration_file(tmp_path / "portrait.yml", 350.0, 110.0, 170.0, size=(240, 320))
+    for extra, expected in (
+            (["--calibration", cal, "--focal", "300"], "--calibration sets the camera's focal length and principal "
+                                                       "point: drop --focal and --principal-point"),
+            (["--calibration-camera", "cam01"], "--calibration-camera chooses a camera of a --calibration file"),
+            (["--calibration", portrait], f"{portrait}: calibrated on 240x320 pictures, but the frames are 320x240 "
+                                          "(turned: calibrate the camera on upright frames, as wbcap reads them); give "
+                                          "--calibration the calibration of this camera at this picture's shape"),
+            (["--calibration", tmp_path / "none.toml"], "none.toml: no such calibration file")):
+        r = run("run", video, "-o", tmp_path / "o", *common, *extra)
+        assert r.exit_code != 0 and expected in r.output, r.output
+        assert "Traceback" not in r.output and not (tmp_path / "o").exists()
