@@ -26,7 +26,8 @@ them; ``wbcap image --openpose``: ``person_<k>/output_keypoints.json``, that per
   eye vertex joints).
 * ``person_id``: the track id (``params.jsonl``'s ``track``), ``[k]`` for a photo's person k.
 * Pixels of the picture as wbcap reads it (upright, as ``params.jsonl``'s boxes), origin at the
-  top-left corner of the top-left pixel, x right, y down.
+  top-left corner of the top-left pixel, x right, y down; with ``wbcap run --calibration``, the
+  source's own (distorted) pixels (``write_video_keypoints``' ``lens``).
 * ``c``: wbcap estimates a whole body, hidden parts too, without a confidence per keypoint: ``c``
   is 1 for a keypoint inside the picture, 0 for one outside it (its coordinates kept) and for
   one behind the camera (coordinates 0, as OpenPose writes a keypoint it did not find). Weigh
