@@ -395,3 +395,93 @@ def test_calibration_refusals(tmp_path, base_args):
         r = run("run", video, "-o", tmp_path / "o", *common, *extra)
         assert r.exit_code != 0 and expected in r.output, r.output
         assert "Traceback" not in r.output and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("fisheye", [False, True])
+def test_undistort_pixels_inverts_distort_pixels_and_boxes_hold_their_outline(fisheye):
+    """The source's pixels -> the undistorted picture -> back through the lens is the identity (to
+    1e-6 px); a box given in the source's pixels becomes the undistorted box of its outline, which
+    holds where the undistorted camera sees every point inside it."""
+    from wbcap.io.undistort import Undistorter
+
+    cal = calibration(fisheye)
+    undistorter = Undistorter(cal, (320, 240))
+    camera = undistorter.camera
+    source = np.stack(np.meshgrid(np.linspace(0, 320, 9), np.linspace(0, 240, 7)), -1).reshape(-1, 2)
+    np.testing.assert_allclose(cal.distort_pixels(camera, cal.undistort_pixels(camera, source)), source, atol=1e-6)
+    box = (20.0, 30.0, 100.0, 180.0)  # (the source's left half: where the lens bends lines most)
+    x, y, w, h = undistorter.box(box)
+    inside = np.stack(np.meshgrid(np.linspace(20, 120, 21), np.linspace(30, 210, 31)), -1).reshape(-1, 2)
+    moved = cal.undistort_pixels(camera, inside)
+    assert (moved[:, 0] >= x - 0.01).all() and (moved[:, 0] <= x + w + 0.01).all()
+    assert (moved[:, 1] >= y - 0.01).all() and (moved[:, 1] <= y + h + 0.01).all()
+    assert max(abs(x - 20), abs(y - 30)) > 2  # (moved by the lens)
+
+
+@pytest.mark.slow  # two runs
+def test_a_calibrated_image_sequence_runs_as_its_undistorted_frames(tmp_path, base_args):
+    """Images through a lens with `--calibration` and a box file in their own pixels give, to the
+    bit, the run of the same images undistorted beforehand (PNG: lossless) with the boxes moved
+    into them and `--focal`/`--principal-point` of the undistorted camera: pass 1 reads undistorted
+    frames, the user's boxes are moved, the camera is the calibration's."""
+    from wbcap.io.undistort import Undistorter
+
+    frames, boxes = two_walkers(4)
+    undistorter = Undistorter(calibration(), (320, 240))
+    camera = undistorter.camera
+    for name in ("lens", "flat"):
+        (tmp_path / name).mkdir()
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(tmp_path / "lens" / f"{i:03d}.png"), frame[:, :, ::-1])
+        cv2.imwrite(str(tmp_path / "flat" / f"{i:03d}.png"), undistorter(frame)[:, :, ::-1])
+    (tmp_path / "lens.json").write_text(json.dumps(boxes))
+    (tmp_path / "flat.json").write_text(json.dumps({k: [list(undistorter.box(b)) for b in v] for k, v in boxes.items()}))
+    cal = write_opencv(tmp_path / "camera.yml", K, D)
+    common = ["--min-track", "2", "--no-render", "--export", "none", *base_args]
+    r = run("run", tmp_path / "lens", "-o", tmp_path / "o_lens", "--detector", f"boxes:{tmp_path / 'lens.json'}",
+            "--calibration", cal, *common)
+    assert r.exit_code == 0, r.output
+    r = run("run", tmp_path / "flat", "-o", tmp_path / "o_flat", "--detector", f"boxes:{tmp_path / 'flat.json'}",
+            "--focal", repr(camera.focal[0]), "--principal-point", f"{camera.princpt[0]!r},{camera.princpt[1]!r}", *common)
+    assert r.exit_code == 0, r.output
+    lines = [(tmp_path / f"o_{name}" / "params.jsonl").read_text() for name in ("lens", "flat")]
+    assert lines[0] == lines[1] and len(lines[0].splitlines()) == 8
+    assert json.loads(lines[0].splitlines()[0])["box"] != boxes["0"][0]  # (the box was moved into the frame)
+
+
+@pytest.mark.slow  # two photos
+def test_a_calibrated_photo_is_its_undistorted_picture_with_keypoints_in_its_own_pixels(tmp_path, micro_ckpt, body_dir):
+    """`wbcap image --calibration` of a photo through a lens, its `--bbox` in the photo's pixels,
+    gives the network's result of the photo undistorted beforehand with the box moved (the same
+    smplx_param.json but for the file's name and digest); its OpenPose keypoints are those of the
+    undistorted photo put back through the lens; its export's camera is the undistorted one."""
+    from wbcap.io.undistort import Undistorter
+    from wbcap.testing.images import person_image
+
+    undistorter = Undistorter(calibration(), (320, 240))
+    photo = person_image(320, 240, seed=4)
+    cv2.imwrite(str(tmp_path / "lens.png"), photo[:, :, ::-1])
+    cv2.imwrite(str(tmp_path / "flat.png"), undistorter(photo)[:, :, ::-1])
+    box = (100.0, 20.0, 110.0, 200.0)
+    moved = ",".join(repr(v) for v in undistorter.box(box))
+    cal = write_opencv(tmp_path / "camera.yml", K, D)
+    common = ["--no-render", "--openpose", "--export", "npz", "--checkpoint", micro_ckpt, "--body-models", body_dir,
+              "--device", "cpu"]
+    r = run("image", tmp_path / "lens.png", "-o", tmp_path / "out", "--bbox", ",".join(map(str, box)),
+            "--calibration", cal, *common)
+    assert r.exit_code == 0, r.output
+    r = run("image", tmp_path / "flat.png", "-o", tmp_path / "out", "--bbox", moved, *common)
+    assert r.exit_code == 0, r.output
+    lens, flat = (tmp_path / "out" / name / "person_0" for name in ("lens", "flat"))
+    params = [json.loads((d / "smplx_param.json").read_text()) for d in (lens, flat)]
+    differ = {k for k in params[0] if params[0][k] != params[1][k]}
+    assert differ <= {"image", "image_sha256"} and len(params[0]) > 5, differ
+    points = [np.asarray(json.loads((d / "output_keypoints.json").read_text())["people"][0]["pose_keypoints_2d"])
+              .reshape(25, 3) for d in (lens, flat)]
+    seen = points[1][:, 2] == 1
+    expected = calibration().distort_pixels(undistorter.camera, points[1][seen, :2])
+    np.testing.assert_allclose(points[0][seen, :2], expected, atol=2e-3)  # (3 decimals in the files)
+    assert np.abs(points[0][seen, :2] - points[1][seen, :2]).max() > 1
+    npz = np.load(lens / "output.npz")
+    np.testing.assert_allclose(npz["camera_focal"], undistorter.camera.focal)
+    np.testing.assert_allclose(npz["camera_princpt"], undistorter.camera.princpt)

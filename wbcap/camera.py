@@ -881,6 +881,29 @@ class LensCalibration:
             out[ok] = projected.reshape(-1, 2) + 0.5
         return out.reshape(uv.shape)
 
+    def undistort_pixels(self, camera: ImageCamera, pixels: np.ndarray) -> np.ndarray:
+        """Where points at ``pixels`` of the source picture are in the undistorted picture
+        (``camera``, :meth:`undistorted`): ``(..., 2)`` pixels (wbcap's convention) -> ``(..., 2)``
+        float64 pixels, the inverse of :meth:`distort_pixels` (OpenCV's ``undistortPointsIter``,
+        ``cv2.fisheye.undistortPoints``, iterated to 1e-12). Non-finite inputs stay NaN."""
+        import cv2
+
+        uv = np.asarray(pixels, np.float64)
+        flat = uv.reshape(-1, 2)
+        ok = np.isfinite(flat).all(1)
+        out = np.full(flat.shape, np.nan)
+        if ok.any():
+            src = (flat[ok] - 0.5).reshape(-1, 1, 2)
+            k, new = np.asarray(self.matrix, np.float64), self._new_matrix(camera)
+            criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-12)
+            if self.fisheye:
+                d = np.asarray(self.distortion or (0.0,) * 4, np.float64).reshape(4, 1)
+                moved = cv2.fisheye.undistortPoints(src, k, d, P=new, criteria=criteria)
+            else:
+                moved = cv2.undistortPointsIter(src, k, np.asarray(self.distortion, np.float64), None, new, criteria)
+            out[ok] = moved.reshape(-1, 2) + 0.5
+        return out.reshape(uv.shape)
+
     def to_dict(self) -> dict:
         """JSON-able (``meta.json``'s ``calibration``, a resume's fingerprint): ``image_size``,
         ``matrix``, ``distortion``, ``fisheye``, ``name``, ``file``."""

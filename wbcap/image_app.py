@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wbcap.config import PipelineConfig
 from wbcap.detect.base import Detection, largest_first
@@ -17,6 +18,9 @@ from wbcap.detect.factory import make_detector
 from wbcap.errors import InputError, NoPersonError, WbcapError, add_note, setting
 from wbcap.export.animation import AnimationExport, check_export_setting
 from wbcap.limits import check_people_limit
+
+if TYPE_CHECKING:
+    from wbcap.camera import LensCalibration
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +46,11 @@ class ImageJob:
     (:func:`wbcap.export.image_outputs.done_before`) is left as it is, not read nor regressed again
     (to finish an interrupted batch; its other settings are not compared). no_person_advice:
     the fix an image in which the detector found nobody is told (None: give the boxes,
-    :func:`wbcap.pipeline.box_advice`; the demo, which takes none, says its own).
+    :func:`wbcap.pipeline.box_advice`; the demo, which takes none, says its own). calibration:
+    the camera's lens calibration (:func:`wbcap.io.calibration.read_calibration`): each photo is
+    undistorted into its undistorted camera as it is read (:class:`wbcap.io.undistort.Undistorter`;
+    a photo of another shape fails alone), which the ``--export`` files are in; the OpenPose
+    keypoints are put back into the photo's own pixels.
     """
 
     paths: tuple[str, ...]
@@ -62,6 +70,7 @@ class ImageJob:
     write_openpose: bool = False
     skip_done: bool = False
     no_person_advice: str | None = None
+    calibration: LensCalibration | None = None
 
     def __post_init__(self) -> None:
         """Raises ValueError for a ``max_people`` that is neither None nor a whole number of 1 or
@@ -265,6 +274,30 @@ def _check_size(path: Path, image) -> None:
     check_size(path, w, h)
 
 
+def _read_photo(job: ImageJob, path: Path):
+    """``(image, undistorter)``: the photo at ``path`` read and checked
+    (:func:`~wbcap.io.images.load_image`, :func:`_check_size`), undistorted with ``job.calibration``
+    (its :class:`~wbcap.io.undistort.Undistorter`; None without one).
+
+    Raises:
+        InputError: an unreadable or too small photo, or one of another shape than the
+            calibration's (named with the photo).
+    """
+    from wbcap.io.images import load_image
+
+    image = load_image(path)
+    _check_size(path, image)
+    if job.calibration is None:
+        return image, None
+    from wbcap.io.undistort import Undistorter
+
+    try:
+        undistorter = Undistorter(job.calibration, (image.shape[1], image.shape[0]))
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+    return undistorter(image), undistorter
+
+
 def _failed(path: Path, out_dir: Path, exc: WbcapError) -> ImageResult:
     """The result of an image that failed with ``exc``: its one line, which says so when an
     earlier result of the image stays in its output folder ``out_dir`` (a failed image writes
@@ -294,23 +327,27 @@ def _boxes_spec_as_file(job: ImageJob) -> ImageJob:
 
 
 def _person_boxes(job: ImageJob, path: Path, image, detector, per_image_boxes: dict | None, stage,
-                  limited: list[Path] | None = None) -> list[Detection]:
+                  limited: list[Path] | None = None, lens=None) -> list[Detection]:
     """The person boxes of ``image`` (read from ``path``) to regress: ``job.boxes``, its entry in
     the box file (``per_image_boxes``, every input's entry checked to be there by
     :func:`_check_box_keys`) or ``detector``'s, at most ``job.max_people`` of them.
     ``limited``: the photos whose boxes the user's limit cut so far, ``path`` appended where it
     does: the first is a warning, later ones information lines (a batch trial's 200 photos gave a
-    warning each, burying the errors), and :func:`_say_limited` sums them up.
+    warning each, burying the errors), and :func:`_say_limited` sums them up. ``lens``: the photo's
+    :class:`~wbcap.io.undistort.Undistorter` (``image`` is undistorted): the user's boxes, given in
+    the photo's own pixels, are moved into it (:meth:`~wbcap.io.undistort.Undistorter.box`).
 
     Raises:
         NoPersonError: the detector found nobody. (A box file's entry that lists no box gives [].)
     """
     from wbcap.pipeline import box_advice
 
-    if job.boxes is not None:
-        dets = [Detection(tuple(b), 1.0) for b in job.boxes]
-    elif per_image_boxes is not None:
-        dets = per_image_boxes[path.name]  # (an entry with no box, [], says nobody is in it: nothing to do)
+    if job.boxes is not None or per_image_boxes is not None:
+        # (an entry with no box, [], says nobody is in it: nothing to do)
+        dets = ([Detection(tuple(b), 1.0) for b in job.boxes] if job.boxes is not None
+                else per_image_boxes[path.name])
+        if lens is not None:
+            dets = [replace(d, box=lens.box(d.box)) for d in dets]
     else:
         stage("detecting", path)
         dets = detector(image)
@@ -368,7 +405,6 @@ def _regress_images(job, paths: list[Path], names: list[str], out_root: Path, pi
     """:func:`_run_images` once ``out_root`` is checked: each photo read, detected, regressed and written."""
     from wbcap.detect.boxes import load_boxes_json
     from wbcap.export.image_outputs import done_before, result_files, write_image_outputs
-    from wbcap.io.images import load_image
     from wbcap.pipeline import Pipeline
 
     per_image_boxes = load_boxes_json(job.boxes_file) if job.boxes_file else None
@@ -396,8 +432,7 @@ def _regress_images(job, paths: list[Path], names: list[str], out_root: Path, pi
     # model loads, which it does for the first one with people (below).
     stage("reading", paths[todo[0]])
     try:
-        first: object = load_image(paths[todo[0]])  # (the image array, or the error)
-        _check_size(paths[todo[0]], first)
+        first: object = _read_photo(job, paths[todo[0]])  # ((the image array, its undistorter), or the error)
     except WbcapError as exc:
         first = exc
         if len(paths) == 1:
@@ -426,12 +461,11 @@ def _regress_images(job, paths: list[Path], names: list[str], out_root: Path, pi
             if i == todo[0]:
                 if isinstance(first, WbcapError):
                     raise first
-                image, first = first, None
+                (image, lens), first = first, None
             else:
                 stage("reading", path)
-                image = load_image(path)
-                _check_size(path, image)
-            dets = _person_boxes(job, path, image, detector, per_image_boxes, stage, limited)
+                image, lens = _read_photo(job, path)
+            dets = _person_boxes(job, path, image, detector, per_image_boxes, stage, limited, lens)
         except WbcapError as exc:
             done(_failed(path, out_root / name, exc))
             continue
@@ -456,7 +490,7 @@ def _regress_images(job, paths: list[Path], names: list[str], out_root: Path, pi
             out_dir = write_image_outputs(
                 out_root, path, image, people, pipeline.faces, gender=job.pipeline.body.gender, render=job.render,
                 name=name, on_stage=lambda s, path=path: stage(s, path), export=job.export,
-                body=pipeline.regressor.body, renderer=renderer, openpose=job.write_openpose,
+                body=pipeline.regressor.body, renderer=renderer, openpose=job.write_openpose, lens=lens,
             )
             result = ImageResult(path, out_dir, len(people), None)
         except WbcapError as exc:

@@ -508,6 +508,7 @@ def _open_detector(job: VideoJob, pipeline, source) -> Any:
         job.detector, job.source, source.info, model=job.detector_model,
         device="cpu" if pipeline is None else pipeline.device,
         score_threshold=job.score_threshold, min_height_frac=job.min_height_frac, offline=job.offline,
+        undistorter=source.undistorter,
     )
 
 

@@ -265,6 +265,48 @@ def detector_options(video: bool):
     return decorate
 
 
+def calibration_options(video: bool):
+    """``--calibration FILE`` and ``--calibration-camera NAME`` for ``wbcap run`` (``video``) and
+    ``wbcap image``; the command receives ``calibration`` and ``calibration_camera``, which
+    :func:`read_calibration_option` reads."""
+    picture, outputs = (("frame", "all results are in (meta.json: camera, calibration); OpenPose keypoints are in the "
+                         "source's pixels. Instead of --focal and --principal-point") if video else
+                        ("photo", "the --export files are in; OpenPose keypoints are in the photo's own pixels"))
+    options = [
+        click.option("--calibration", type=NonEmptyPath(dir_okay=False), default=None, metavar="FILE",
+                     help="The camera's calibration (Pose2Sim's or Anipose's Calib.toml, OpenCV's, ROS's or Kalibr's "
+                          f"YAML or XML, JSON): every {picture} is undistorted (fisheye too) into a pinhole camera of "
+                          f"square pixels that keeps every pixel, which {outputs}."),
+        click.option("--calibration-camera", default=None, metavar="NAME",
+                     help="Which camera of a --calibration file holding several (default: the one named as the "
+                          + ("video's file, e.g. cam01 for cam01.mp4)." if video else "photo's file, for one photo).")),
+    ]
+
+    def decorate(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+def read_calibration_option(calibration: str | None, camera: str | None, source: str | None):
+    """The :class:`~wbcap.camera.LensCalibration` of ``--calibration`` (camera ``camera``, else the
+    one named as ``source``), or None without it.
+
+    Raises:
+        click.UsageError: ``--calibration-camera`` without ``--calibration``.
+        InputError: the file's (:func:`wbcap.io.calibration.read_calibration`).
+    """
+    if calibration is None:
+        if camera is not None:
+            raise click.UsageError("--calibration-camera chooses a camera of a --calibration file: give the file too")
+        return None
+    from wbcap.io.calibration import read_calibration
+
+    return read_calibration(calibration, camera=camera, source=source)
+
+
 #: ``--root-bone`` (``wbcap run``, ``wbcap image``, ``wbcap export``).
 root_bone_option = click.option(
     "--root-bone", is_flag=True,

@@ -12,6 +12,7 @@ from wbcap.cli.common import (
     NonEmptyPath,
     allow_pickle_option,
     body_models_option,
+    calibration_options,
     checkpoint_option,
     detector_options,
     device_option,
@@ -23,6 +24,7 @@ from wbcap.cli.common import (
     parse_export,
     precision_option,
     progress_display,
+    read_calibration_option,
     stderr_is_terminal,
     view_hint,
 )
@@ -70,12 +72,13 @@ def _parse_bboxes(ctx, param, values):
               help="Leave a photo whose output folder already holds a whole result of that same picture (its "
                    "SHA-256), with the files this command writes, as it is: finishes an interrupted batch (the "
                    "other settings it was made with are not compared).")
+@calibration_options(video=False)
 @click.option("--fix-left-hand-flip", is_flag=True, help=FIX_LEFT_HAND_FLIP_HELP)
 @click.pass_context
 def image(ctx, paths, out, boxes, boxes_file, full_image, detector, detector_model, score_threshold, min_height_frac,
           max_people, offline, checkpoint, body_models, gender,
           allow_pickle, device, precision, batch_size, no_render, export, exact, root_bone, write_openpose,
-          skip_done, fix_left_hand_flip):
+          skip_done, calibration, calibration_camera, fix_left_hand_flip):
     """Recover every person's SMPL-X body, hands and face in PATHS (image files, folders or globs).
 
     For each image and person writes OUT/<name>/person_<k>/ with output.obj, smplx_param.json,
@@ -124,6 +127,7 @@ def image(ctx, paths, out, boxes, boxes_file, full_image, detector, detector_mod
         detector="full" if full_image else detector, detector_model=detector_model, score_threshold=score_threshold,
         min_height_frac=min_height_frac, max_people=max_people, offline=offline, render=not no_render,
         export=parse_export(export, exact, root_bone), write_openpose=write_openpose, skip_done=skip_done,
+        calibration=read_calibration_option(calibration, calibration_camera, paths[0] if len(paths) == 1 else None),
     )
     _run(ctx, job)
 

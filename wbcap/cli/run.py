@@ -13,6 +13,7 @@ from wbcap.cli.common import (
     NonEmptyPath,
     allow_pickle_option,
     body_models_option,
+    calibration_options,
     checkpoint_option,
     detector_options,
     device_option,
@@ -23,6 +24,7 @@ from wbcap.cli.common import (
     parse_export,
     precision_option,
     progress_display,
+    read_calibration_option,
     stderr_is_terminal,
     view_hint,
 )
@@ -93,14 +95,7 @@ def _principal_point(ctx, param, value):
 @click.option("--principal-point", callback=_principal_point, default=None, metavar="CX,CY",
               help="Principal point (pixels) of the output camera; default the picture's centre (a cropped video's "
                    "lies off it: give the calibration's, minus the crop's corner).")
-@click.option("--calibration", type=NonEmptyPath(dir_okay=False), default=None, metavar="FILE",
-              help="The camera's calibration (Pose2Sim's or Anipose's Calib.toml, OpenCV's, ROS's or Kalibr's YAML or "
-                   "XML, JSON): every frame is undistorted (fisheye too) into a pinhole camera of square pixels that "
-                   "keeps every pixel, which all results are in (meta.json: camera, calibration); OpenPose keypoints "
-                   "are in the source's pixels. Instead of --focal and --principal-point.")
-@click.option("--calibration-camera", default=None, metavar="NAME",
-              help="Which camera of a --calibration file holding several (default: the one named as the video's file, "
-                   "e.g. cam01 for cam01.mp4).")
+@calibration_options(video=True)
 @click.option("--max-gap", type=FiniteFloatRange(min=0), default=1.0, show_default=True,
               help="Seconds a track may be missed and stay one track_<id>.npz (gap interpolated, valid=False); longer gaps split it "
                    "(the time between two detections less one frame interval: a track seen in every frame is never split, "
@@ -159,16 +154,10 @@ def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, de
     if no_cuts and ctx.get_parameter_source("cut_threshold") is not click.core.ParameterSource.DEFAULT:
         raise click.UsageError("--no-cuts turns the search for cuts off and --cut-threshold sets it: drop one of them")
     animation = parse_export(export, exact, root_bone)
-    if calibration_camera is not None and calibration is None:
-        raise click.UsageError("--calibration-camera chooses a camera of a --calibration file: give the file too")
     if calibration is not None and (focal is not None or principal_point is not None):
         raise click.UsageError("--calibration sets the camera's focal length and principal point: drop --focal and "
                                "--principal-point")
-    lens = None
-    if calibration is not None:
-        from wbcap.io.calibration import read_calibration
-
-        lens = read_calibration(calibration, camera=calibration_camera, source=source)
+    lens = read_calibration_option(calibration, calibration_camera, source)
     dev = resolve_device(device)
     for flag, value, method in (("--min-cutoff", min_cutoff, "oneeuro"), ("--beta", beta, "oneeuro"),
                                 ("--sigma", sigma, "gaussian")):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from wbcap.detect.base import HOG_FALLBACK, Detection
 from wbcap.errors import InputError, setting
@@ -69,6 +70,12 @@ class BoxesFileDetector:
         if self.unmatched:
             log.warning("%s: %d of %d keys name no frame of the source (e.g. %s); their boxes are ignored",
                         self.path, len(self.unmatched), len(self.table), ", ".join(repr(k) for k in self.unmatched[:3]))
+
+    def move_boxes(self, move: Callable[[tuple[float, float, float, float]], tuple[float, float, float, float]]) -> None:
+        """Put every bound box (after :meth:`bind`) through ``move``: a calibrated source's boxes,
+        given in its own pixels, into its undistorted frames
+        (:meth:`wbcap.io.undistort.Undistorter.box`)."""
+        self.by_frame = {i: [replace(d, box=move(d.box)) for d in dets] for i, dets in self.by_frame.items()}
 
     def for_frame(self, index: int) -> list[Detection]:
         """The boxes of frame ``index`` (after :meth:`bind`), highest score first; [] if none."""

@@ -27,12 +27,14 @@ log = logging.getLogger(__name__)
 
 def open_detector(
     spec: str, source: str, info: Any, *, model: str | None, device: Any, score_threshold: float | None,
-    min_height_frac: float | None, offline: bool,
+    min_height_frac: float | None, offline: bool, undistorter: Any = None,
 ) -> Any:
     """:func:`wbcap.detect.factory.make_detector` for the frames of ``source`` (``info``: its
     :class:`~wbcap.io.video_probe.VideoInfo`). A ``boxes:FILE`` detector is bound to the source's
     frames (an image sequence's keys may be file names). ``--max-people`` is not passed: it is
-    applied (and counted) by :class:`DetectionThread`."""
+    applied (and counted) by :class:`DetectionThread`. ``undistorter``: the source's
+    :class:`~wbcap.io.undistort.Undistorter` (a calibrated camera's), which moves a box file's
+    boxes, given in the source's pixels, into the undistorted frames."""
     from wbcap.detect.factory import BoxesFileDetector, make_detector
 
     detector = make_detector(
@@ -46,6 +48,8 @@ def open_detector(
 
             names = [p.name for p in iter_image_paths(source)]
         detector.bind(names, info.frame_count)
+        if undistorter is not None and undistorter.remaps:
+            detector.move_boxes(undistorter.box)
     return detector
 
 

@@ -366,6 +366,7 @@ def write_image_outputs(
     body: Any = None,
     renderer: Callable[..., np.ndarray] | None = None,
     openpose: bool = False,
+    lens: Any = None,
 ) -> Path:
     """Write ``out_root/<name>/person_<k>/...`` for one image; returns the image's folder.
 
@@ -380,6 +381,11 @@ def write_image_outputs(
         openpose: also write ``person_<k>/output_keypoints.json``, the person's 2D keypoints
             in OpenPose's JSON (:mod:`wbcap.export.openpose`, ``person_id`` ``[k]``).
         on_stage: called with ``"rendering"`` (when ``render``) then ``"writing"``.
+        lens: the :class:`~wbcap.io.undistort.Undistorter` ``image`` was undistorted with
+            (``wbcap image --calibration``), or None: the ``export`` files are then in its
+            undistorted camera, and the OpenPose keypoints put back into the photo's own pixels
+            (:meth:`~wbcap.camera.LensCalibration.distort_pixels`; one outside the undistorted
+            picture as not found: 0, 0, 0).
 
     Raises:
         InputError: ``out_root/<name>`` exists and is not an earlier wbcap image result.
@@ -413,14 +419,15 @@ def write_image_outputs(
                 atomic_write_bytes(d / "render_original_img.jpg", overlay)
                 atomic_write_bytes(d / "render_cropped_img.jpg", crop_renders[i])
             if openpose:
-                write_keypoints_json(d / KEYPOINTS_FILE, [person_keypoints(person, (w, h))])
+                write_keypoints_json(d / KEYPOINTS_FILE, [person_keypoints(person, (w, h), lens)])
             if export is not None and export.formats:
-                person_animation(d, person, body, export, (w, h), gender, label=f"{final.name}_person_{person.index}")
+                person_animation(d, person, body, export, (w, h), gender, label=f"{final.name}_person_{person.index}",
+                                 camera=None if lens is None else lens.camera)
     return final
 
 
 def person_animation(folder: Path, person: Any, body: Any, export: Any, image_size: tuple[int, int],
-                     gender: str = "neutral", label: str | None = None) -> list[Path]:
+                     gender: str = "neutral", label: str | None = None, camera: Any = None) -> list[Path]:
     """``folder/output.<format>`` for one person of a photo: a one-row clip (no animation; the
     pose is the skeleton's own) in the photo's camera (:meth:`wbcap.camera.ImageCamera.default`:
     focal ``sqrt(W^2 + H^2)``, principal point at the centre, as ``wbcap run`` takes a video's),
@@ -437,7 +444,8 @@ def person_animation(folder: Path, person: Any, body: Any, export: Any, image_si
     ``person``: a :class:`wbcap.pipeline.Person`; ``export``: an
     :class:`~wbcap.export.animation.AnimationExport`; ``image_size``: ``(W, H)`` pixels;
     ``label``: the name inside the files (``<image>_person_<k>``: Blender names the objects of
-    several people's files apart by it), None: ``output``.
+    several people's files apart by it), None: ``output``; ``camera``: the photo's
+    :class:`~wbcap.camera.ImageCamera` (a calibration's undistorted one), None: the default one.
     """
     import torch
 
@@ -449,7 +457,7 @@ def person_animation(folder: Path, person: Any, body: Any, export: Any, image_si
     with torch.no_grad():
         dev = body.v_template.device
         rest = body.rest_root(torch.as_tensor(p["betas"], device=dev, dtype=body.v_template.dtype)).cpu().numpy()[0]
-    camera = ImageCamera.default((int(image_size[0]), int(image_size[1])))
+    camera = camera or ImageCamera.default((int(image_size[0]), int(image_size[1])))
     transl = shared_camera_translation_np(p["transl"].reshape(1, 3), rest, np.array([float(person.focal[0])]),
                                           np.array([[float(person.princpt[0]), float(person.princpt[1])]]),
                                           camera.focal[0], camera.princpt)

@@ -171,13 +171,28 @@ def people_document(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {"version": OPENPOSE_VERSION, "people": list(records)}
 
 
-def person_keypoints(person: Any, image_size: tuple[int, int]) -> dict[str, Any]:
+def person_keypoints(person: Any, image_size: tuple[int, int], lens: Any = None) -> dict[str, Any]:
     """The record of a photo's person (a :class:`wbcap.pipeline.Person`: its ``joints_2d``, the
     137-joint set in the photo's pixels, and its ``joints``' depth in its own camera), ``person_id``
-    its index; ``image_size`` ``(W, H)`` pixels."""
+    its index; ``image_size`` ``(W, H)`` pixels. ``lens``: the
+    :class:`~wbcap.io.undistort.Undistorter` the photo was read with, or None: the points are then
+    put back through the lens into the photo's own pixels (one outside the undistorted picture as
+    not found)."""
     ids = np.asarray(ALL_IN_JOINT_SET, np.int64)
     points = np.asarray(person.joints_2d, np.float64)[ids]
-    return keypoints_record(points, image_size, int(person.index), np.asarray(person.joints)[ids, 2] > 1e-9)
+    front = np.asarray(person.joints)[ids, 2] > 1e-9
+    if lens is not None:
+        points, front = _through_lens(lens.calibration, lens.camera, points, front)
+    return keypoints_record(points, image_size, int(person.index), front)
+
+
+def _through_lens(calibration: Any, camera: Any, points: np.ndarray, front: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(points, front)`` of the undistorted picture (``camera``, ``(..., 2)`` pixels) in the
+    source's pixels through ``calibration``'s lens; a point outside the undistorted picture, where
+    the lens model does not hold, no longer ``front`` (written as not found)."""
+    w, h = camera.image_size
+    front = front & (points[..., 0] >= 0) & (points[..., 0] < w) & (points[..., 1] >= 0) & (points[..., 1] < h)
+    return calibration.distort_pixels(camera, np.where(front[..., None], points, np.nan)), front
 
 
 def write_keypoints_json(path: str | Path, records: Sequence[Mapping[str, Any]], written: Any = None) -> Path:
@@ -244,9 +259,7 @@ def write_video_keypoints(folder: Path, names: Mapping[int, str], tracks: Mappin
         with np.errstate(divide="ignore", invalid="ignore"):
             xy = camera.project(joints)  # (R, 137, 2)
         if lens is not None:
-            w, h = camera.image_size
-            front &= (xy[..., 0] >= 0) & (xy[..., 0] < w) & (xy[..., 1] >= 0) & (xy[..., 1] < h)
-            xy = lens.distort_pixels(camera, np.where(front[..., None], xy, np.nan))
+            xy, front = _through_lens(lens, camera, xy, front)
         xy = xy.astype(np.float32)  # float32: held for every person-frame
         for row, frame in enumerate(np.asarray(track.frame)):
             per_frame.setdefault(int(frame), []).append((int(tid), xy[row], front[row]))

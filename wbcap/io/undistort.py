@@ -59,6 +59,24 @@ class Undistorter:
         self.remaps = self.calibration.distorts or not self.calibration.square_pixels
         self._maps: tuple[np.ndarray, np.ndarray] | None = None
 
+    def box(self, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        """A person box ``(x, y, w, h)`` given in the source's pixels (a box file's, ``--bbox``)
+        as the undistorted picture's box holding it: the bounds of its outline (33 points a side)
+        undistorted (:meth:`~wbcap.camera.LensCalibration.undistort_pixels`); the box itself where
+        nothing changes."""
+        if not self.remaps:
+            return box
+        import numpy as np
+
+        x, y, w, h = (float(v) for v in box)
+        t = np.linspace(0.0, 1.0, 33)
+        along, across = (x + w * t, y + h * t), (np.full(33, x), np.full(33, y), np.full(33, x + w), np.full(33, y + h))
+        outline = np.concatenate([np.stack([along[0], across[1]], 1), np.stack([along[0], across[3]], 1),
+                                  np.stack([across[0], along[1]], 1), np.stack([across[2], along[1]], 1)])
+        moved = self.calibration.undistort_pixels(self.camera, outline)
+        lo, hi = moved.min(0), moved.max(0)
+        return float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])
+
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """``image`` ``(H, W, 3)`` ``uint8`` (the frames' size) undistorted: a new C-contiguous
         array of the same shape and dtype (``image`` itself where nothing changes)."""
