@@ -146,11 +146,111 @@ def test_calibration_files_of_each_tool_give_the_same_camera(tmp_path):
     assert not cam1.fisheye and cam1.matrix[0] == (261.0, 0.0, 160.5) and cam1.name == "cam1"
 
 
+def write_file_storage(path: Path, values: dict) -> Path:
+    """``values`` written by OpenCV's FileStorage (arrays as its matrices), YAML or XML by suffix:
+    how OpenCV's calibration apps write theirs."""
+    fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_WRITE)
+    for key, value in values.items():
+        fs.write(key, value)
+    fs.release()
+    return path
+
+
+def test_calibration_layouts_of_more_tools(tmp_path):
+    """OpenCV's tutorial app (its fisheye flag `fisheye_model`, and its capitalised keys before 3.0),
+    its interactive app (`cameraResolution`, `dist_coeffs`), EasyMocap's intri.yml (`names`,
+    `K_<name>`, `dist_<name>`, a size only where `W_`/`H_` are written), a Gyroflow lens profile
+    (GoPro's published ones), Caliscope's nested `[cameras.N]` and Kalibr's `distortion_model:
+    none` give their cameras."""
+    fisheye = read_calibration(write_file_storage(tmp_path / "out_camera_data.yml", {
+        "image_width": 320, "image_height": 240, "flags": 0, "fisheye_model": 1, "camera_matrix": K,
+        "distortion_coefficients": FISHEYE_D.reshape(4, 1)}))
+    assert fisheye.fisheye and fisheye.distortion == tuple(FISHEYE_D)
+    old = read_calibration(write_file_storage(tmp_path / "old.yml", {
+        "image_Width": 320, "image_Height": 240, "Camera_Matrix": K, "Distortion_Coefficients": D.reshape(5, 1)}))
+    assert old.image_size == (320, 240) and old.distortion == tuple(D) and not old.fisheye
+    interactive = read_calibration(write_file_storage(tmp_path / "cameraParameters.xml", {
+        "cameraResolution": np.array([[320.0], [240.0]]), "cameraMatrix": K, "dist_coeffs": D.reshape(1, 5)}))
+    assert interactive.image_size == (320, 240) and interactive.distortion == tuple(D)
+    intri = write_file_storage(tmp_path / "intri.yml", {
+        "names": ("01", "02"), "K_01": K, "dist_01": D.reshape(1, 5), "K_02": K * [[2], [2], [1]],
+        "dist_02": np.zeros((1, 5)), "H_02": 480, "W_02": 640})
+    assert read_calibration(intri, source="videos/01.mp4").image_size is None  # (intri.yml's usual: no size)
+    assert read_calibration(intri, camera="02").image_size == (640, 480)
+    (tmp_path / "hero.json").write_text(json.dumps({
+        "name": "GoPro_HERO10 Black_Wide", "camera_brand": "GoPro", "calib_dimension": {"w": 320, "h": 240},
+        "orig_dimension": {"w": 320, "h": 240}, "input_horizontal_stretch": 1.0, "input_vertical_stretch": 1.0,
+        "fisheye_params": {"RMS_error": 0.6, "camera_matrix": K.tolist(), "distortion_coeffs": FISHEYE_D.tolist(),
+                           "radial_distortion_limit": None},
+        "distortion_model": None, "digital_lens": None}))
+    gopro = read_calibration(tmp_path / "hero.json")
+    assert gopro.fisheye and gopro.image_size == (320, 240) and gopro.name == "GoPro_HERO10 Black_Wide"
+    (tmp_path / "camera_array.toml").write_text(
+        "[cameras.0]\ncam_id = 0\nsize = [320, 240]\nrotation_count = 0\n"
+        "matrix = [[260.0, 0.0, 158.5], [0.0, 262.0, 121.2], [0.0, 0.0, 1.0]]\n"
+        "distortions = [-0.3, 0.1, 0.002, -0.001, -0.02]\nfisheye = false\n\n"
+        "[cameras.1]\ncam_id = 1\nsize = [320, 240]\nrotation_count = 1\n"
+        "matrix = [[260.0, 0.0, 158.5], [0.0, 262.0, 121.2], [0.0, 0.0, 1.0]]\n")
+    assert read_calibration(tmp_path / "camera_array.toml", camera="0").distortion == tuple(D)
+    with pytest.raises(InputError, match="rotation_count 1: calibrated on frames turned by quarter turns"):
+        read_calibration(tmp_path / "camera_array.toml", camera="1")
+    (tmp_path / "camchain.yaml").write_text(KALIBR_YAML + """cam2:
+  camera_model: pinhole
+  distortion_coeffs: []
+  distortion_model: none
+  intrinsics: [260.0, 262.0, 158.5, 121.2]
+  resolution: [320, 240]
+cam3:
+  camera_model: omni
+  distortion_coeffs: [-0.1, 0.01, 0.0, 0.0]
+  distortion_model: radtan
+  intrinsics: [0.8, 260.0, 262.0, 158.5, 121.2]
+  resolution: [320, 240]
+""")
+    assert read_calibration(tmp_path / "camchain.yaml", camera="cam2").distortion == ()
+    with pytest.raises(InputError, match="camera model 'omni': wbcap reads OpenCV's pinhole and fisheye models"):
+        read_calibration(tmp_path / "camchain.yaml", camera="cam3")
+    # Pose2Sim names its tables after the intrinsics' folders: the video's name is one word of them
+    calib = write_pose2sim_toml(tmp_path / "Calib_board.toml", {"int_cam01_img": (K, D, (320, 240)),
+                                                               "int_cam02_img": (K, -D, (320, 240))})
+    assert read_calibration(calib, source="cam02.mp4").name == "int_cam02_img"
+
+
+def test_frames_of_another_size_fit_the_calibration(caplog):
+    """A calibration fitted to the frames: its own size; a resized picture (each axis scaled, also
+    a rounded one: 854x480 of 1920x1080); a few pixels cropped or padded at the right or bottom
+    (1088 rows stored for 1080: the same pixels, with a warning); no size (taken as the frames',
+    with a warning when the principal point is far from their centre)."""
+    import logging
+
+    from wbcap.io.undistort import Undistorter
+
+    cal = LensCalibration((1920, 1088), ((1400.0, 0.0, 959.5), (0.0, 1402.0, 539.5), (0.0, 0.0, 1.0)), tuple(D))
+    assert cal.fit((1920, 1088)) == (cal, "same")
+    scaled, how = cal.fit((960, 544))
+    assert how == "scaled" and scaled.matrix[0] == (700.0, 0.0, 479.5) and scaled.matrix[1] == (0.0, 701.0, 269.5)
+    hd = LensCalibration((1920, 1080), cal.matrix, tuple(D))
+    assert hd.fit((854, 480))[1] == "scaled"
+    with caplog.at_level(logging.INFO):
+        cropped = Undistorter(cal, (1920, 1080)).calibration
+    assert cropped.matrix == cal.matrix and cropped.image_size == (1920, 1080)
+    assert "taken as the same pixels cropped or padded at the right or bottom edge" in caplog.text
+    with pytest.raises(ValueError, match="another shape"):
+        cal.fit((1920, 1060))
+    sizeless = LensCalibration(None, ((300.0, 0.0, 959.5), (0.0, 300.0, 539.5), (0.0, 0.0, 1.0)), tuple(D), file="intri.yml")
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        assert Undistorter(sizeless, (1920, 1080)).calibration.image_size == (1920, 1080)
+        Undistorter(sizeless, (1280, 720))
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "gives no picture size; taken as the frames' 1280x720 (its principal point" in (
+        warned[0].getMessage())
+
+
 @pytest.mark.parametrize("case, text, expected", [
     ("several", None, "holds 2 cameras (cam01, cam02); say which filmed the video with calibration_camera NAME"),
     ("unknown camera", None, "no camera 'cam09' in it (its cameras: cam01, cam02)"),
     ("no camera", '[metadata]\nerror = 0.0\n', "holds no camera calibration"),
-    ("no size", 'matrix = [[260.0, 0.0, 158.5], [0.0, 262.0, 121.2], [0.0, 0.0, 1.0]]\n', "no picture size"),
     ("bad matrix", 'size = [320, 240]\nmatrix = [[260.0, 0.0, 158.5], [0.0, 262.0, 121.2]]\n', "3 x 3 numbers"),
     ("bad distortion", 'size = [320, 240]\nmatrix = [[260, 0, 158.5], [0, 262, 121.2], [0, 0, 1]]\ndistortions = [0.1, 0.2, 0.3]\n',
      "OpenCV's coefficients, 4 or 5 or 8 or 12 or 14 finite numbers"),

@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
@@ -702,7 +702,9 @@ class LensCalibration:
     expresses every result in that camera (the real camera's frame: OpenCV axes, metres).
 
     Attributes:
-        image_size: ``(W, H)`` pixels of the pictures the calibration was made on (upright).
+        image_size: ``(W, H)`` pixels of the pictures the calibration was made on (upright); None
+            where the file does not say (EasyMocap's ``intri.yml``): taken as the frames' own
+            (:meth:`fit`).
         matrix: the camera matrix ``K``, row-major ``((fx, s, cx), (0, fy, cy), (0, 0, 1))``,
             pixels, in **OpenCV's pixel convention** (the top-left pixel's centre at ``(0, 0)``;
             wbcap's :class:`ImageCamera` puts that pixel's corner there, so its principal point
@@ -721,7 +723,7 @@ class LensCalibration:
             distortion coefficients OpenCV does not use, or one that is not finite.
     """
 
-    image_size: tuple[int, int]
+    image_size: tuple[int, int] | None
     matrix: tuple[tuple[float, float, float], tuple[float, float, float], tuple[float, float, float]]
     distortion: tuple[float, ...] = ()
     fisheye: bool = False
@@ -731,9 +733,10 @@ class LensCalibration:
     def __post_init__(self) -> None:
         from wbcap.limits import MAX_FOCAL, MIN_FOCAL
 
-        w, h = self.image_size
-        if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in (w, h)):
-            raise ValueError(f"image size {tuple(self.image_size)}: two whole numbers of pixels above 0")
+        size = self.image_size
+        if size is not None and (len(size) != 2 or any(
+                isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in size)):
+            raise ValueError(f"image size {tuple(size)}: two whole numbers of pixels above 0")
         k = np.asarray(self.matrix, np.float64)
         if k.shape != (3, 3) or not np.isfinite(k).all():
             raise ValueError(f"camera matrix {self.matrix!r}: 3 x 3 finite numbers")
@@ -751,7 +754,7 @@ class LensCalibration:
             model = "the fisheye model's" if self.fisheye else "OpenCV's"
             raise ValueError(f"distortion {list(self.distortion)}: {model} coefficients, "
                              f"{' or '.join(str(n) for n in sizes if n)} finite numbers (or none)")
-        object.__setattr__(self, "image_size", (int(w), int(h)))
+        object.__setattr__(self, "image_size", None if size is None else (int(size[0]), int(size[1])))
         object.__setattr__(self, "matrix", tuple(tuple(float(v) for v in row) for row in k))
         object.__setattr__(self, "distortion", tuple(float(v) for v in d))
 
@@ -765,30 +768,50 @@ class LensCalibration:
         """``fx == fy`` and no skew: the pinhole part is already a :class:`ImageCamera`'s."""
         return self.matrix[0][0] == self.matrix[1][1] and self.matrix[0][1] == 0
 
-    def at_size(self, image_size: tuple[int, int]) -> LensCalibration:
-        """The calibration of the same camera's pictures resized to ``image_size`` ``(W, H)``
-        (a video recorded or converted at another resolution than the calibration's):
-        ``fx``, ``s``, ``cx`` scale with the width, ``fy``, ``cy`` with the height, about the
-        picture's corner (OpenCV's ``cx`` is a pixel centre's: ``(cx + 0.5) sx - 0.5``); the
-        distortion, a function of the normalised image point, is unchanged.
+    #: At most this many pixels of a side told apart from the calibration's picture are taken as
+    #: cropped or padded at the right or bottom edge, the picture's pixels unmoved (codecs store
+    #: 1080 rows as 1088, and calibrations made on stored frames say 1088).
+    CROP_PIXELS = 16
+
+    def fit(self, image_size: tuple[int, int]) -> tuple[LensCalibration, str]:
+        """The calibration of the same camera's frames of ``image_size`` ``(W, H)``, and how it
+        was fitted:
+
+        * ``"same"``: the calibration's own size.
+        * ``"assumed"``: a calibration without a size, taken as the frames' (unchanged).
+        * ``"scaled"``: the same shape (width over height within one pixel's rounding), a
+          resized picture (a video recorded or converted at another resolution): ``fx``, ``s``,
+          ``cx`` scale with the width, ``fy``, ``cy`` with the height, about the picture's corner
+          (OpenCV's ``cx`` is a pixel centre's: ``(cx + 0.5) sx - 0.5``); the distortion, a
+          function of the normalised image point, is unchanged.
+        * ``"cropped"``: each side within :data:`CROP_PIXELS` of the calibration's: the same
+          pixels, cropped or padded at the right or bottom edge (the calibration unchanged).
 
         Raises:
-            ValueError: a picture of another shape (width over height more than 1 % from the
-                calibration's: another orientation, a crop); the message says which.
+            ValueError: a picture of another shape (another orientation, a crop of more than a
+                few pixels); the message says which.
         """
         w, h = (int(v) for v in image_size)
+        if self.image_size is None:
+            return replace(self, image_size=(w, h)), "assumed"
         w0, h0 = self.image_size
         if (w, h) == (w0, h0):
-            return self
-        if abs((w / h) / (w0 / h0) - 1) > 0.01:
-            turned = (h0 >= w0) != (h >= w)
-            raise ValueError(f"calibrated on {w0}x{h0} pictures, but the frames are {w}x{h}"
-                             + (" (turned: calibrate the camera on upright frames, as wbcap reads them)" if turned
-                                else " (another shape: a cropped picture needs its own calibration)"))
+            return self, "same"
         sx, sy = w / w0, h / h0
-        (fx, s, cx), (_, fy, cy), _ = self.matrix
-        matrix = ((fx * sx, s * sx, (cx + 0.5) * sx - 0.5), (0.0, fy * sy, (cy + 0.5) * sy - 0.5), (0.0, 0.0, 1.0))
-        return LensCalibration((w, h), matrix, self.distortion, self.fisheye, self.name, self.file)
+        if abs(sx - sy) <= 1.0 / min(w0, h0) + 1.0 / min(w, h):
+            (fx, s, cx), (_, fy, cy), _ = self.matrix
+            matrix = ((fx * sx, s * sx, (cx + 0.5) * sx - 0.5), (0.0, fy * sy, (cy + 0.5) * sy - 0.5), (0.0, 0.0, 1.0))
+            return replace(self, image_size=(w, h), matrix=matrix), "scaled"
+        if abs(w - w0) <= self.CROP_PIXELS and abs(h - h0) <= self.CROP_PIXELS:
+            return replace(self, image_size=(w, h)), "cropped"
+        turned = (h0 > w0) != (h > w)
+        raise ValueError(f"calibrated on {w0}x{h0} pictures, but the frames are {w}x{h}"
+                         + (" (turned: calibrate the camera on upright frames, as wbcap reads them)" if turned
+                            else " (another shape: a cropped picture needs its own calibration)"))
+
+    def at_size(self, image_size: tuple[int, int]) -> LensCalibration:
+        """:meth:`fit`'s calibration (its rules; raises as it does)."""
+        return self.fit(image_size)[0]
 
     def undistorted(self) -> ImageCamera:
         """The pinhole camera the frames are undistorted into: square pixels, no skew, the
@@ -805,7 +828,7 @@ class LensCalibration:
                 before the camera (coefficients that fold the picture over).
         """
         (fx, _, cx), (_, _, cy), _ = self.matrix
-        w, h = self.image_size
+        w, h = self._size()
         if not self.distorts and self.square_pixels:
             return ImageCamera(focal=(fx, fx), princpt=(cx + 0.5, cy + 0.5), image_size=(w, h))
         border = self._undistorted_border()
@@ -823,7 +846,7 @@ class LensCalibration:
         undistorted: ``(4 per_side, 2)`` normalised image points ``(x / z, y / z)``."""
         import cv2
 
-        w, h = self.image_size
+        w, h = self._size()
         xs, ys = np.linspace(-0.5, w - 0.5, per_side), np.linspace(-0.5, h - 0.5, per_side)
         pixels = np.concatenate([np.stack([xs, np.full_like(xs, -0.5)], 1), np.stack([xs, np.full_like(xs, h - 0.5)], 1),
                                  np.stack([np.full_like(ys, -0.5), ys], 1), np.stack([np.full_like(ys, w - 0.5), ys], 1)])
@@ -836,6 +859,11 @@ class LensCalibration:
         criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-12)
         return cv2.undistortPointsIter(src, k, np.asarray(self.distortion, np.float64), None, None,
                                        criteria).reshape(-1, 2)
+
+    def _size(self) -> tuple[int, int]:
+        if self.image_size is None:
+            raise ValueError("the calibration has no picture size: fit it to the frames first (fit)")
+        return self.image_size
 
     def _new_matrix(self, camera: ImageCamera) -> np.ndarray:
         """``camera`` (:meth:`undistorted`) as an OpenCV camera matrix (OpenCV's pixel convention)."""
@@ -907,5 +935,5 @@ class LensCalibration:
     def to_dict(self) -> dict:
         """JSON-able (``meta.json``'s ``calibration``, a resume's fingerprint): ``image_size``,
         ``matrix``, ``distortion``, ``fisheye``, ``name``, ``file``."""
-        return {"image_size": list(self.image_size), "matrix": [list(r) for r in self.matrix],
+        return {"image_size": None if self.image_size is None else list(self.image_size), "matrix": [list(r) for r in self.matrix],
                 "distortion": list(self.distortion), "fisheye": self.fisheye, "name": self.name, "file": self.file}

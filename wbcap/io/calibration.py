@@ -35,6 +35,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -55,9 +56,10 @@ _MAX_BYTES = 16 * 1024 * 1024
 _MATRIX_KEYS = ("matrix", "camera_matrix", "cameraMatrix", "K", "mtx", "intrinsic_matrix", "intrinsics")
 _DISTORTION_KEYS = ("distortions", "distortion_coefficients", "distortion_coeffs", "dist_coeffs", "distCoeffs",
                     "dist", "D")
-_SIZE_KEYS = ("size", "image_size", "imageSize", "resolution")
+_SIZE_KEYS = ("size", "image_size", "imageSize", "resolution", "cameraResolution")
 _FISHEYE_MODELS = ("equidistant", "equi", "fisheye", "kannala_brandt", "kannala-brandt", "kb4")
-_PINHOLE_MODELS = ("plumb_bob", "radtan", "radial-tangential", "rational_polynomial", "pinhole", "brown", "opencv")
+_PINHOLE_MODELS = ("plumb_bob", "radtan", "radial-tangential", "rational_polynomial", "pinhole", "brown", "opencv",
+                   "none", "opencv_standard")
 
 
 def read_calibration(path: str | os.PathLike[str], camera: str | None = None,
@@ -98,15 +100,24 @@ def read_calibration(path: str | os.PathLike[str], camera: str | None = None,
     except OSError as exc:
         raise InputError(f"{where}: cannot be read ({exc.strerror or exc}); check the path and its permissions") from None
     doc = _parse(text, p.suffix.lower(), where)
-    cameras = _cameras(doc)
+    try:
+        cameras = _cameras(doc)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{where}: {exc}") from None
     if not cameras:
         raise InputError(f"{where}: holds no camera calibration (a camera matrix: `matrix`, `camera_matrix` or `K`); "
                          "give the calibration file of the camera that filmed the video")
     name, entry = _choose(cameras, camera, source, where)
     label = f"{where} (camera {name!r})" if name and len(cameras) > 1 else where
+    table = _folded(entry) or {}
     try:
-        return LensCalibration(image_size=_size(entry), matrix=_matrix(entry), distortion=_distortion(entry),
-                               fisheye=_fisheye(entry), name=name, file=os.path.abspath(p))
+        turns = table.get("rotation_count", 0)
+        if turns not in (0, None):  # (Caliscope's: the frames were turned before calibrating)
+            raise ValueError(f"rotation_count {turns!r}: calibrated on frames turned by quarter turns; calibrate on "
+                             "frames as wbcap reads them (upright)")
+        fisheye = _fisheye(table)
+        return LensCalibration(image_size=_size(table), matrix=_matrix(table), distortion=_distortion(table),
+                               fisheye=fisheye, name=name, file=os.path.abspath(p))
     except (ValueError, TypeError) as exc:
         raise InputError(f"{label}: {exc}; check the calibration") from None
 
@@ -199,27 +210,98 @@ def _node_value(node: Any) -> Any:
 # --------------------------------------------------------------------------- cameras
 
 
+def _folded(value: Any) -> dict[str, Any] | None:
+    """A table's keys case-folded (OpenCV's tutorial app wrote ``Camera_Matrix`` and ``image_Width``
+    before 3.0, ``camera_matrix`` since); None for what is not a table."""
+    if not isinstance(value, Mapping):
+        return None
+    return {str(k).casefold(): v for k, v in value.items()}
+
+
 def _is_camera(value: Any) -> bool:
-    return isinstance(value, Mapping) and any(k in value for k in _MATRIX_KEYS)
+    table = _folded(value)
+    return table is not None and any(k.casefold() in table for k in _MATRIX_KEYS)
 
 
-def _cameras(doc: Any) -> dict[str, Mapping]:
-    """The cameras of the document by name: the document itself where it is one camera, else
-    its tables that are (their ``name``, else their key)."""
-    if _is_camera(doc):
-        name = doc.get("name", doc.get("camera_name", ""))
-        return {str(name) if isinstance(name, (str, int)) else "": doc}
-    if not isinstance(doc, Mapping):
-        return {}
-    cameras: dict[str, Mapping] = {}
-    for key, value in doc.items():
-        if _is_camera(value):
-            name = value.get("name", key)
-            cameras[str(name) if isinstance(name, (str, int)) and str(name) else str(key)] = {**value, "_key": str(key)}
+def _name_of(value: Mapping, default: str) -> str:
+    table = _folded(value) or {}
+    name = table.get("name", table.get("camera_name"))
+    return str(name) if isinstance(name, (str, int)) and not isinstance(name, bool) and str(name) else default
+
+
+def _gyroflow(doc: Mapping) -> dict[str, Any]:
+    """A Gyroflow lens profile (``calib_dimension``, ``fisheye_params``; GoPro's and other
+    cameras' published profiles) as a camera table."""
+    params = doc.get("fisheye_params")
+    dims = doc.get("calib_dimension")
+    model = doc.get("distortion_model")
+    if doc.get("digital_lens") not in (None, ""):
+        raise ValueError(f"digital lens {doc.get('digital_lens')!r} (a camera's own stretch of the picture, such as "
+                         "GoPro's SuperView): wbcap undoes only the optical lens; record without it")
+    for key in ("input_horizontal_stretch", "input_vertical_stretch"):
+        if doc.get(key) not in (None, 1, 1.0):
+            raise ValueError(f"{key} {doc.get(key)!r}: a stretched picture; record without the stretch")
+    if model not in (None, "opencv_fisheye", "opencv_standard"):
+        raise ValueError(f"distortion model {model!r}: wbcap reads OpenCV's models (opencv_fisheye, opencv_standard)")
+    if not isinstance(params, Mapping) or not isinstance(dims, Mapping):
+        raise ValueError("a lens profile without fisheye_params and calib_dimension")
+    name = " ".join(str(doc[k]) for k in ("camera_brand", "camera_model", "lens_model") if isinstance(doc.get(k), str))
+    return {"name": str(doc.get("name") or name), "matrix": params.get("camera_matrix"),
+            "distortions": params.get("distortion_coeffs"), "size": [dims.get("w"), dims.get("h")],
+            "fisheye": model in (None, "opencv_fisheye")}
+
+
+def _easymocap(doc: Mapping) -> dict[str, dict[str, Any]]:
+    """EasyMocap's ``intri.yml`` (``names``, then ``K_<name>``, ``dist_<name>`` or ``D_<name>``,
+    and where written ``W_<name>``, ``H_<name>``) as camera tables by name."""
+    cameras = {}
+    for name in doc["names"]:
+        name = str(name)
+        if f"K_{name}" not in doc:
+            continue
+        table: dict[str, Any] = {"name": name, "matrix": doc[f"K_{name}"]}
+        dist = doc.get(f"dist_{name}", doc.get(f"D_{name}"))
+        if dist is not None:
+            table["distortions"] = dist
+        if f"W_{name}" in doc and f"H_{name}" in doc:
+            table["size"] = [doc[f"W_{name}"], doc[f"H_{name}"]]
+        cameras[name] = table
     return cameras
 
 
+def _cameras(doc: Any) -> dict[str, Mapping]:
+    """The cameras of the document by name: the document itself where it is one camera (a
+    Gyroflow lens profile too), EasyMocap's ``names`` and ``K_<name>``, else its tables that are
+    cameras (their ``name``, else their key; inside a ``cameras`` table too, as Caliscope nests
+    them)."""
+    if not isinstance(doc, Mapping):
+        return {}
+    if "fisheye_params" in doc and "calib_dimension" in doc:
+        table = _gyroflow(doc)
+        return {table["name"]: table}
+    if isinstance(doc.get("names"), list) and any(f"K_{n}" in doc for n in doc["names"]):
+        return _easymocap(doc)
+    if _is_camera(doc):
+        return {_name_of(doc, ""): doc}
+    tables = dict(doc)
+    nested = doc.get("cameras")
+    if isinstance(nested, Mapping):
+        tables.update({str(k): v for k, v in nested.items()})
+    cameras: dict[str, Mapping] = {}
+    for key, value in tables.items():
+        if _is_camera(value):
+            cameras[_name_of(value, str(key))] = {**value, "_key": str(key)}
+    return cameras
+
+
+def _tokens(text: str) -> set[str]:
+    return {t for t in re.split(r"[^0-9a-z]+", text.casefold()) if t}
+
+
 def _choose(cameras: dict[str, Mapping], camera: str | None, source: Any, where: str) -> tuple[str, Mapping]:
+    """The camera named ``camera`` (its name or table key); the only one; else the one named as
+    the ``source``'s file: its stem, or a word of its table's name or key (``int_cam01_img`` for
+    ``cam01.mp4``), when exactly one is."""
     names = ", ".join(cameras) if len(cameras) <= 12 else ", ".join(list(cameras)[:12]) + ", ..."
     if camera is not None:
         for name, entry in cameras.items():
@@ -231,10 +313,12 @@ def _choose(cameras: dict[str, Mapping], camera: str | None, source: Any, where:
         return next(iter(cameras.items()))
     if source is not None:
         stem = Path(str(source).rstrip("/\\")).stem.casefold()
-        named = [(n, e) for n, e in cameras.items() if stem in (n.casefold(), str(e.get("_key", "")).casefold())]
-        if len(named) == 1:
-            log.info("%s: camera %r, named as the video", where, named[0][0])
-            return named[0]
+        for rule in (lambda n, k: stem in (n.casefold(), k.casefold()),
+                     lambda n, k: bool(stem) and stem in _tokens(n) | _tokens(k)):
+            named = [(n, e) for n, e in cameras.items() if rule(n, str(e.get("_key", "")))]
+            if len(named) == 1:
+                log.info("%s: camera %r, named as %s", where, named[0][0], Path(str(source)).name)
+                return named[0]
     raise InputError(f"{where}: holds {len(cameras)} cameras ({names}); say which filmed the video with "
                      f"{setting('calibration_camera')} NAME")
 
@@ -256,51 +340,61 @@ def _numbers(value: Any, what: str) -> list[float]:
     return [float(v) for v in flat]
 
 
-def _get(entry: Mapping, keys: tuple[str, ...]) -> Any:
-    return next((entry[k] for k in keys if k in entry), None)
+def _get(table: Mapping, keys: tuple[str, ...]) -> Any:
+    """The value of the first of ``keys`` in ``table`` (a :func:`_folded` one), case ignored."""
+    return next((table[k.casefold()] for k in keys if k.casefold() in table), None)
 
 
-def _matrix(entry: Mapping) -> tuple:
-    key = next(k for k in _MATRIX_KEYS if k in entry)
-    values = _numbers(entry[key], "camera matrix")
+def _matrix(table: Mapping) -> tuple:
+    key = next(k.casefold() for k in _MATRIX_KEYS if k.casefold() in table)
+    values = _numbers(table[key], "camera matrix")
     if key == "intrinsics" and len(values) == 4:  # (Kalibr's fu, fv, pu, pv)
         fx, fy, cx, cy = values
         values = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
     if len(values) != 9:
-        raise ValueError(f"camera matrix {entry[key]!r}: 3 x 3 numbers")
+        raise ValueError(f"camera matrix {table[key]!r}: 3 x 3 numbers")
     return tuple(tuple(values[3 * r:3 * r + 3]) for r in range(3))
 
 
-def _distortion(entry: Mapping) -> tuple[float, ...]:
-    value = _get(entry, _DISTORTION_KEYS)
+def _distortion(table: Mapping) -> tuple[float, ...]:
+    value = _get(table, _DISTORTION_KEYS)
     if value is None:
         return ()
-    values = _numbers(value, "distortion")
-    return tuple(values)
+    return tuple(_numbers(value, "distortion"))
 
 
-def _size(entry: Mapping) -> tuple[int, int]:
-    value = _get(entry, _SIZE_KEYS)
-    if value is None and "image_width" in entry and "image_height" in entry:
-        value = [entry["image_width"], entry["image_height"]]
-    if value is None and "width" in entry and "height" in entry:
-        value = [entry["width"], entry["height"]]
+def _size(table: Mapping) -> tuple[int, int] | None:
+    """``(W, H)``, or None where the file gives none (:meth:`LensCalibration.fit` takes the
+    frames'); a size that is not whole numbers is rounded (Pose2Sim's conversions write twice
+    the principal point)."""
+    value = _get(table, _SIZE_KEYS)
+    if value is None and "image_width" in table and "image_height" in table:
+        value = [table["image_width"], table["image_height"]]
+    if value is None and "width" in table and "height" in table:
+        value = [table["width"], table["height"]]
     if value is None:
-        raise ValueError("no picture size (`size = [W, H]`, or `image_width` and `image_height`): add the size of "
-                         "the pictures the camera was calibrated on")
+        return None
+    if isinstance(value, Mapping) and "w" in value and "h" in value:
+        value = [value["w"], value["h"]]
     values = _numbers(value, "size")
-    if len(values) != 2 or not all(math.isfinite(v) and v == int(v) and v >= 1 for v in values):
-        raise ValueError(f"size {value!r}: two whole numbers of pixels, [W, H]")
-    return int(values[0]), int(values[1])
+    if len(values) != 2 or not all(math.isfinite(v) and v >= 1 for v in values):
+        raise ValueError(f"size {value!r}: two numbers of pixels, [W, H]")
+    if any(v != int(v) for v in values):
+        log.debug("size %s: not whole numbers; rounded", value)
+    return round(values[0]), round(values[1])
 
 
-def _fisheye(entry: Mapping) -> bool:
-    flag = entry.get("fisheye")
-    model = entry.get("distortion_model", entry.get("camera_model") if "fisheye" not in entry else None)
+def _fisheye(table: Mapping) -> bool:
+    flag = table.get("fisheye", table.get("fisheye_model"))
     if isinstance(flag, bool):
         return flag
     if isinstance(flag, (int, float)) and flag in (0, 1):  # (OpenCV's YAML writes a bool as 0/1)
         return bool(flag)
+    camera_model = table.get("camera_model")
+    if isinstance(camera_model, str) and camera_model.strip().casefold() not in ("pinhole", "opencv", "fisheye"):
+        raise ValueError(f"camera model {camera_model!r}: wbcap reads OpenCV's pinhole and fisheye models (Kalibr's "
+                         "pinhole with radtan or equidistant distortion); calibrate with one of those")
+    model = table.get("distortion_model")
     if isinstance(model, str):
         m = model.strip().casefold()
         if m in _FISHEYE_MODELS:

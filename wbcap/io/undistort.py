@@ -48,14 +48,26 @@ class Undistorter:
         where = calibration.file or "the calibration"
         camera_name = f" (camera {calibration.name!r})" if calibration.name else ""
         try:
-            self.calibration = calibration.at_size(image_size)
+            self.calibration, fitted = calibration.fit(image_size)
             self.camera: ImageCamera = self.calibration.undistorted()
         except ValueError as exc:
             raise InputError(f"{where}{camera_name}: {exc}; give {setting('calibration')} the calibration of "
                              "this camera at this picture's shape") from None
-        if self.calibration is not calibration:
-            log.info("%s: calibrated on %dx%d pictures, scaled to the frames' %dx%d", where, *calibration.image_size,
-                     *image_size)
+        w, h = image_size
+        if fitted == "scaled":
+            log.info("%s%s: calibrated on %dx%d pictures, scaled to the frames' %dx%d", where, camera_name,
+                     *calibration.image_size, w, h)
+        elif fitted == "cropped":
+            log.warning("%s%s: calibrated on %dx%d pictures, the frames are %dx%d: taken as the same pixels cropped or "
+                        "padded at the right or bottom edge (as codecs store 1080 rows as 1088), not resized",
+                        where, camera_name, *calibration.image_size, w, h)
+        elif fitted == "assumed":
+            (_, _, cx), (_, _, cy), _ = self.calibration.matrix
+            off = max(abs(cx + 0.5 - w / 2) / w, abs(cy + 0.5 - h / 2) / h)
+            (log.warning if off > 0.1 else log.info)(
+                "%s%s: gives no picture size; taken as the frames' %dx%d%s", where, camera_name, w, h,
+                f" (its principal point ({cx:g}, {cy:g}) is far from their centre: was it calibrated at another "
+                "resolution?)" if off > 0.1 else "")
         self.remaps = self.calibration.distorts or not self.calibration.square_pixels
         self._maps: tuple[np.ndarray, np.ndarray] | None = None
 
