@@ -274,10 +274,11 @@ def _check_size(path: Path, image) -> None:
     check_size(path, w, h)
 
 
-def _read_photo(job: ImageJob, path: Path):
+def _read_photo(job: ImageJob, path: Path, undistorters: dict | None = None):
     """``(image, undistorter)``: the photo at ``path`` read and checked
     (:func:`~wbcap.io.images.load_image`, :func:`_check_size`), undistorted with ``job.calibration``
-    (its :class:`~wbcap.io.undistort.Undistorter`; None without one).
+    (its :class:`~wbcap.io.undistort.Undistorter`; None without one), one per photo size kept in
+    ``undistorters`` (a batch's photos: its tables made and how it fits said once).
 
     Raises:
         InputError: an unreadable or too small photo, or one of another shape than the
@@ -291,11 +292,17 @@ def _read_photo(job: ImageJob, path: Path):
         return image, None
     from wbcap.io.undistort import Undistorter
 
-    try:
-        undistorter = Undistorter(job.calibration, (image.shape[1], image.shape[0]))
-    except InputError as exc:
-        raise InputError(f"{path}: {exc}") from None
-    return undistorter(image), undistorter
+    size = (image.shape[1], image.shape[0])
+    undistorters = {} if undistorters is None else undistorters
+    if size not in undistorters:
+        try:
+            undistorters[size] = Undistorter(job.calibration, size)
+        except InputError as exc:
+            undistorters[size] = exc
+    made = undistorters[size]
+    if isinstance(made, InputError):
+        raise InputError(f"{path}: {made}")
+    return made(image), made
 
 
 def _failed(path: Path, out_dir: Path, exc: WbcapError) -> ImageResult:
@@ -431,8 +438,9 @@ def _regress_images(job, paths: list[Path], names: list[str], out_root: Path, pi
     # made): one unreadable photo is said in a moment. Each image is read and detected before the
     # model loads, which it does for the first one with people (below).
     stage("reading", paths[todo[0]])
+    undistorters: dict = {}  # (by photo size: _read_photo)
     try:
-        first: object = _read_photo(job, paths[todo[0]])  # ((the image array, its undistorter), or the error)
+        first: object = _read_photo(job, paths[todo[0]], undistorters)  # ((the image array, its undistorter), or the error)
     except WbcapError as exc:
         first = exc
         if len(paths) == 1:
@@ -464,7 +472,7 @@ def _regress_images(job, paths: list[Path], names: list[str], out_root: Path, pi
                 (image, lens), first = first, None
             else:
                 stage("reading", path)
-                image, lens = _read_photo(job, path)
+                image, lens = _read_photo(job, path, undistorters)
             dets = _person_boxes(job, path, image, detector, per_image_boxes, stage, limited, lens)
         except WbcapError as exc:
             done(_failed(path, out_root / name, exc))

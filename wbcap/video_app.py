@@ -287,7 +287,7 @@ def run_camera(job: VideoJob, info: VideoInfo) -> ImageCamera:
     if job.calibration is not None:
         from wbcap.io.undistort import Undistorter
 
-        return Undistorter(job.calibration, (info.width, info.height)).camera
+        return Undistorter(job.calibration, (info.width, info.height), quiet=True).camera  # (pass 1 said how it fits)
     camera = ImageCamera.default((info.width, info.height), job.focal)
     if job.principal_point is not None:  # (a calibrated camera's: a calibrated researcher's trial)
         camera = replace(camera, princpt=(float(job.principal_point[0]), float(job.principal_point[1])))

@@ -31,6 +31,8 @@ class Undistorter:
     Args:
         calibration: the camera's calibration (any picture size of the frames' shape).
         image_size: ``(W, H)`` of the frames as wbcap reads them (upright, square pixels).
+        quiet: how the calibration was fitted (scaled, taken as cropped, without a size) at debug
+            level: said already (a run's later passes).
 
     Attributes:
         calibration: ``calibration`` at ``image_size``.
@@ -44,7 +46,7 @@ class Undistorter:
             invert over the picture; naming the calibration's file and the fix.
     """
 
-    def __init__(self, calibration: LensCalibration, image_size: tuple[int, int]) -> None:
+    def __init__(self, calibration: LensCalibration, image_size: tuple[int, int], quiet: bool = False) -> None:
         where = calibration.file or "the calibration"
         camera_name = f" (camera {calibration.name!r})" if calibration.name else ""
         try:
@@ -54,17 +56,18 @@ class Undistorter:
             raise InputError(f"{where}{camera_name}: {exc}; give {setting('calibration')} the calibration of "
                              "this camera at this picture's shape") from None
         w, h = image_size
+        info, warning = (log.debug, log.debug) if quiet else (log.info, log.warning)
         if fitted == "scaled":
-            log.info("%s%s: calibrated on %dx%d pictures, scaled to the frames' %dx%d", where, camera_name,
+            info("%s%s: calibrated on %dx%d pictures, scaled to the frames' %dx%d", where, camera_name,
                      *calibration.image_size, w, h)
         elif fitted == "cropped":
-            log.warning("%s%s: calibrated on %dx%d pictures, the frames are %dx%d: taken as the same pixels cropped or "
+            warning("%s%s: calibrated on %dx%d pictures, the frames are %dx%d: taken as the same pixels cropped or "
                         "padded at the right or bottom edge (as codecs store 1080 rows as 1088), not resized",
                         where, camera_name, *calibration.image_size, w, h)
         elif fitted == "assumed":
             (_, _, cx), (_, _, cy), _ = self.calibration.matrix
             off = max(abs(cx + 0.5 - w / 2) / w, abs(cy + 0.5 - h / 2) / h)
-            (log.warning if off > 0.1 else log.info)(
+            (warning if off > 0.1 else info)(
                 "%s%s: gives no picture size; taken as the frames' %dx%d%s", where, camera_name, w, h,
                 f" (its principal point ({cx:g}, {cy:g}) is far from their centre: was it calibrated at another "
                 "resolution?)" if off > 0.1 else "")

@@ -245,7 +245,8 @@ class FrameSource:
         """
         from wbcap.io.undistort import Undistorter
 
-        self.undistorter = Undistorter(calibration, (self.info.width, self.info.height))
+        # (a later pass over the source, warn_retimed False, fits it quietly: said once per run)
+        self.undistorter = Undistorter(calibration, (self.info.width, self.info.height), quiet=not self.warn_retimed)
 
     def __repr__(self) -> str:
         return (f"FrameSource({str(self.info.path)!r}, start={self.start}, end={self.end}, "
