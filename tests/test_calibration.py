@@ -237,7 +237,8 @@ def test_frames_of_another_size_fit_the_calibration(caplog):
     assert "taken as the same pixels cropped or padded at the right or bottom edge" in caplog.text
     with pytest.raises(ValueError, match="another shape"):
         cal.fit((1920, 1060))
-    sizeless = LensCalibration(None, ((300.0, 0.0, 959.5), (0.0, 300.0, 539.5), (0.0, 0.0, 1.0)), tuple(D), file="intri.yml")
+    sizeless = LensCalibration(None, ((1400.0, 0.0, 959.5), (0.0, 1400.0, 539.5), (0.0, 0.0, 1.0)), tuple(D),
+                               file="intri.yml")
     caplog.clear()
     with caplog.at_level(logging.INFO):
         assert Undistorter(sizeless, (1920, 1080)).calibration.image_size == (1920, 1080)
@@ -491,7 +492,9 @@ def test_calibration_refusals(tmp_path, base_args):
             (["--calibration", portrait], f"{portrait}: calibrated on 240x320 pictures, but the frames are 320x240 "
                                           "(turned: calibrate the camera on upright frames, as wbcap reads them); give "
                                           "--calibration the calibration of this camera at this picture's shape"),
-            (["--calibration", tmp_path / "none.toml"], "none.toml: no such calibration file")):
+            (["--calibration", tmp_path / "none.toml"], "none.toml: no such calibration file"),
+            (["--calibration", write_opencv(tmp_path / "fold.yml", K, np.array([-3.0, 0, 0, 0, 0]))],
+             "fold.yml: distortion [-3.0, 0.0, 0.0, 0.0, 0.0]: the lens model cannot be inverted over the picture")):
         r = run("run", video, "-o", tmp_path / "o", *common, *extra)
         assert r.exit_code != 0 and expected in r.output, r.output
         assert "Traceback" not in r.output and not (tmp_path / "o").exists()
@@ -585,3 +588,93 @@ def test_a_calibrated_photo_is_its_undistorted_picture_with_keypoints_in_its_own
     npz = np.load(lens / "output.npz")
     np.testing.assert_allclose(npz["camera_focal"], undistorter.camera.focal)
     np.testing.assert_allclose(npz["camera_princpt"], undistorter.camera.princpt)
+
+
+def test_a_fisheye_without_coefficients_is_still_a_fisheye():
+    """The equidistant model with zero coefficients (r = f theta) is no pinhole (f tan theta): its
+    frames are remapped, and the lens model agrees with OpenCV's fisheye projection."""
+    from wbcap.io.undistort import Undistorter
+
+    square = ((260.0, 0.0, 158.5), (0.0, 260.0, 121.2), (0.0, 0.0, 1.0))  # (a pinhole's without the fisheye)
+    cal = LensCalibration((320, 240), square, (0.0, 0.0, 0.0, 0.0), fisheye=True)
+    undistorter = Undistorter(cal, (320, 240))
+    assert undistorter.remaps and undistorter.camera.focal[0] < 0.95 * K[0, 0]
+    points = scene_points()
+    zero = np.zeros((3, 1))
+    expected, _ = cv2.fisheye.projectPoints(points.reshape(-1, 1, 3), zero, zero, np.array(square), np.zeros((4, 1)))
+    np.testing.assert_allclose(cal.distort_pixels(undistorter.camera, undistorter.camera.project(points)),
+                               expected.reshape(-1, 2) + 0.5, atol=1e-6)
+
+
+@pytest.mark.parametrize("distortion, fisheye", [
+    ((-3.0, 0.0, 0.0, 0.0, 0.0), False),  # (turns back inside the picture)
+    ((1e6, 0.0, 0.0, 0.0, 0.0), False),
+    ((5.0, -80.0, 0.0, 0.0, 900.0), False),
+    ((-5.0, 3.0, 0.0, 0.0), True),
+])
+def test_lens_models_that_fold_the_picture_over_are_refused(distortion, fisheye):
+    """Coefficients whose radial mapping turns back before the picture's corners (a break-it
+    review's: swirled or black frames, a fisheye's camera of focal 0.0006 px that its own run
+    folder then refused) are refused in one line."""
+    from wbcap.io.undistort import Undistorter
+
+    cal = LensCalibration((320, 240), tuple(map(tuple, K)), distortion, fisheye, file="bad.yml")
+    with pytest.raises(InputError, match=r"^bad.yml: distortion .*: the lens model cannot be inverted over the picture"):
+        Undistorter(cal, (320, 240))
+
+
+def test_a_gopro_profile_and_a_very_wide_fisheye(caplog):
+    """A GoPro HERO10's published Max Wide profile (Gyroflow's numbers) is accepted; a 168 degree
+    fisheye is too, with a warning of how small the undistorted picture shows people."""
+    import logging
+
+    from wbcap.io.undistort import Undistorter
+
+    gopro = LensCalibration((2704, 1520), ((1107.1310644327898, 0.0, 1349.7602007804464),
+                                           (0.0, 1068.727740034222, 761.8227721778671), (0.0, 0.0, 1.0)),
+                            (0.1742878308302871, -0.17203370960599276, 0.13222436241741736, -0.039533715437669), True)
+    with caplog.at_level(logging.INFO):
+        camera = Undistorter(gopro, (2704, 1520)).camera
+    assert 0.2 < camera.focal[0] / 1068.7 < 0.5 and "times smaller" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        Undistorter(calibration(), (320, 240))  # (the tests' barrel lens: 0.78 of its scale, no warning)
+    assert "times smaller" not in caplog.text
+
+
+@pytest.mark.parametrize("name, text, expected", [
+    ("twins.json", json.dumps({"a": {"name": "cam01", "K": K.tolist(), "size": [320, 240]},
+                               "b": {"name": "cam01", "K": K.tolist(), "size": [320, 240]}}),
+     "tables 'a' and 'b' both name a camera 'cam01'; rename one"),
+    ("yes.json", json.dumps({"K": K.tolist(), "size": [320, 240], "fisheye": "yes"}), "fisheye 'yes': true or false"),
+    ("skew.json", json.dumps({"K": [[260, 5, 158.5], [0, 262, 121.2], [0, 0, 1]], "size": [320, 240]}),
+     "a skew ([0][1] 5) OpenCV's lens models do not have"),
+    ("deep.json", '{"K": ' + "[" * 100000 + "]" * 100000 + "}", "nested too deeply to be a calibration"),
+    ("laughs.yaml", "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+     "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+     "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
+     "g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]\nh: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]\n"
+     "size: [320, 240]\nK: {data: *h}\n", "camera matrix: more than 64 numbers"),
+    ("latin1.yaml", "camera_name: c\u00e1mara\n".encode("latin-1"), "not UTF-8 text; save it as UTF-8"),
+])
+def test_odd_calibration_files_are_refused_in_one_line(tmp_path, name, text, expected):
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    with pytest.raises(InputError) as err:
+        read_calibration(path)
+    assert str(err.value).startswith(str(path)) and expected in str(err.value), str(err.value)
+
+
+def test_where_a_lens_model_turns_back():
+    """The radius where the radial mapping stops growing: r (1 - 0.3 r^2) peaks at 1 / sqrt(0.9);
+    the fisheye's theta (1 - 0.5 theta^2) at theta = sqrt(2/3), r = tan of it; a lens that keeps
+    growing has none."""
+    def lens(d, fisheye=False):
+        return LensCalibration((320, 240), tuple(map(tuple, K)), d, fisheye)
+
+    assert lens((-0.3, 0.0, 0.0, 0.0, 0.0))._radial_fold(2.0) == pytest.approx(1 / np.sqrt(0.9), abs=2e-3)
+    assert lens((-0.5, 0.0, 0.0, 0.0), True)._radial_fold(3.0) == pytest.approx(np.tan(np.sqrt(2 / 3)), abs=3e-3)
+    assert lens(tuple(D))._radial_fold(1.2) is None and lens(tuple(FISHEYE_D), True)._radial_fold(5.0) is None

@@ -741,8 +741,11 @@ class LensCalibration:
         if k.shape != (3, 3) or not np.isfinite(k).all():
             raise ValueError(f"camera matrix {self.matrix!r}: 3 x 3 finite numbers")
         if k[1, 0] != 0 or k[2, 0] != 0 or k[2, 1] != 0 or k[2, 2] != 1:
-            raise ValueError(f"camera matrix {k.tolist()}: its last row must be (0, 0, 1) and its [1][0] 0 (fx, s, cx; "
+            raise ValueError(f"camera matrix {k.tolist()}: its last row must be (0, 0, 1) and its [1][0] 0 (fx, 0, cx; "
                              "0, fy, cy; 0, 0, 1)")
+        if k[0, 1] != 0:  # (OpenCV's lens models, and every calibration of theirs, have none: its functions ignore it)
+            raise ValueError(f"camera matrix {k.tolist()}: a skew ([0][1] {k[0, 1]:g}) OpenCV's lens models do not have; "
+                             "calibrate without skew (OpenCV's calibrateCamera does)")
         if not (MIN_FOCAL <= k[0, 0] <= MAX_FOCAL and MIN_FOCAL <= k[1, 1] <= MAX_FOCAL):
             raise ValueError(f"camera matrix {k.tolist()}: focal lengths fx, fy must be from {MIN_FOCAL:g} to "
                              f"{MAX_FOCAL:g} pixels")
@@ -760,8 +763,10 @@ class LensCalibration:
 
     @property
     def distorts(self) -> bool:
-        """Whether the lens model moves any point (a non-zero coefficient)."""
-        return any(v != 0 for v in self.distortion)
+        """Whether the lens model moves any point: a non-zero coefficient, or the fisheye model
+        (equidistant, ``r = f theta`` where a pinhole has ``f tan theta``: even without
+        coefficients; a break-it review)."""
+        return self.fisheye or any(v != 0 for v in self.distortion)
 
     @property
     def square_pixels(self) -> bool:
@@ -824,9 +829,13 @@ class LensCalibration:
         camera. Its principal point is in wbcap's convention (OpenCV's plus 0.5).
 
         Raises:
-            ValueError: a lens model that does not map the picture's border to a closed curve
-                before the camera (coefficients that fold the picture over).
+            ValueError: a lens model that cannot be inverted over the picture (its radial
+                distortion turns back before the picture's corners, so that two rays meet at one
+                pixel; or the iteration undistorting the border does not converge), or whose
+                undistorted camera's focal length is under :data:`~wbcap.limits.MIN_FOCAL`.
         """
+        from wbcap.limits import MIN_FOCAL
+
         (fx, _, cx), (_, _, cy), _ = self.matrix
         w, h = self._size()
         if not self.distorts and self.square_pixels:
@@ -834,24 +843,65 @@ class LensCalibration:
         border = self._undistorted_border()
         lo, hi = border.min(0), border.max(0)
         f = float(min(w / (hi[0] - lo[0]), h / (hi[1] - lo[1])))
-        if not (np.isfinite(border).all() and math.isfinite(f) and f > 0):
-            raise ValueError(f"distortion {list(self.distortion)}: the lens model could not be inverted over the "
-                             "picture; check the calibration")
+        if not (np.isfinite(border).all() and math.isfinite(f) and f >= MIN_FOCAL and self._invertible(border)):
+            raise ValueError(f"distortion {list(self.distortion)}: the lens model cannot be inverted over the picture "
+                             "(it folds the picture over before its corners); check the calibration's coefficients")
         # (OpenCV's pixels: the picture spans -0.5 .. W - 0.5; the border's middle at the picture's)
         centre = (np.array([w, h], np.float64) - 1) / 2 - f * (lo + hi) / 2
         return ImageCamera(focal=(f, f), princpt=(float(centre[0]) + 0.5, float(centre[1]) + 0.5), image_size=(w, h))
 
-    def _undistorted_border(self, per_side: int = 129) -> np.ndarray:
-        """The source picture's border (its pixels' outer edges, ``per_side`` points a side)
-        undistorted: ``(4 per_side, 2)`` normalised image points ``(x / z, y / z)``."""
+    def _radial_fold(self, r_max: float) -> float | None:
+        """The smallest normalised radius up to ``r_max`` at which the lens's radial mapping stops
+        growing (``r_d(r)`` of OpenCV's rational radial factor, the fisheye's ``theta_d(theta)``),
+        where two rays would meet at one pixel; None where it grows all the way (sampled every
+        ``r_max / 2000``)."""
+        r = np.linspace(0.0, r_max, 2001)[1:]
+        d = list(self.distortion) + [0.0] * 14
+        with np.errstate(all="ignore"):
+            if self.fisheye:
+                t = np.arctan(r)
+                radial = t * (1 + d[0] * t**2 + d[1] * t**4 + d[2] * t**6 + d[3] * t**8)
+            else:
+                r2 = r * r
+                radial = r * (1 + d[0] * r2 + d[1] * r2**2 + d[4] * r2**3) / (1 + d[5] * r2 + d[6] * r2**2 + d[7] * r2**3)
+            bad = ~np.isfinite(radial) | (radial <= 0) | np.concatenate([[False], np.diff(radial) <= 0])
+        return float(r[np.argmax(bad)] if bad[0] else r[np.argmax(bad) - 1]) if bad.any() else None
+
+    def _invertible(self, border: np.ndarray) -> bool:
+        """Whether the lens model is one-to-one over the undistorted picture: its radial mapping
+        keeps growing out to the corners of the border's bounds (:meth:`_radial_fold`; past the
+        border too, so that the black margins never show the picture again), and the border's
+        undistorted points (``border``, normalised) go back through the lens onto the border (to
+        0.05 px: the undistortion's iteration converged)."""
         import cv2
 
+        lo, hi = border.min(0), border.max(0)
+        if self._radial_fold(float(max(np.hypot(x, y) for x in (lo[0], hi[0]) for y in (lo[1], hi[1])))) is not None:
+            return False
+        rays = np.concatenate([border, np.ones((len(border), 1))], 1).reshape(-1, 1, 3)
+        zero = np.zeros((3, 1))
+        k = np.asarray(self.matrix, np.float64)
+        if self.fisheye:
+            d = np.asarray(self.distortion or (0.0,) * 4, np.float64).reshape(4, 1)
+            back, _ = cv2.fisheye.projectPoints(rays, zero, zero, k, d)
+        else:
+            back, _ = cv2.projectPoints(rays, zero, zero, k, np.asarray(self.distortion, np.float64))
+        return bool(np.abs(back.reshape(-1, 2) - self._border_pixels()).max() < 0.05)
+
+    def _border_pixels(self, per_side: int = 129) -> np.ndarray:
+        """The source picture's border, its pixels' outer edges: ``(4 per_side, 2)`` pixels in
+        OpenCV's convention (the picture spans -0.5 .. W - 0.5)."""
         w, h = self._size()
         xs, ys = np.linspace(-0.5, w - 0.5, per_side), np.linspace(-0.5, h - 0.5, per_side)
-        pixels = np.concatenate([np.stack([xs, np.full_like(xs, -0.5)], 1), np.stack([xs, np.full_like(xs, h - 0.5)], 1),
-                                 np.stack([np.full_like(ys, -0.5), ys], 1), np.stack([np.full_like(ys, w - 0.5), ys], 1)])
+        return np.concatenate([np.stack([xs, np.full_like(xs, -0.5)], 1), np.stack([xs, np.full_like(xs, h - 0.5)], 1),
+                               np.stack([np.full_like(ys, -0.5), ys], 1), np.stack([np.full_like(ys, w - 0.5), ys], 1)])
+
+    def _undistorted_border(self) -> np.ndarray:
+        """:meth:`_border_pixels` undistorted: normalised image points ``(x / z, y / z)``."""
+        import cv2
+
         k = np.asarray(self.matrix, np.float64)
-        src = pixels.reshape(-1, 1, 2)
+        src = self._border_pixels().reshape(-1, 1, 2)
         if self.fisheye:
             d = np.asarray(self.distortion or (0.0,) * 4, np.float64).reshape(4, 1)
             criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-12)

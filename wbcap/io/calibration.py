@@ -96,10 +96,13 @@ def read_calibration(path: str | os.PathLike[str], camera: str | None = None,
     except FileNotFoundError:
         raise InputError(f"{where}: no such calibration file; check the path given to {setting('calibration')}") from None
     except UnicodeDecodeError:
-        raise InputError(f"{where}: not a text file (UTF-8); give the camera's calibration file") from None
+        raise InputError(f"{where}: not UTF-8 text; save it as UTF-8 (or give the camera's calibration file)") from None
     except OSError as exc:
         raise InputError(f"{where}: cannot be read ({exc.strerror or exc}); check the path and its permissions") from None
-    doc = _parse(text, p.suffix.lower(), where)
+    try:
+        doc = _parse(text, p.suffix.lower(), where)
+    except RecursionError:  # (a break-it review's JSON nested 100000 deep)
+        raise InputError(f"{where}: nested too deeply to be a calibration; give the camera's calibration file") from None
     try:
         cameras = _cameras(doc)
     except (ValueError, TypeError) as exc:
@@ -290,7 +293,11 @@ def _cameras(doc: Any) -> dict[str, Mapping]:
     cameras: dict[str, Mapping] = {}
     for key, value in tables.items():
         if _is_camera(value):
-            cameras[_name_of(value, str(key))] = {**value, "_key": str(key)}
+            name = _name_of(value, str(key))
+            if name in cameras:
+                raise ValueError(f"tables {cameras[name]['_key']!r} and {str(key)!r} both name a camera {name!r}; "
+                                 "rename one")
+            cameras[name] = {**value, "_key": str(key)}
     return cameras
 
 
@@ -323,6 +330,11 @@ def _choose(cameras: dict[str, Mapping], camera: str | None, source: Any, where:
                      f"{setting('calibration_camera')} NAME")
 
 
+#: More numbers than any calibration value holds (a 3 x 3 matrix, 14 coefficients): a value past
+#: it is refused as it is flattened (YAML's aliases make a 400-byte file of 10^8 numbers).
+_MAX_NUMBERS = 64
+
+
 def _numbers(value: Any, what: str) -> list[float]:
     """``value`` (a list, nested lists, or a ``{data: [...]}`` table) flattened to numbers."""
     if isinstance(value, Mapping) and "data" in value:
@@ -332,9 +344,13 @@ def _numbers(value: Any, what: str) -> list[float]:
     while stack:
         v = stack.pop()
         if isinstance(v, (list, tuple)):
+            if len(stack) + len(v) + len(flat) > 4 * _MAX_NUMBERS:
+                raise ValueError(f"{what}: more than {_MAX_NUMBERS} numbers")
             stack.extend(reversed(v))
         else:
             flat.append(v)
+        if len(flat) > _MAX_NUMBERS:
+            raise ValueError(f"{what}: more than {_MAX_NUMBERS} numbers")
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat):
         raise ValueError(f"{what} {value!r}: numbers")
     return [float(v) for v in flat]
@@ -390,6 +406,8 @@ def _fisheye(table: Mapping) -> bool:
         return flag
     if isinstance(flag, (int, float)) and flag in (0, 1):  # (OpenCV's YAML writes a bool as 0/1)
         return bool(flag)
+    if flag is not None:
+        raise ValueError(f"fisheye {flag!r}: true or false (1 or 0)")
     camera_model = table.get("camera_model")
     if isinstance(camera_model, str) and camera_model.strip().casefold() not in ("pinhole", "opencv", "fisheye"):
         raise ValueError(f"camera model {camera_model!r}: wbcap reads OpenCV's pinhole and fisheye models (Kalibr's "
