@@ -4,6 +4,7 @@ are in the undistorted camera with OpenPose keypoints in the source's pixels."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -488,7 +489,8 @@ def test_calibration_refusals(tmp_path, base_args):
     for extra, expected in (
             (["--calibration", cal, "--focal", "300"], "--calibration sets the camera's focal length and principal "
                                                        "point: drop --focal and --principal-point"),
-            (["--calibration-camera", "cam01"], "--calibration-camera chooses a camera of a --calibration file"),
+            (["--calibration-camera", "cam01"], "--calibration-camera goes with --calibration FILE: give the file too"),
+            (["--undistort-scale", "0.5"], "--undistort-scale goes with --calibration FILE: give the file too"),
             (["--calibration", portrait], f"{portrait}: calibrated on 240x320 pictures, but the frames are 320x240 "
                                           "(turned: calibrate the camera on upright frames, as wbcap reads them); give "
                                           "--calibration the calibration of this camera at this picture's shape"),
@@ -636,6 +638,14 @@ def test_a_gopro_profile_and_a_very_wide_fisheye(caplog):
     with caplog.at_level(logging.INFO):
         camera = Undistorter(gopro, (2704, 1520)).camera
     assert 0.2 < camera.focal[0] / 1068.7 < 0.5 and "times smaller" in caplog.text
+    assert "undistort_scale 0.5 keeps people larger" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO):  # (--undistort-scale 0.5: half the lens's scale, centred alike, no warning)
+        half = Undistorter(dataclasses.replace(gopro, scale=0.5), (2704, 1520)).camera
+    assert half.focal == (0.5 * 1068.727740034222,) * 2 and "times smaller" not in caplog.text
+    border = gopro._undistorted_border()
+    np.testing.assert_allclose(np.array(half.princpt) - 0.5 + half.focal[0] * (border.min(0) + border.max(0)) / 2,
+                               [(2704 - 1) / 2, (1520 - 1) / 2])
     caplog.clear()
     with caplog.at_level(logging.INFO):
         Undistorter(calibration(), (320, 240))  # (the tests' barrel lens: 0.78 of its scale, no warning)

@@ -715,6 +715,10 @@ class LensCalibration:
         fisheye: OpenCV's fisheye (equidistant, Kannala-Brandt) model (``cv2.fisheye``).
         name: the camera's name in its file (``""`` where the file holds one unnamed camera).
         file: the file read (for the record in ``meta.json``; ``""`` when built in code).
+        scale: the undistorted camera's focal length over the calibration's (the smaller of
+            ``fx``, ``fy``), from 0.05 to 4 (``--undistort-scale``: 0.5 for a very wide lens keeps
+            people larger and leaves the source's far edges out); None: the longest that keeps
+            every source pixel (:meth:`undistorted`).
 
     Raises:
         ValueError: a size that is not two whole numbers above 0; a matrix that is not 3 x 3
@@ -729,6 +733,7 @@ class LensCalibration:
     fisheye: bool = False
     name: str = ""
     file: str = ""
+    scale: float | None = None
 
     def __post_init__(self) -> None:
         from wbcap.limits import MAX_FOCAL, MIN_FOCAL
@@ -757,6 +762,9 @@ class LensCalibration:
             model = "the fisheye model's" if self.fisheye else "OpenCV's"
             raise ValueError(f"distortion {list(self.distortion)}: {model} coefficients, "
                              f"{' or '.join(str(n) for n in sizes if n)} finite numbers (or none)")
+        if self.scale is not None and not (isinstance(self.scale, (int, float)) and not isinstance(self.scale, bool)
+                                           and 0.05 <= self.scale <= 4):
+            raise ValueError(f"scale {self.scale!r}: a number from 0.05 to 4 (None: keep every source pixel)")
         object.__setattr__(self, "image_size", None if size is None else (int(size[0]), int(size[1])))
         object.__setattr__(self, "matrix", tuple(tuple(float(v) for v in row) for row in k))
         object.__setattr__(self, "distortion", tuple(float(v) for v in d))
@@ -825,8 +833,10 @@ class LensCalibration:
         ``cv2.undistortPointsIter``, ``cv2.fisheye.undistortPoints``), centred on it, so that
         nobody at the picture's edge is lost; the source's corners may then leave black margins
         (as OpenCV's ``getOptimalNewCameraMatrix`` with ``alpha`` 1, which ``cv2.fisheye``'s
-        estimate is not). Without distortion and with square pixels it is the calibration's own
-        camera. Its principal point is in wbcap's convention (OpenCV's plus 0.5).
+        estimate is not); with :attr:`scale`, that fraction of the calibration's focal length
+        instead, centred alike. Without distortion, with square pixels and no :attr:`scale` it is
+        the calibration's own camera. Its principal point is in wbcap's convention (OpenCV's plus
+        0.5).
 
         Raises:
             ValueError: a lens model that cannot be inverted over the picture (its radial
@@ -838,11 +848,13 @@ class LensCalibration:
 
         (fx, _, cx), (_, _, cy), _ = self.matrix
         w, h = self._size()
-        if not self.distorts and self.square_pixels:
+        if not self.distorts and self.square_pixels and self.scale is None:
             return ImageCamera(focal=(fx, fx), princpt=(cx + 0.5, cy + 0.5), image_size=(w, h))
         border = self._undistorted_border()
         lo, hi = border.min(0), border.max(0)
         f = float(min(w / (hi[0] - lo[0]), h / (hi[1] - lo[1])))
+        if self.scale is not None and np.isfinite(border).all():
+            f = float(self.scale * min(self.matrix[0][0], self.matrix[1][1]))
         if not (np.isfinite(border).all() and math.isfinite(f) and f >= MIN_FOCAL and self._invertible(border)):
             raise ValueError(f"distortion {list(self.distortion)}: the lens model cannot be inverted over the picture "
                              "(it folds the picture over before its corners); check the calibration's coefficients")
@@ -985,5 +997,5 @@ class LensCalibration:
     def to_dict(self) -> dict:
         """JSON-able (``meta.json``'s ``calibration``, a resume's fingerprint): ``image_size``,
         ``matrix``, ``distortion``, ``fisheye``, ``name``, ``file``."""
-        return {"image_size": None if self.image_size is None else list(self.image_size), "matrix": [list(r) for r in self.matrix],
+        return {"image_size": None if self.image_size is None else list(self.image_size), "scale": self.scale, "matrix": [list(r) for r in self.matrix],
                 "distortion": list(self.distortion), "fisheye": self.fisheye, "name": self.name, "file": self.file}

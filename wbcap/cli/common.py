@@ -280,6 +280,10 @@ def calibration_options(video: bool):
         click.option("--calibration-camera", default=None, metavar="NAME",
                      help="Which camera of a --calibration file holding several (default: the one named as the "
                           + ("video's file, e.g. cam01 for cam01.mp4)." if video else "photo's file, for one photo).")),
+        click.option("--undistort-scale", type=FiniteFloatRange(0.05, 4.0), default=None, metavar="FRACTION",
+                     help="With --calibration: the undistorted picture's scale as a fraction of the lens's (default: "
+                          "the largest that keeps every source pixel; for a very wide lens, such as a GoPro's fisheye "
+                          "modes, 0.5 keeps people larger and leaves the far edges out)."),
     ]
 
     def decorate(f):
@@ -290,21 +294,25 @@ def calibration_options(video: bool):
     return decorate
 
 
-def read_calibration_option(calibration: str | None, camera: str | None, source: str | None):
+def read_calibration_option(calibration: str | None, camera: str | None, source: str | None,
+                            scale: float | None = None):
     """The :class:`~wbcap.camera.LensCalibration` of ``--calibration`` (camera ``camera``, else the
-    one named as ``source``), or None without it.
+    one named as ``source``; ``--undistort-scale`` ``scale``), or None without it.
 
     Raises:
-        click.UsageError: ``--calibration-camera`` without ``--calibration``.
+        click.UsageError: ``--calibration-camera`` or ``--undistort-scale`` without ``--calibration``.
         InputError: the file's (:func:`wbcap.io.calibration.read_calibration`).
     """
     if calibration is None:
-        if camera is not None:
-            raise click.UsageError("--calibration-camera chooses a camera of a --calibration file: give the file too")
+        for flag, value in (("--calibration-camera", camera), ("--undistort-scale", scale)):
+            if value is not None:
+                raise click.UsageError(f"{flag} goes with --calibration FILE: give the file too")
         return None
+    import dataclasses
+
     from wbcap.io.calibration import read_calibration
 
-    return read_calibration(calibration, camera=camera, source=source)
+    return dataclasses.replace(read_calibration(calibration, camera=camera, source=source), scale=scale)
 
 
 #: ``--root-bone`` (``wbcap run``, ``wbcap image``, ``wbcap export``).

@@ -78,7 +78,7 @@ def _parse_bboxes(ctx, param, values):
 def image(ctx, paths, out, boxes, boxes_file, full_image, detector, detector_model, score_threshold, min_height_frac,
           max_people, offline, checkpoint, body_models, gender,
           allow_pickle, device, precision, batch_size, no_render, export, exact, root_bone, write_openpose,
-          skip_done, calibration, calibration_camera, fix_left_hand_flip):
+          skip_done, calibration, calibration_camera, undistort_scale, fix_left_hand_flip):
     """Recover every person's SMPL-X body, hands and face in PATHS (image files, folders or globs).
 
     For each image and person writes OUT/<name>/person_<k>/ with output.obj, smplx_param.json,
@@ -127,7 +127,8 @@ def image(ctx, paths, out, boxes, boxes_file, full_image, detector, detector_mod
         detector="full" if full_image else detector, detector_model=detector_model, score_threshold=score_threshold,
         min_height_frac=min_height_frac, max_people=max_people, offline=offline, render=not no_render,
         export=parse_export(export, exact, root_bone), write_openpose=write_openpose, skip_done=skip_done,
-        calibration=read_calibration_option(calibration, calibration_camera, paths[0] if len(paths) == 1 else None),
+        calibration=read_calibration_option(calibration, calibration_camera, paths[0] if len(paths) == 1 else None,
+                                            undistort_scale),
     )
     _run(ctx, job)
 

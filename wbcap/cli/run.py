@@ -126,7 +126,7 @@ def _principal_point(ctx, param, value):
 @click.pass_context
 def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, detector_model, score_threshold, min_height_frac,
         max_people, offline,
-        iou_threshold, max_age, reid_age, no_appearance, min_length, keep_static, cut_threshold, no_cuts, smooth, min_cutoff, beta, sigma, focal, principal_point, calibration, calibration_camera, max_gap, export, exact, root_bone,
+        iou_threshold, max_age, reid_age, no_appearance, min_length, keep_static, cut_threshold, no_cuts, smooth, min_cutoff, beta, sigma, focal, principal_point, calibration, calibration_camera, undistort_scale, max_gap, export, exact, root_bone,
         world,
         write_obj, write_openpose, no_render, resume, overwrite,
         checkpoint, body_models, gender, allow_pickle, device, batch_size, precision, fix_left_hand_flip):
@@ -157,7 +157,7 @@ def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, de
     if calibration is not None and (focal is not None or principal_point is not None):
         raise click.UsageError("--calibration sets the camera's focal length and principal point: drop --focal and "
                                "--principal-point")
-    lens = read_calibration_option(calibration, calibration_camera, source)
+    lens = read_calibration_option(calibration, calibration_camera, source, undistort_scale)
     dev = resolve_device(device)
     for flag, value, method in (("--min-cutoff", min_cutoff, "oneeuro"), ("--beta", beta, "oneeuro"),
                                 ("--sigma", sigma, "gaussian")):

@@ -65,10 +65,11 @@ class Undistorter:
                         "padded at the right or bottom edge (as codecs store 1080 rows as 1088), not resized",
                         where, camera_name, *calibration.image_size, w, h)
         scale = self.camera.focal[0] / min(self.calibration.matrix[0][0], self.calibration.matrix[1][1])
-        if scale < 0.5:  # (a very wide lens: a break-it review's 168-degree fisheye left people 85 px tall)
-            warning("%s%s: to keep every pixel of the source, the undistorted frames show the scene at %.2f times the "
-                    "lens's own scale (people %.1f times smaller, black where no pixel lands): a very wide lens, which "
-                    "a pinhole picture cannot hold well", where, camera_name, scale, 1 / scale)
+        if scale < 0.5 and calibration.scale is None:  # (a very wide lens: a break-it review's 168-degree fisheye
+            warning("%s%s: to keep every pixel of the source, the undistorted frames show the scene at %.2f times the "  # left
+                    "lens's own scale (people %.1f times smaller, black where no pixel lands): a very wide lens, which "  # people
+                    "a pinhole picture cannot hold well; %s 0.5 keeps people larger and leaves the far edges out",  # 85 px)
+                    where, camera_name, scale, 1 / scale, setting("undistort_scale"))
         if fitted == "assumed":
             (_, _, cx), (_, _, cy), _ = self.calibration.matrix
             off = max(abs(cx + 0.5 - w / 2) / w, abs(cy + 0.5 - h / 2) / h)
