@@ -250,7 +250,7 @@ def test_frames_of_another_size_fit_the_calibration(caplog):
 
 
 @pytest.mark.parametrize("case, text, expected", [
-    ("several", None, "holds 2 cameras (cam01, cam02); say which filmed the video with calibration_camera NAME"),
+    ("several", None, "holds 2 cameras (cam01, cam02); say which took the pictures with calibration_camera NAME"),
     ("unknown camera", None, "no camera 'cam09' in it (its cameras: cam01, cam02)"),
     ("no camera", '[metadata]\nerror = 0.0\n', "holds no camera calibration"),
     ("bad matrix", 'size = [320, 240]\nmatrix = [[260.0, 0.0, 158.5], [0.0, 262.0, 121.2]]\n', "3 x 3 numbers"),
@@ -325,7 +325,7 @@ def test_a_calibration_fits_a_resized_picture():
     camera = small.undistorted()
     expected = cv_project(points, k=np.asarray(big.matrix)) / 2
     np.testing.assert_allclose(small.distort_pixels(camera, camera.project(points)), expected, atol=1e-6)
-    with pytest.raises(ValueError, match="turned: calibrate the camera on upright frames"):
+    with pytest.raises(ValueError, match=r"calibrated on 640x480 pictures, for 480x640 ones \(turned\)"):
         big.at_size((480, 640))
     with pytest.raises(ValueError, match="another shape"):
         big.at_size((640, 360))
@@ -488,15 +488,17 @@ def test_calibration_refusals(tmp_path, base_args):
     portrait = square_calibration_file(tmp_path / "portrait.yml", 350.0, 110.0, 170.0, size=(240, 320))
     for extra, expected in (
             (["--calibration", cal, "--focal", "300"], "--calibration sets the camera's focal length and principal "
-                                                       "point: drop --focal and --principal-point"),
+                                                       "point: drop --focal ("),
             (["--calibration-camera", "cam01"], "--calibration-camera goes with --calibration FILE: give the file too"),
             (["--undistort-scale", "0.5"], "--undistort-scale goes with --calibration FILE: give the file too"),
-            (["--calibration", portrait], f"{portrait}: calibrated on 240x320 pictures, but the frames are 320x240 "
-                                          "(turned: calibrate the camera on upright frames, as wbcap reads them); give "
-                                          "--calibration the calibration of this camera at this picture's shape"),
+            (["--calibration", portrait], f"{portrait}: calibrated on 240x320 pictures, for 320x240 ones (turned); give "
+                                          "--calibration a calibration of this camera made on upright frames of this "
+                                          "shape, as wbcap reads them"),
             (["--calibration", tmp_path / "none.toml"], "none.toml: no such calibration file"),
             (["--calibration", write_opencv(tmp_path / "fold.yml", K, np.array([-3.0, 0, 0, 0, 0]))],
-             "fold.yml: distortion [-3.0, 0.0, 0.0, 0.0, 0.0]: the lens model cannot be inverted over the picture")):
+             "fold.yml: distortion [-3.0, 0.0, 0.0, 0.0, 0.0]: the lens model cannot be inverted over the whole "
+             "picture (at its edge it turns back, folding the picture over); check the coefficients, or give "
+             "--undistort-scale (0.5 keeps the picture's middle)")):
         r = run("run", video, "-o", tmp_path / "o", *common, *extra)
         assert r.exit_code != 0 and expected in r.output, r.output
         assert "Traceback" not in r.output and not (tmp_path / "o").exists()
@@ -621,13 +623,15 @@ def test_lens_models_that_fold_the_picture_over_are_refused(distortion, fisheye)
     from wbcap.io.undistort import Undistorter
 
     cal = LensCalibration((320, 240), tuple(map(tuple, K)), distortion, fisheye, file="bad.yml")
-    with pytest.raises(InputError, match=r"^bad.yml: distortion .*: the lens model cannot be inverted over the picture"):
+    with pytest.raises(InputError, match=r"^bad.yml: distortion .*: the lens model cannot be inverted over the whole "
+                                         r"picture \(at its edge it turns back, folding the picture over"):
         Undistorter(cal, (320, 240))
 
 
 def test_a_gopro_profile_and_a_very_wide_fisheye(caplog):
-    """A GoPro HERO10's published Max Wide profile (Gyroflow's numbers) is accepted; a 168 degree
-    fisheye is too, with a warning of how small the undistorted picture shows people."""
+    """A GoPro HERO10's published Max Wide profile (Gyroflow's numbers) is accepted, with a warning
+    of how small the undistorted picture shows people; `--undistort-scale 0.5` gives half the lens's
+    scale about its own principal point."""
     import logging
 
     from wbcap.io.undistort import Undistorter
@@ -638,14 +642,12 @@ def test_a_gopro_profile_and_a_very_wide_fisheye(caplog):
     with caplog.at_level(logging.INFO):
         camera = Undistorter(gopro, (2704, 1520)).camera
     assert 0.2 < camera.focal[0] / 1068.7 < 0.5 and "times smaller" in caplog.text
-    assert "undistort_scale 0.5 keeps people larger" in caplog.text
+    assert "scale 0.5 keeps people larger" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.INFO):  # (--undistort-scale 0.5: half the lens's scale, centred alike, no warning)
         half = Undistorter(dataclasses.replace(gopro, scale=0.5), (2704, 1520)).camera
     assert half.focal == (0.5 * 1068.727740034222,) * 2 and "times smaller" not in caplog.text
-    border = gopro._undistorted_border()
-    np.testing.assert_allclose(np.array(half.princpt) - 0.5 + half.focal[0] * (border.min(0) + border.max(0)) / 2,
-                               [(2704 - 1) / 2, (1520 - 1) / 2])
+    assert half.princpt == (1349.7602007804464 + 0.5, 761.8227721778671 + 0.5)  # (about the lens's own axis)
     caplog.clear()
     with caplog.at_level(logging.INFO):
         Undistorter(calibration(), (320, 240))  # (the tests' barrel lens: 0.78 of its scale, no warning)
@@ -688,3 +690,139 @@ def test_where_a_lens_model_turns_back():
     assert lens((-0.3, 0.0, 0.0, 0.0, 0.0))._radial_fold(2.0) == pytest.approx(1 / np.sqrt(0.9), abs=2e-3)
     assert lens((-0.5, 0.0, 0.0, 0.0), True)._radial_fold(3.0) == pytest.approx(np.tan(np.sqrt(2 / 3)), abs=3e-3)
     assert lens(tuple(D))._radial_fold(1.2) is None and lens(tuple(FISHEYE_D), True)._radial_fold(5.0) is None
+
+
+HERO10_MAX_4BY3 = LensCalibration(  # (Gyroflow's published profile: its lens turns back at 83.8 degrees, the corner at 80.7)
+    (2704, 2028), ((1120.41, 0.0, 1368.88), (0.0, 1119.56, 989.0), (0.0, 0.0, 1.0)),
+    (0.14691, -0.13579, 0.10058, -0.03035), True)
+WIDE_FISHEYE = LensCalibration((768, 576), ((300.0, 0.0, 383.5), (0.0, 300.0, 287.5), (0.0, 0.0, 1.0)),
+                               (0.05, -0.01, 0.002, -0.0005), True)  # (171 degrees corner to corner)
+
+
+@pytest.mark.parametrize("cal", [HERO10_MAX_4BY3, WIDE_FISHEYE], ids=["hero10-max", "171-degrees"])
+def test_very_wide_fisheyes_keep_every_pixel_without_ghosts(cal):
+    """Fisheyes whose corners lie 80-85 degrees off the axis (OpenCV's own fisheye undistortion
+    stops at 90 degrees and diverged near the HERO10's turn: both were refused, a review) are
+    undistorted: every source border pixel lands in the picture and goes back through OpenCV's
+    projection onto itself; where the lens model turns back, in the margins, the frames are
+    black, not the picture again."""
+    from wbcap.io.undistort import Undistorter
+
+    undistorter = Undistorter(cal, cal.image_size, quiet=True)
+    camera = undistorter.camera
+    w, h = cal.image_size
+    border = np.concatenate([np.stack([np.linspace(0, w, 200), np.full(200, y)], 1) for y in (0, h)]
+                            + [np.stack([np.full(200, x), np.linspace(0, h, 200)], 1) for x in (0, w)])
+    at = cal.undistort_pixels(camera, border)
+    reached = np.isfinite(at).all(1)
+    if cal is HERO10_MAX_4BY3:  # (its fit turns back before the bottom-left corner: that corner is left out, and
+        # the points just short of the turn, stretched without bound, with it)
+        near = np.hypot(border[:, 0], border[:, 1] - h)
+        assert 0.97 < reached.mean() < 1 and not reached[np.argmin(near)]
+        reached &= near > 40
+    else:
+        assert reached.all()
+    border, at = border[reached], at[reached]
+    assert (at >= -0.5).all() and (at[:, 0] <= w + 0.5).all() and (at[:, 1] <= h + 0.5).all()
+    rays = np.concatenate([(at - np.asarray(camera.princpt)) / camera.focal[0], np.ones((len(at), 1))], 1)
+    zero = np.zeros((3, 1))
+    back, _ = cv2.fisheye.projectPoints(rays.reshape(-1, 1, 3), zero, zero, np.asarray(cal.matrix),
+                                        np.asarray(cal.distortion).reshape(4, 1))
+    np.testing.assert_allclose(back.reshape(-1, 2) + 0.5, border, atol=0.05)
+    # a white source: white inside its undistorted border; with a small scale (the picture reaching
+    # past the lens's turn, 83.8 degrees off the axis) black where the model turns back, not the
+    # picture again
+    for scale in (None, 0.05):
+        undistorter = Undistorter(dataclasses.replace(cal, scale=scale), cal.image_size, quiet=True)
+        white = undistorter(np.full((h, w, 3), 255, np.uint8))[..., 0]
+        f, (cx, cy) = undistorter.camera.focal[0], undistorter.camera.princpt
+        radius = np.hypot((np.arange(w)[None, :] + 0.5 - cx) / f, (np.arange(h)[:, None] + 0.5 - cy) / f)
+        fold = cal._radial_fold(float(radius.max()))
+        if scale is not None and cal is HERO10_MAX_4BY3:
+            assert fold is not None and (radius >= fold).sum() > 1000  # (the case the tables' mask is for)
+        if fold is not None:
+            assert (white[radius >= fold] == 0).all()
+        inner = np.hypot(*(cal.undistort_pixels(undistorter.camera, border) - [cx, cy]).T)
+        assert (white[radius < 0.9 * np.nanmin(inner) / f] == 255).all()
+
+
+def test_a_fisheye_seeing_past_90_degrees_is_refused_and_a_scale_keeps_its_middle():
+    """A fisheye whose corners lie over 90 degrees off its axis cannot be held by a pinhole picture:
+    refused, pointing to the scale; with a scale its middle is undistorted."""
+    from wbcap.io.undistort import Undistorter
+
+    cal = LensCalibration((768, 576), ((150.0, 0.0, 383.5), (0.0, 150.0, 287.5), (0.0, 0.0, 1.0)), (), True)
+    with pytest.raises(InputError, match=r"or sees 90 degrees or more off its axis\); check the coefficients, or give "
+                                         r"a scale \(0.5 keeps the picture's middle\)"):
+        Undistorter(cal, (768, 576))
+    middle = Undistorter(dataclasses.replace(cal, scale=0.5), (768, 576))
+    assert middle.camera.focal == (75.0, 75.0) and middle.remaps
+
+
+def test_a_scale_or_uneven_pixels_resample_a_lens_without_distortion():
+    """Without distortion, frames are left as read only when the undistorted camera is the
+    calibration's own: a scale (a review: the camera was halved, the frames not) or fx != fy
+    resample them."""
+    from wbcap.io.undistort import Undistorter
+
+    plain = LensCalibration((320, 240), ((400.0, 0.0, 159.5), (0.0, 400.0, 119.5), (0.0, 0.0, 1.0)))
+    image = person_image_for_tests()
+    assert not Undistorter(plain, (320, 240)).remaps
+    for cal in (dataclasses.replace(plain, scale=0.5),
+                LensCalibration((320, 240), ((400.0, 0.0, 159.5), (0.0, 420.0, 119.5), (0.0, 0.0, 1.0)))):
+        undistorter = Undistorter(cal, (320, 240))
+        assert undistorter.remaps and not np.array_equal(undistorter(image), image)
+    half = Undistorter(dataclasses.replace(plain, scale=0.5), (320, 240))
+    assert half.camera.focal == (200.0, 200.0) and half.camera.princpt == (160.0, 120.0)
+    # the picture's middle quarter, halved, is what the half-scale frame shows there
+    shrunk = cv2.resize(image, (160, 120), interpolation=cv2.INTER_AREA)
+    assert np.abs(half(image)[60:180, 80:240].astype(int) - shrunk).mean() < 12
+
+
+def person_image_for_tests() -> np.ndarray:
+    from wbcap.testing.images import person_image
+
+    return person_image(320, 240, seed=2)
+
+
+def test_more_refusals_of_a_review(tmp_path):
+    """A size-less calibration whose principal point lies outside the frames (made at another
+    resolution) is refused; `--calibration-camera` on a file of one unnamed camera says to leave
+    it out."""
+    from wbcap.io.undistort import Undistorter
+
+    sizeless = LensCalibration(None, ((1400.0, 0.0, 959.5), (0.0, 1400.0, 539.5), (0.0, 0.0, 1.0)), tuple(D),
+                               file="intri.yml")
+    with pytest.raises(InputError, match=r"intri.yml: gives no picture size, and its principal point \(959.5, 539.5\) "
+                                         r"lies outside the 640x360 frames: it was calibrated at another resolution"):
+        Undistorter(sizeless, (640, 360))
+    path = write_opencv(tmp_path / "camera.yml", K, D)
+    with pytest.raises(InputError, match="holds one camera, without a name; leave out calibration_camera"):
+        read_calibration(path, camera="cam1")
+
+
+@pytest.mark.slow  # a run and a refused resume
+def test_a_resume_with_another_scale_names_the_option(tmp_path, base_args):
+    frames, boxes = two_walkers(2)
+    video = write_video(tmp_path / "walk.mp4", frames)
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    cal = write_opencv(tmp_path / "camera.yml", K, D)
+    common = ["-o", tmp_path / "o", "--calibration", cal, "--detector", f"boxes:{tmp_path / 'boxes.json'}",
+              "--min-track", "1", "--no-render", "--export", "none", *base_args]
+    r = run("run", video, *common)
+    assert r.exit_code == 0, r.output
+    r = run("run", video, *common, "--resume", "--undistort-scale", "0.9")
+    assert r.exit_code != 0 and "different settings (--undistort-scale: not set in the run, 0.9 now)" in r.output, r.output
+
+
+def test_a_fisheye_is_undistorted_on_the_rising_side_of_its_turn():
+    """theta_d = theta (1 - 0.5 theta^2) rises to 0.544 at theta = 0.816 and falls after: a pixel
+    at theta_d 0.3 is the ray at the smaller root (0.3157, where OpenCV's projection agrees); one
+    at theta_d 0.6 is no ray's (NaN)."""
+    cal = LensCalibration((320, 240), tuple(map(tuple, K)), (-0.5, 0.0, 0.0, 0.0), True)
+    pixels = np.array([[K[0, 2] + K[0, 0] * 0.3, K[1, 2]], [K[0, 2] + K[0, 0] * 0.6, K[1, 2]]])
+    points = cal._normalised(pixels)
+    theta = np.arctan(points[0, 0])
+    assert theta == pytest.approx(0.31574, abs=1e-4) and theta * (1 - 0.5 * theta**2) == pytest.approx(0.3, abs=1e-12)
+    np.testing.assert_allclose(cal._project(np.array([[points[0, 0], 0.0, 1.0]])), pixels[:1], atol=1e-9)
+    assert np.isnan(points[1]).all()

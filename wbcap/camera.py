@@ -802,7 +802,7 @@ class LensCalibration:
 
         Raises:
             ValueError: a picture of another shape (another orientation, a crop of more than a
-                few pixels); the message says which.
+                few pixels); the message says which (the caller gives the fix).
         """
         w, h = (int(v) for v in image_size)
         if self.image_size is None:
@@ -818,9 +818,8 @@ class LensCalibration:
         if abs(w - w0) <= self.CROP_PIXELS and abs(h - h0) <= self.CROP_PIXELS:
             return replace(self, image_size=(w, h)), "cropped"
         turned = (h0 > w0) != (h > w)
-        raise ValueError(f"calibrated on {w0}x{h0} pictures, but the frames are {w}x{h}"
-                         + (" (turned: calibrate the camera on upright frames, as wbcap reads them)" if turned
-                            else " (another shape: a cropped picture needs its own calibration)"))
+        raise ValueError(f"calibrated on {w0}x{h0} pictures, for {w}x{h} ones ("
+                         + ("turned" if turned else "another shape: a crop") + ")")
 
     def at_size(self, image_size: tuple[int, int]) -> LensCalibration:
         """:meth:`fit`'s calibration (its rules; raises as it does)."""
@@ -828,77 +827,100 @@ class LensCalibration:
 
     def undistorted(self) -> ImageCamera:
         """The pinhole camera the frames are undistorted into: square pixels, no skew, the
-        calibration's picture size, and the longest focal length whose picture holds **every
-        pixel of the source** (the source's border, every pixel's outer edge, undistorted:
-        ``cv2.undistortPointsIter``, ``cv2.fisheye.undistortPoints``), centred on it, so that
-        nobody at the picture's edge is lost; the source's corners may then leave black margins
-        (as OpenCV's ``getOptimalNewCameraMatrix`` with ``alpha`` 1, which ``cv2.fisheye``'s
-        estimate is not); with :attr:`scale`, that fraction of the calibration's focal length
-        instead, centred alike. Without distortion, with square pixels and no :attr:`scale` it is
-        the calibration's own camera. Its principal point is in wbcap's convention (OpenCV's plus
-        0.5).
+        calibration's picture size and, by default, the longest focal length whose picture holds
+        **every pixel of the source** the lens model reaches (the source's border, every pixel's
+        outer edge, undistorted: :meth:`border_reach`; a polynomial that turns back before a
+        corner leaves that corner out), centred on it, so that nobody at the picture's edge is lost; the
+        source's corners may then leave black margins (as OpenCV's ``getOptimalNewCameraMatrix``
+        with ``alpha`` 1, which ``cv2.fisheye``'s estimate is not). With :attr:`scale`, that
+        fraction of the calibration's focal length about its own principal point (the source's far
+        edges may then be left out). Without distortion, with square pixels and no :attr:`scale`
+        it is the calibration's own camera. Its principal point is in wbcap's convention
+        (OpenCV's plus 0.5). Where the lens model turns back, in the margins, the frames are left
+        black (:meth:`undistort_maps`).
 
         Raises:
-            ValueError: a lens model that cannot be inverted over the picture (its radial
-                distortion turns back before the picture's corners, so that two rays meet at one
-                pixel; or the iteration undistorting the border does not converge), or whose
-                undistorted camera's focal length is under :data:`~wbcap.limits.MIN_FOCAL`.
+            ValueError: by default, a lens model that does not reach 90 % of the source's border
+                (:meth:`border_reach`): its radial mapping turns back before the picture's edge
+                (two rays would meet at one pixel), a fisheye sees 90 degrees or more off its axis
+                there (no pinhole picture holds such rays: :attr:`scale` keeps the middle), or the
+                undistortion does not converge; a focal length under
+                :data:`~wbcap.limits.MIN_FOCAL`.
         """
         from wbcap.limits import MIN_FOCAL
 
-        (fx, _, cx), (_, _, cy), _ = self.matrix
+        (fx, _, cx), (_, fy, cy), _ = self.matrix
         w, h = self._size()
-        if not self.distorts and self.square_pixels and self.scale is None:
-            return ImageCamera(focal=(fx, fx), princpt=(cx + 0.5, cy + 0.5), image_size=(w, h))
-        border = self._undistorted_border()
-        lo, hi = border.min(0), border.max(0)
-        f = float(min(w / (hi[0] - lo[0]), h / (hi[1] - lo[1])))
-        if self.scale is not None and np.isfinite(border).all():
-            f = float(self.scale * min(self.matrix[0][0], self.matrix[1][1]))
-        if not (np.isfinite(border).all() and math.isfinite(f) and f >= MIN_FOCAL and self._invertible(border)):
-            raise ValueError(f"distortion {list(self.distortion)}: the lens model cannot be inverted over the picture "
-                             "(it folds the picture over before its corners); check the calibration's coefficients")
+        own = ImageCamera(focal=(fx, fx), princpt=(cx + 0.5, cy + 0.5), image_size=(w, h))
+        if self.scale is not None:
+            f = float(self.scale * min(fx, fy))
+            if f < MIN_FOCAL:
+                raise ValueError(f"scale {self.scale:g}: a focal length of {f:g} pixels (at least {MIN_FOCAL:g})")
+            return ImageCamera(focal=(f, f), princpt=own.princpt, image_size=(w, h))
+        if not self.distorts and self.square_pixels:
+            return own
+        border, reached = self.border_reach()
+        lo, hi = (border[reached].min(0), border[reached].max(0)) if reached.mean() >= 0.9 else (np.full(2, np.nan),) * 2
+        with np.errstate(all="ignore"):
+            f = float(min(w / (hi[0] - lo[0]), h / (hi[1] - lo[1])))
+        if not (math.isfinite(f) and f >= MIN_FOCAL):
+            from wbcap.errors import setting
+
+            raise ValueError(f"distortion {list(self.distortion)}: the lens model cannot be inverted over the whole "
+                             "picture (at its edge it turns back, folding the picture over"
+                             + (", or sees 90 degrees or more off its axis" if self.fisheye else "")
+                             + f"); check the coefficients, or give {setting('undistort_scale', api='a scale')} (0.5 "
+                             "keeps the picture's middle)")
         # (OpenCV's pixels: the picture spans -0.5 .. W - 0.5; the border's middle at the picture's)
         centre = (np.array([w, h], np.float64) - 1) / 2 - f * (lo + hi) / 2
         return ImageCamera(focal=(f, f), princpt=(float(centre[0]) + 0.5, float(centre[1]) + 0.5), image_size=(w, h))
 
-    def _radial_fold(self, r_max: float) -> float | None:
-        """The smallest normalised radius up to ``r_max`` at which the lens's radial mapping stops
-        growing (``r_d(r)`` of OpenCV's rational radial factor, the fisheye's ``theta_d(theta)``),
-        where two rays would meet at one pixel; None where it grows all the way (sampled every
-        ``r_max / 2000``)."""
-        r = np.linspace(0.0, r_max, 2001)[1:]
+    def _radial(self, r: np.ndarray) -> np.ndarray:
+        """The lens's radial mapping of normalised undistorted radii ``r`` (``x / z``): OpenCV's
+        rational radial factor ``r (1 + k1 r^2 + k2 r^4 + k3 r^6) / (1 + k4 r^2 + k5 r^4 + k6 r^6)``,
+        or the fisheye's ``theta_d = theta (1 + k1 theta^2 + ... + k4 theta^8)`` with
+        ``theta = atan r`` (OpenCV's ``calib3d`` documentation); the distorted normalised
+        radius either way."""
         d = list(self.distortion) + [0.0] * 14
         with np.errstate(all="ignore"):
             if self.fisheye:
                 t = np.arctan(r)
-                radial = t * (1 + d[0] * t**2 + d[1] * t**4 + d[2] * t**6 + d[3] * t**8)
-            else:
-                r2 = r * r
-                radial = r * (1 + d[0] * r2 + d[1] * r2**2 + d[4] * r2**3) / (1 + d[5] * r2 + d[6] * r2**2 + d[7] * r2**3)
-            bad = ~np.isfinite(radial) | (radial <= 0) | np.concatenate([[False], np.diff(radial) <= 0])
-        return float(r[np.argmax(bad)] if bad[0] else r[np.argmax(bad) - 1]) if bad.any() else None
+                return t * (1 + d[0] * t**2 + d[1] * t**4 + d[2] * t**6 + d[3] * t**8)
+            r2 = r * r
+            return r * (1 + d[0] * r2 + d[1] * r2**2 + d[4] * r2**3) / (1 + d[5] * r2 + d[6] * r2**2 + d[7] * r2**3)
 
-    def _invertible(self, border: np.ndarray) -> bool:
-        """Whether the lens model is one-to-one over the undistorted picture: its radial mapping
-        keeps growing out to the corners of the border's bounds (:meth:`_radial_fold`; past the
-        border too, so that the black margins never show the picture again), and the border's
-        undistorted points (``border``, normalised) go back through the lens onto the border (to
-        0.05 px: the undistortion's iteration converged)."""
-        import cv2
-
-        lo, hi = border.min(0), border.max(0)
-        if self._radial_fold(float(max(np.hypot(x, y) for x in (lo[0], hi[0]) for y in (lo[1], hi[1])))) is not None:
-            return False
-        rays = np.concatenate([border, np.ones((len(border), 1))], 1).reshape(-1, 1, 3)
-        zero = np.zeros((3, 1))
-        k = np.asarray(self.matrix, np.float64)
+    def _radial_fold(self, r_max: float) -> float | None:
+        """The smallest normalised radius up to ``r_max`` at which the lens's radial mapping
+        (:meth:`_radial`) stops growing, where two rays would meet at one pixel; None where it
+        grows all the way (sampled every ``r_max / 2000``; for a fisheye, evenly in angle)."""
         if self.fisheye:
-            d = np.asarray(self.distortion or (0.0,) * 4, np.float64).reshape(4, 1)
-            back, _ = cv2.fisheye.projectPoints(rays, zero, zero, k, d)
+            r = np.tan(np.linspace(0.0, math.atan(r_max), 2001)[1:])
         else:
-            back, _ = cv2.projectPoints(rays, zero, zero, k, np.asarray(self.distortion, np.float64))
-        return bool(np.abs(back.reshape(-1, 2) - self._border_pixels()).max() < 0.05)
+            r = np.linspace(0.0, r_max, 2001)[1:]
+        radial = self._radial(r)
+        bad = ~np.isfinite(radial) | (radial <= 0) | np.concatenate([[False], np.diff(radial) <= 0])
+        return float(r[max(int(np.argmax(bad)) - 1, 0)]) if bad.any() else None
+
+    def border_reach(self) -> tuple[np.ndarray, np.ndarray]:
+        """The source picture's border (:meth:`_border_pixels`) undistorted, ``(N, 2)`` normalised
+        points, and ``(N,)`` whether the lens model reaches each: its undistorted point is finite,
+        inside the range where the radial mapping grows (:meth:`_radial_fold`: a point past it is
+        another ray's), and goes back through the lens onto the border pixel (to 0.05 px: the
+        undistortion converged). A fit's polynomial may turn back before the picture's corners
+        (a GoPro HERO10's published Max 4:3 profile does, at one corner): those points are not
+        reached, and :meth:`undistorted` leaves them out."""
+        pixels = self._border_pixels()
+        border = self._normalised(pixels)
+        reached = np.isfinite(border).all(1)
+        if reached.any() and not self.fisheye:  # (the fisheye's undistortion stops at its turn: _normalised)
+            radius = np.hypot(border[:, 0], border[:, 1])
+            fold = self._radial_fold(float(radius[reached].max()))
+            if fold is not None:
+                reached &= radius < fold
+        if reached.any():
+            back = self._project(np.concatenate([border[reached], np.ones((int(reached.sum()), 1))], 1))
+            reached[reached] = np.abs(back - pixels[reached]).max(1) < 0.05
+        return border, reached
 
     def _border_pixels(self, per_side: int = 129) -> np.ndarray:
         """The source picture's border, its pixels' outer edges: ``(4 per_side, 2)`` pixels in
@@ -908,19 +930,58 @@ class LensCalibration:
         return np.concatenate([np.stack([xs, np.full_like(xs, -0.5)], 1), np.stack([xs, np.full_like(xs, h - 0.5)], 1),
                                np.stack([np.full_like(ys, -0.5), ys], 1), np.stack([np.full_like(ys, w - 0.5), ys], 1)])
 
-    def _undistorted_border(self) -> np.ndarray:
-        """:meth:`_border_pixels` undistorted: normalised image points ``(x / z, y / z)``."""
+    def _coefficients(self) -> np.ndarray:
+        """The distortion as OpenCV's functions take it: the fisheye's ``(4, 1)`` (zeros where
+        none), the pinhole's ``(n,)``."""
+        if self.fisheye:
+            return np.asarray(self.distortion or (0.0,) * 4, np.float64).reshape(4, 1)
+        return np.asarray(self.distortion, np.float64)
+
+    def _project(self, rays: np.ndarray) -> np.ndarray:
+        """Camera-frame rays ``(N, 3)`` through the lens: ``(N, 2)`` source pixels in OpenCV's
+        convention (``cv2.projectPoints``, ``cv2.fisheye.projectPoints``)."""
+        import cv2
+
+        zero = np.zeros((3, 1))
+        k = np.asarray(self.matrix, np.float64)
+        if self.fisheye:
+            uv, _ = cv2.fisheye.projectPoints(rays.reshape(-1, 1, 3), zero, zero, k, self._coefficients())
+        else:
+            uv, _ = cv2.projectPoints(rays.reshape(-1, 3), zero, zero, k, self._coefficients())
+        return uv.reshape(-1, 2)
+
+    def _normalised(self, pixels: np.ndarray) -> np.ndarray:
+        """Source pixels ``(N, 2)`` (OpenCV's convention) undistorted: normalised image points
+        ``(x / z, y / z)``, NaN where no ray in front of the camera gives the pixel.
+
+        The pinhole's by OpenCV's ``undistortPointsIter`` (iterated to 1e-12). The fisheye's by
+        inverting ``theta_d(theta)`` (:meth:`_radial`) by bisection over the angles where it grows
+        (below 90 degrees and its first turn back): OpenCV's ``cv2.fisheye.undistortPoints``
+        stops at 90 degrees and diverged near a wide lens's turn (a GoPro HERO10's published Max
+        profile: a review)."""
         import cv2
 
         k = np.asarray(self.matrix, np.float64)
-        src = self._border_pixels().reshape(-1, 1, 2)
-        if self.fisheye:
-            d = np.asarray(self.distortion or (0.0,) * 4, np.float64).reshape(4, 1)
+        if not self.fisheye:
             criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-12)
-            return cv2.fisheye.undistortPoints(src, k, d, criteria=criteria).reshape(-1, 2)
-        criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-12)
-        return cv2.undistortPointsIter(src, k, np.asarray(self.distortion, np.float64), None, None,
-                                       criteria).reshape(-1, 2)
+            return cv2.undistortPointsIter(pixels.reshape(-1, 1, 2), k, self._coefficients(), None, None,
+                                           criteria).reshape(-1, 2)
+        distorted = np.stack([(pixels[:, 0] - k[0, 2]) / k[0, 0], (pixels[:, 1] - k[1, 2]) / k[1, 1]], 1)
+        theta_d = np.hypot(distorted[:, 0], distorted[:, 1])
+        top = math.pi / 2 * (1 - 1e-9)
+        fold = self._radial_fold(math.tan(top))
+        if fold is not None:
+            top = math.atan(fold)
+        lo, hi = np.zeros_like(theta_d), np.full_like(theta_d, top)
+        for _ in range(64):
+            mid = (lo + hi) / 2
+            grows = self._radial(np.tan(mid)) < theta_d
+            lo, hi = np.where(grows, mid, lo), np.where(grows, hi, mid)
+        theta = (lo + hi) / 2
+        reached = theta_d <= self._radial(np.tan(np.array([top])))[0]
+        with np.errstate(all="ignore"):
+            scale = np.where(theta_d > 0, np.tan(theta) / theta_d, 1.0)
+        return np.where(reached[:, None], distorted * scale[:, None], np.nan)
 
     def _size(self) -> tuple[int, int]:
         if self.image_size is None:
@@ -935,67 +996,59 @@ class LensCalibration:
     def undistort_maps(self, camera: ImageCamera) -> tuple[np.ndarray, np.ndarray]:
         """OpenCV's remap tables (``cv2.initUndistortRectifyMap``'s, fixed-point ``CV_16SC2``)
         taking a source picture of :attr:`image_size` to ``camera`` (:meth:`undistorted`): for
-        ``cv2.remap(image, *maps, cv2.INTER_LINEAR)``."""
+        ``cv2.remap(image, *maps, cv2.INTER_LINEAR)``. Where the lens model turns back
+        (:meth:`_radial_fold`: a wide fisheye's margins past the source's border), the tables
+        point outside the source: black, not the picture again."""
         import cv2
 
         k = np.asarray(self.matrix, np.float64)
         new = self._new_matrix(camera)
+        w, h = camera.image_size
         if self.fisheye:
-            d = np.asarray(self.distortion or (0.0,) * 4, np.float64).reshape(4, 1)
-            return cv2.fisheye.initUndistortRectifyMap(k, d, np.eye(3), new, camera.image_size, cv2.CV_16SC2)
-        return cv2.initUndistortRectifyMap(k, np.asarray(self.distortion, np.float64), None, new, camera.image_size,
-                                           cv2.CV_16SC2)
+            map_x, map_y = cv2.fisheye.initUndistortRectifyMap(k, self._coefficients(), np.eye(3), new, (w, h),
+                                                               cv2.CV_32FC1)
+        else:
+            map_x, map_y = cv2.initUndistortRectifyMap(k, self._coefficients(), None, new, (w, h), cv2.CV_32FC1)
+        f, (cx, cy) = camera.focal[0], camera.princpt
+        xs, ys = (np.arange(w) + 0.5 - cx) / f, (np.arange(h) + 0.5 - cy) / f
+        radius = np.hypot(xs[None, :], ys[:, None])
+        fold = self._radial_fold(float(radius.max()))
+        if fold is not None:
+            beyond = radius >= fold
+            map_x[beyond], map_y[beyond] = -10.0, -10.0
+        return cv2.convertMaps(map_x, map_y, cv2.CV_16SC2)
 
     def distort_pixels(self, camera: ImageCamera, pixels: np.ndarray) -> np.ndarray:
         """Where points at ``pixels`` of the undistorted picture (``camera``, :meth:`undistorted`)
         are in the source picture: ``(..., 2)`` pixels (wbcap's convention: the top-left pixel's
         corner at 0) -> ``(..., 2)`` float64 source pixels, through OpenCV's lens model
         (``cv2.projectPoints``, ``cv2.fisheye.projectPoints``). Non-finite inputs stay NaN."""
-        import cv2
-
         uv = np.asarray(pixels, np.float64)
         flat = uv.reshape(-1, 2)
         ok = np.isfinite(flat).all(1)
         out = np.full(flat.shape, np.nan)
         if ok.any():
-            rays = np.ones((int(ok.sum()), 1, 3))
-            rays[:, 0, 0] = (flat[ok, 0] - camera.princpt[0]) / camera.focal[0]
-            rays[:, 0, 1] = (flat[ok, 1] - camera.princpt[1]) / camera.focal[1]
-            k = np.asarray(self.matrix, np.float64)
-            zero = np.zeros((3, 1))
-            if self.fisheye:
-                d = np.asarray(self.distortion or (0.0,) * 4, np.float64).reshape(4, 1)
-                projected, _ = cv2.fisheye.projectPoints(rays, zero, zero, k, d)
-            else:
-                projected, _ = cv2.projectPoints(rays, zero, zero, k, np.asarray(self.distortion, np.float64))
-            out[ok] = projected.reshape(-1, 2) + 0.5
+            rays = np.ones((int(ok.sum()), 3))
+            rays[:, :2] = (flat[ok] - np.asarray(camera.princpt)) / np.asarray(camera.focal)
+            out[ok] = self._project(rays) + 0.5
         return out.reshape(uv.shape)
 
     def undistort_pixels(self, camera: ImageCamera, pixels: np.ndarray) -> np.ndarray:
         """Where points at ``pixels`` of the source picture are in the undistorted picture
         (``camera``, :meth:`undistorted`): ``(..., 2)`` pixels (wbcap's convention) -> ``(..., 2)``
-        float64 pixels, the inverse of :meth:`distort_pixels` (OpenCV's ``undistortPointsIter``,
-        ``cv2.fisheye.undistortPoints``, iterated to 1e-12). Non-finite inputs stay NaN."""
-        import cv2
-
+        float64 pixels, the inverse of :meth:`distort_pixels` (:meth:`_normalised`). Non-finite
+        inputs, and pixels no ray gives, are NaN."""
         uv = np.asarray(pixels, np.float64)
         flat = uv.reshape(-1, 2)
         ok = np.isfinite(flat).all(1)
         out = np.full(flat.shape, np.nan)
         if ok.any():
-            src = (flat[ok] - 0.5).reshape(-1, 1, 2)
-            k, new = np.asarray(self.matrix, np.float64), self._new_matrix(camera)
-            criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-12)
-            if self.fisheye:
-                d = np.asarray(self.distortion or (0.0,) * 4, np.float64).reshape(4, 1)
-                moved = cv2.fisheye.undistortPoints(src, k, d, P=new, criteria=criteria)
-            else:
-                moved = cv2.undistortPointsIter(src, k, np.asarray(self.distortion, np.float64), None, new, criteria)
-            out[ok] = moved.reshape(-1, 2) + 0.5
+            out[ok] = self._normalised(flat[ok] - 0.5) * np.asarray(camera.focal) + np.asarray(camera.princpt)
         return out.reshape(uv.shape)
 
     def to_dict(self) -> dict:
         """JSON-able (``meta.json``'s ``calibration``, a resume's fingerprint): ``image_size``,
-        ``matrix``, ``distortion``, ``fisheye``, ``name``, ``file``."""
-        return {"image_size": None if self.image_size is None else list(self.image_size), "scale": self.scale, "matrix": [list(r) for r in self.matrix],
-                "distortion": list(self.distortion), "fisheye": self.fisheye, "name": self.name, "file": self.file}
+        ``matrix``, ``distortion``, ``fisheye``, ``name``, ``file``, ``scale``."""
+        return {"image_size": None if self.image_size is None else list(self.image_size),
+                "matrix": [list(r) for r in self.matrix], "distortion": list(self.distortion),
+                "fisheye": self.fisheye, "name": self.name, "file": self.file, "scale": self.scale}

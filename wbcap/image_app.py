@@ -296,7 +296,7 @@ def _read_photo(job: ImageJob, path: Path, undistorters: dict | None = None):
     undistorters = {} if undistorters is None else undistorters
     if size not in undistorters:
         try:
-            undistorters[size] = Undistorter(job.calibration, size)
+            undistorters[size] = Undistorter(job.calibration, size, pictures="photos")
         except InputError as exc:
             undistorters[size] = exc
     made = undistorters[size]

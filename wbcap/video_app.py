@@ -229,6 +229,8 @@ _OPTION_KEYS = {
                       "min_height_frac", "max_people", "checkpoint", "precision", "image_fps")},
     "body.path": "body_models", "body.gender": "gender", "body.allow_pickle": "allow_pickle",
     "model.fix_left_hand_flip": "fix_left_hand_flip", "calibration": "calibration",
+    **{f"calibration.{k}": "calibration" for k in ("image_size", "matrix", "distortion", "fisheye", "name")},
+    "calibration.scale": "undistort_scale",
     "people_limit.iou_threshold": "iou_threshold", "people_limit.max_age": "max_age",
     "people_limit.cut_threshold": "cut_threshold", "people_limit.no_cuts": "no_cuts",
     "people_limit.no_appearance": "no_appearance", "people_limit.reid_age": "reid_age",

@@ -155,8 +155,9 @@ def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, de
         raise click.UsageError("--no-cuts turns the search for cuts off and --cut-threshold sets it: drop one of them")
     animation = parse_export(export, exact, root_bone)
     if calibration is not None and (focal is not None or principal_point is not None):
-        raise click.UsageError("--calibration sets the camera's focal length and principal point: drop --focal and "
-                               "--principal-point")
+        given = " and ".join(flag for flag, v in (("--focal", focal), ("--principal-point", principal_point))
+                             if v is not None)
+        raise click.UsageError(f"--calibration sets the camera's focal length and principal point: drop {given}")
     lens = read_calibration_option(calibration, calibration_camera, source, undistort_scale)
     dev = resolve_device(device)
     for flag, value, method in (("--min-cutoff", min_cutoff, "oneeuro"), ("--beta", beta, "oneeuro"),

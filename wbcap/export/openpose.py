@@ -175,9 +175,9 @@ def person_keypoints(person: Any, image_size: tuple[int, int], lens: Any = None)
     """The record of a photo's person (a :class:`wbcap.pipeline.Person`: its ``joints_2d``, the
     137-joint set in the photo's pixels, and its ``joints``' depth in its own camera), ``person_id``
     its index; ``image_size`` ``(W, H)`` pixels. ``lens``: the
-    :class:`~wbcap.io.undistort.Undistorter` the photo was read with, or None: the points are then
-    put back through the lens into the photo's own pixels (one outside the undistorted picture as
-    not found)."""
+    :class:`~wbcap.io.undistort.Undistorter` the photo was read with (the points are then put
+    back through the lens into the photo's own pixels, one outside the undistorted picture as
+    not found), or None."""
     ids = np.asarray(ALL_IN_JOINT_SET, np.int64)
     points = np.asarray(person.joints_2d, np.float64)[ids]
     front = np.asarray(person.joints)[ids, 2] > 1e-9

@@ -109,7 +109,7 @@ def read_calibration(path: str | os.PathLike[str], camera: str | None = None,
         raise InputError(f"{where}: {exc}") from None
     if not cameras:
         raise InputError(f"{where}: holds no camera calibration (a camera matrix: `matrix`, `camera_matrix` or `K`); "
-                         "give the calibration file of the camera that filmed the video")
+                         "give the calibration file of the camera that took the pictures")
     name, entry = _choose(cameras, camera, source, where)
     label = f"{where} (camera {name!r})" if name and len(cameras) > 1 else where
     table = _folded(entry) or {}
@@ -314,6 +314,8 @@ def _choose(cameras: dict[str, Mapping], camera: str | None, source: Any, where:
         for name, entry in cameras.items():
             if camera in (name, entry.get("_key")):
                 return name, entry
+        if list(cameras) == [""]:
+            raise InputError(f"{where}: holds one camera, without a name; leave out {setting('calibration_camera')}")
         raise InputError(f"{where}: no camera {camera!r} in it (its cameras: {names}); give one of those to "
                          f"{setting('calibration_camera')}")
     if len(cameras) == 1:
@@ -326,7 +328,7 @@ def _choose(cameras: dict[str, Mapping], camera: str | None, source: Any, where:
             if len(named) == 1:
                 log.info("%s: camera %r, named as %s", where, named[0][0], Path(str(source)).name)
                 return named[0]
-    raise InputError(f"{where}: holds {len(cameras)} cameras ({names}); say which filmed the video with "
+    raise InputError(f"{where}: holds {len(cameras)} cameras ({names}); say which took the pictures with "
                      f"{setting('calibration_camera')} NAME")
 
 

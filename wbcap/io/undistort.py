@@ -31,6 +31,7 @@ class Undistorter:
     Args:
         calibration: the camera's calibration (any picture size of the frames' shape).
         image_size: ``(W, H)`` of the frames as wbcap reads them (upright, square pixels).
+        pictures: what the pictures are called in messages (``"frames"``, ``"photos"``).
         quiet: how the calibration was fitted (scaled, taken as cropped, without a size) at debug
             level: said already (a run's later passes).
 
@@ -46,38 +47,57 @@ class Undistorter:
             invert over the picture; naming the calibration's file and the fix.
     """
 
-    def __init__(self, calibration: LensCalibration, image_size: tuple[int, int], quiet: bool = False) -> None:
+    def __init__(self, calibration: LensCalibration, image_size: tuple[int, int], quiet: bool = False,
+                 pictures: str = "frames") -> None:
         where = calibration.file or "the calibration"
         camera_name = f" (camera {calibration.name!r})" if calibration.name else ""
         try:
             self.calibration, fitted = calibration.fit(image_size)
+        except ValueError as exc:
+            raise InputError(f"{where}{camera_name}: {exc}; give {setting('calibration')} a calibration of this camera "
+                             f"made on upright {pictures} of this shape, as wbcap reads them") from None
+        w, h = image_size
+        if fitted == "assumed":
+            (_, _, cx), (_, _, cy), _ = self.calibration.matrix
+            if not (0 <= cx + 0.5 <= w and 0 <= cy + 0.5 <= h):  # (a review: an intri.yml of 4x the frames' size)
+                raise InputError(f"{where}{camera_name}: gives no picture size, and its principal point ({cx:g}, "
+                                 f"{cy:g}) lies outside the {w}x{h} {pictures}: it was calibrated at another "
+                                 "resolution; add its size (`size = [W, H]`, or `W_<name>`/`H_<name>`)")
+        try:
             self.camera: ImageCamera = self.calibration.undistorted()
         except ValueError as exc:
-            raise InputError(f"{where}{camera_name}: {exc}; give {setting('calibration')} the calibration of "
-                             "this camera at this picture's shape") from None
-        w, h = image_size
+            raise InputError(f"{where}{camera_name}: {exc}") from None
         info, warning = (log.debug, log.debug) if quiet else (log.info, log.warning)
         if fitted == "scaled":
-            info("%s%s: calibrated on %dx%d pictures, scaled to the frames' %dx%d", where, camera_name,
-                     *calibration.image_size, w, h)
+            info("%s%s: calibrated on %dx%d pictures, scaled to the %s' %dx%d", where, camera_name,
+                 *calibration.image_size, pictures, w, h)
         elif fitted == "cropped":
-            warning("%s%s: calibrated on %dx%d pictures, the frames are %dx%d: taken as the same pixels cropped or "
-                        "padded at the right or bottom edge (as codecs store 1080 rows as 1088), not resized",
-                        where, camera_name, *calibration.image_size, w, h)
+            warning("%s%s: calibrated on %dx%d pictures, the %s are %dx%d: taken as the same pixels cropped or "
+                    "padded at the right or bottom edge (as codecs store 1080 rows as 1088), not resized",
+                    where, camera_name, *calibration.image_size, pictures, w, h)
+        if self.calibration.scale is None and self.calibration.distorts:
+            reached = self.calibration.border_reach()[1].mean()
+            if reached < 1:  # (a fit that turns back before a corner: Gyroflow's HERO10 Max 4:3 profile)
+                warning("%s%s: the lens model does not reach %.1f %% of the source's border (its corners: its "
+                        "polynomial turns back before them); those pixels are left out", where, camera_name,
+                        100 * (1 - reached))
         scale = self.camera.focal[0] / min(self.calibration.matrix[0][0], self.calibration.matrix[1][1])
         if scale < 0.5 and calibration.scale is None:  # (a very wide lens: a break-it review's 168-degree fisheye
-            warning("%s%s: to keep every pixel of the source, the undistorted frames show the scene at %.2f times the "  # left
+            warning("%s%s: to keep every pixel of the source, the undistorted %s show the scene at %.2f times the "  # left
                     "lens's own scale (people %.1f times smaller, black where no pixel lands): a very wide lens, which "  # people
                     "a pinhole picture cannot hold well; %s 0.5 keeps people larger and leaves the far edges out",  # 85 px)
-                    where, camera_name, scale, 1 / scale, setting("undistort_scale"))
+                    where, camera_name, pictures, scale, 1 / scale, setting("undistort_scale", api="scale"))
         if fitted == "assumed":
             (_, _, cx), (_, _, cy), _ = self.calibration.matrix
             off = max(abs(cx + 0.5 - w / 2) / w, abs(cy + 0.5 - h / 2) / h)
             (warning if off > 0.1 else info)(
-                "%s%s: gives no picture size; taken as the frames' %dx%d%s", where, camera_name, w, h,
+                "%s%s: gives no picture size; taken as the %s' %dx%d%s", where, camera_name, pictures, w, h,
                 f" (its principal point ({cx:g}, {cy:g}) is far from their centre: was it calibrated at another "
                 "resolution?)" if off > 0.1 else "")
-        self.remaps = self.calibration.distorts or not self.calibration.square_pixels
+        (fx, _, cx), (_, _, cy), _ = self.calibration.matrix
+        own = (fx, fx), (cx + 0.5, cy + 0.5)  # (the calibration's own camera: nothing to resample)
+        self.remaps = (self.calibration.distorts or not self.calibration.square_pixels
+                       or (self.camera.focal, self.camera.princpt) != own)
         self._maps: tuple[np.ndarray, np.ndarray] | None = None
 
     def box(self, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
