@@ -276,10 +276,12 @@ def test_bad_calibration_files_are_refused_naming_the_file(tmp_path, case, text,
 
 
 def test_calibration_files_of_other_kinds_are_refused(tmp_path):
-    (tmp_path / "calib.txt").write_text("260 0 158.5\n")
+    (tmp_path / "calib.txt").write_text("260 0 158.5\n")  # (a .txt is read as COLMAP's cameras.txt)
     (tmp_path / "bad.yml").write_text("%YAML:1.0\n---\na: [1, 2\n")
     (tmp_path / "bad.yaml").write_text("a: [1, 2\n")
-    for name, expected in (("calib.txt", "not a calibration file wbcap reads (.toml, .yml"),
+    (tmp_path / "calib.dat").write_text("260 0 158.5\n")
+    for name, expected in (("calib.dat", "not a calibration file wbcap reads (.toml, .yml"),
+                           ("calib.txt", "line 1 is not a camera of COLMAP's cameras.txt of a model wbcap reads"),
                            ("missing.toml", "no such calibration file"),
                            ("bad.yml", "OpenCV cannot read it as YAML"), ("bad.yaml", "not valid YAML")):
         with pytest.raises(InputError) as err:
@@ -826,3 +828,27 @@ def test_a_fisheye_is_undistorted_on_the_rising_side_of_its_turn():
     assert theta == pytest.approx(0.31574, abs=1e-4) and theta * (1 - 0.5 * theta**2) == pytest.approx(0.3, abs=1e-12)
     np.testing.assert_allclose(cal._project(np.array([[points[0, 0], 0.0, 1.0]])), pixels[:1], atol=1e-9)
     assert np.isnan(points[1]).all()
+
+
+def test_colmaps_cameras_txt(tmp_path):
+    """COLMAP's cameras.txt: each model's parameters as OpenCV's, the principal point made OpenCV's
+    (COLMAP measures it from the top-left pixel's corner: the undistorted camera of a pinhole is
+    COLMAP's own numbers)."""
+    (tmp_path / "cameras.txt").write_text(
+        "# Camera list with one line of data per camera:\n#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]\n"
+        "# Number of cameras: 4\n"
+        "1 SIMPLE_PINHOLE 320 240 300 160.25 120.5\n"
+        "2 OPENCV 320 240 260 262 159 121.7 -0.3 0.1 0.002 -0.001\n"
+        "3 OPENCV_FISHEYE 320 240 260 262 159 121.7 0.05 -0.01 0.002 -0.0005\n"
+        "4 SIMPLE_RADIAL 320 240 300 160 120 -0.05\n")
+    pinhole = read_calibration(tmp_path / "cameras.txt", camera="1")
+    assert pinhole.undistorted().princpt == (160.25, 120.5) and pinhole.undistorted().focal == (300.0, 300.0)
+    opencv = read_calibration(tmp_path / "cameras.txt", camera="2")
+    assert opencv.matrix == ((260.0, 0.0, 158.5), (0.0, 262.0, 121.2), (0.0, 0.0, 1.0)) and not opencv.fisheye
+    assert opencv.distortion == (-0.3, 0.1, 0.002, -0.001)
+    fisheye = read_calibration(tmp_path / "cameras.txt", camera="3")
+    assert fisheye.fisheye and fisheye.distortion == tuple(FISHEYE_D) and fisheye.image_size == (320, 240)
+    assert read_calibration(tmp_path / "cameras.txt", camera="4").distortion == (-0.05, 0.0, 0.0, 0.0)
+    (tmp_path / "fov.txt").write_text("1 FOV 320 240 300 300 160 120 0.9\n")
+    with pytest.raises(InputError, match="line 1 is not a camera of COLMAP's cameras.txt of a model wbcap reads"):
+        read_calibration(tmp_path / "fov.txt")

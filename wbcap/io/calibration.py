@@ -14,7 +14,9 @@ Read as the tools that write them lay them out:
   ``distortion_model: radtan | equidistant``); OpenCV's dialect (XML, or YAML with its
   ``%YAML:1.0`` line or ``!!opencv-matrix`` tags) by OpenCV's own parser, other YAML by PyYAML's
   safe loader.
-* **JSON**: the same keys, one camera or an object of them by name.
+* **JSON**: the same keys, one camera or an object of them by name; a Gyroflow lens profile.
+* **COLMAP's** ``cameras.txt`` (``.txt``): its pinhole, radial, OpenCV and fisheye models, a camera
+  a line by id (its principal point made OpenCV's: 0.5 less).
 
 Keys: the camera matrix ``matrix``, ``camera_matrix``, ``cameraMatrix``, ``K``, ``mtx``,
 ``intrinsic_matrix`` (3 x 3, 9 numbers, or ``{data: [...]}``), or Kalibr's ``intrinsics``; the
@@ -48,7 +50,22 @@ log = logging.getLogger(__name__)
 __all__ = ["CALIBRATION_SUFFIXES", "read_calibration"]
 
 #: The file types read, by suffix (lower case).
-CALIBRATION_SUFFIXES = (".toml", ".yml", ".yaml", ".xml", ".json")
+CALIBRATION_SUFFIXES = (".toml", ".yml", ".yaml", ".xml", ".json", ".txt")
+
+#: COLMAP's camera models wbcap reads (``cameras.txt``; COLMAP's ``src/colmap/sensor/models.h``):
+#: their parameters after ``WIDTH HEIGHT``, as names of OpenCV's; ``f`` stands for both focal
+#: lengths. The fisheye ones are OpenCV's equidistant model.
+_COLMAP_MODELS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "SIMPLE_PINHOLE": (("f", "cx", "cy"), False),
+    "PINHOLE": (("fx", "fy", "cx", "cy"), False),
+    "SIMPLE_RADIAL": (("f", "cx", "cy", "k1"), False),
+    "RADIAL": (("f", "cx", "cy", "k1", "k2"), False),
+    "OPENCV": (("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2"), False),
+    "FULL_OPENCV": (("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2", "k3", "k4", "k5", "k6"), False),
+    "SIMPLE_RADIAL_FISHEYE": (("f", "cx", "cy", "k1"), True),
+    "RADIAL_FISHEYE": (("f", "cx", "cy", "k1", "k2"), True),
+    "OPENCV_FISHEYE": (("fx", "fy", "cx", "cy", "k1", "k2", "k3", "k4"), True),
+}
 
 #: A calibration file is a few kB; a larger file is not one (read whole into memory).
 _MAX_BYTES = 16 * 1024 * 1024
@@ -67,7 +84,8 @@ def read_calibration(path: str | os.PathLike[str], camera: str | None = None,
     """The calibration of one camera in the file ``path`` (see the module docstring).
 
     Args:
-        path: a ``.toml``, ``.yml``/``.yaml``, ``.xml`` or ``.json`` calibration file.
+        path: a ``.toml``, ``.yml``/``.yaml``, ``.xml``, ``.json`` calibration file, or COLMAP's
+            ``cameras.txt``.
         camera: the camera's name where the file holds several (its table's key or ``name``).
         source: the video or images the calibration is for: with several cameras and no
             ``camera``, the one named as its file (stem, case ignored) is taken.
@@ -84,7 +102,8 @@ def read_calibration(path: str | os.PathLike[str], camera: str | None = None,
     where = str(path)
     if p.suffix.lower() not in CALIBRATION_SUFFIXES:
         raise InputError(f"{where}: not a calibration file wbcap reads ({', '.join(CALIBRATION_SUFFIXES)}: Pose2Sim's "
-                         "or Anipose's Calib.toml, OpenCV's, ROS's or Kalibr's YAML, or JSON); give one of those")
+                         "or Anipose's Calib.toml, OpenCV's, ROS's or Kalibr's YAML, JSON, COLMAP's cameras.txt); give "
+                         "one of those")
     try:
         size = p.stat().st_size
         if not p.is_file():
@@ -142,7 +161,43 @@ def _parse(text: str, suffix: str, where: str) -> Any:
             return json.loads(text)
         except ValueError as exc:
             raise InputError(f"{where}: not valid JSON ({exc}); fix the file") from None
+    if suffix == ".txt":
+        return _colmap_cameras(text, where)
     return _read_yaml(text, suffix, where)
+
+
+def _colmap_cameras(text: str, where: str) -> dict[str, dict[str, Any]]:
+    """COLMAP's ``cameras.txt`` (``CAMERA_ID MODEL WIDTH HEIGHT PARAMS[]`` a line, ``#`` comments)
+    as camera tables by id, in OpenCV's values: COLMAP's principal point is measured from the
+    top-left pixel's corner (its centre at 0.5), OpenCV's from its centre (0.5 less)."""
+    cameras: dict[str, dict[str, Any]] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        model = words[1].upper() if len(words) > 1 else ""
+        if model not in _COLMAP_MODELS:
+            known = ", ".join(_COLMAP_MODELS)
+            raise InputError(f"{where}: line {number} is not a camera of COLMAP's cameras.txt of a model wbcap reads "
+                             f"({known}); give such a file, or a calibration in another format")
+        names, fisheye = _COLMAP_MODELS[model]
+        try:
+            values = [float(v) for v in words[2:]]
+        except ValueError:
+            values = []
+        if len(values) != 2 + len(names):
+            raise InputError(f"{where}: line {number}: COLMAP's {model} takes WIDTH HEIGHT {' '.join(names)}; fix "
+                             "the line")
+        p = dict(zip(names, values[2:]))
+        fx, fy = p.get("fx", p.get("f")), p.get("fy", p.get("f"))
+        coefficients = [p.get(k, 0.0) for k in (("k1", "k2", "k3", "k4") if fisheye else
+                                                 ("k1", "k2", "p1", "p2", "k3", "k4", "k5", "k6"))]
+        if not fisheye and model != "FULL_OPENCV":
+            coefficients = coefficients[:4]
+        cameras[words[0]] = {"name": words[0], "size": values[:2], "fisheye": fisheye,
+                             "matrix": [[fx, 0.0, p["cx"] - 0.5], [0.0, fy, p["cy"] - 0.5], [0.0, 0.0, 1.0]],
+                             "distortions": coefficients}
+    return cameras
 
 
 def _is_file_storage(text: str, suffix: str) -> bool:
