@@ -274,8 +274,9 @@ def calibration_options(video: bool):
                         ("photo", "the --export files are in; OpenPose keypoints are in the photo's own pixels"))
     options = [
         click.option("--calibration", type=NonEmptyPath(dir_okay=False), default=None, metavar="FILE",
-                     help="The camera's calibration (Pose2Sim's or Anipose's Calib.toml, OpenCV's, ROS's or Kalibr's "
-                          f"YAML or XML, JSON): every {picture} is undistorted (fisheye too) into a pinhole camera of "
+                     help="The camera's calibration (Pose2Sim's or Anipose's Calib.toml; OpenCV's, ROS's, Kalibr's or "
+                          "EasyMocap's YAML or XML; JSON, a Gyroflow lens profile; COLMAP's cameras.txt): every "
+                          f"{picture} is undistorted (fisheye too) into a pinhole camera of "
                           f"square pixels that keeps every pixel, which {outputs}."),
         click.option("--calibration-camera", default=None, metavar="NAME",
                      help="Which camera of a --calibration file holding several (default: the one named as the "
