@@ -314,8 +314,9 @@ def test_undistorted_camera_and_distort_pixels_agree_with_opencvs_projection(fis
         und = cv2.undistortPointsIter(border.reshape(-1, 1, 2), K, D, None, None, criteria)
     at = und.reshape(-1, 2) * camera.focal[0] + np.array(camera.princpt)  # (wbcap's pixels: the picture is 0..W)
     lo, hi = at.min(0), at.max(0)
-    np.testing.assert_allclose(lo + hi, [320, 240], atol=1e-3)  # centred
-    assert min(lo) == pytest.approx(0, abs=0.01) and (lo > -0.01).all()  # held, and filling one side
+    assert camera.princpt == (160.0, 120.0)  # (the optical axis through the picture's centre)
+    assert (lo > -0.01).all() and (hi < [320.01, 240.01]).all()  # every pixel held
+    assert min(*lo, 320 - hi[0], 240 - hi[1]) == pytest.approx(0, abs=0.01)  # and the picture filled to one edge
 
 
 def test_a_calibration_fits_a_resized_picture():
@@ -342,7 +343,8 @@ def test_without_distortion_the_camera_is_the_calibrations_own():
     image = np.arange(240 * 320 * 3, dtype=np.uint8).reshape(240, 320, 3)
     assert Undistorter(cal, (320, 240))(image) is image  # (nothing to remap)
     uneven = LensCalibration((320, 240), ((300.0, 0.0, 159.0), (0.0, 310.0, 119.5), (0.0, 0.0, 1.0)))
-    assert uneven.undistorted().focal == pytest.approx((300.0, 300.0), abs=1e-9) and Undistorter(uneven, (320, 240)).remaps
+    # (its farthest column from the axis, 160.5 px at fx 300, fills the half-width 160 about the centre)
+    assert uneven.undistorted().focal == pytest.approx((300.0 * 160 / 160.5,) * 2, abs=1e-9) and Undistorter(uneven, (320, 240)).remaps
 
 
 def blob_picture(points_px: np.ndarray, size=(320, 240)) -> np.ndarray:
@@ -649,7 +651,7 @@ def test_a_gopro_profile_and_a_very_wide_fisheye(caplog):
     with caplog.at_level(logging.INFO):  # (--undistort-scale 0.5: half the lens's scale, centred alike, no warning)
         half = Undistorter(dataclasses.replace(gopro, scale=0.5), (2704, 1520)).camera
     assert half.focal == (0.5 * 1068.727740034222,) * 2 and "times smaller" not in caplog.text
-    assert half.princpt == (1349.7602007804464 + 0.5, 761.8227721778671 + 0.5)  # (about the lens's own axis)
+    assert half.princpt == (1352.0, 760.0)  # (the axis through the picture's centre)
     caplog.clear()
     with caplog.at_level(logging.INFO):
         Undistorter(calibration(), (320, 240))  # (the tests' barrel lens: 0.78 of its scale, no warning)

@@ -827,17 +827,19 @@ class LensCalibration:
 
     def undistorted(self) -> ImageCamera:
         """The pinhole camera the frames are undistorted into: square pixels, no skew, the
-        calibration's picture size and, by default, the longest focal length whose picture holds
-        **every pixel of the source** the lens model reaches (the source's border, every pixel's
-        outer edge, undistorted: :meth:`border_reach`; a polynomial that turns back before a
-        corner leaves that corner out), centred on it, so that nobody at the picture's edge is lost; the
-        source's corners may then leave black margins (as OpenCV's ``getOptimalNewCameraMatrix``
-        with ``alpha`` 1, which ``cv2.fisheye``'s estimate is not). With :attr:`scale`, that
-        fraction of the calibration's focal length about its own principal point (the source's far
-        edges may then be left out). Without distortion, with square pixels and no :attr:`scale`
-        it is the calibration's own camera. Its principal point is in wbcap's convention
-        (OpenCV's plus 0.5). Where the lens model turns back, in the margins, the frames are left
-        black (:meth:`undistort_maps`).
+        calibration's picture size, the principal point at the picture's centre (the optical axis
+        through it: a glTF camera, which has no principal point, then overlays the picture exactly)
+        and, by default, the longest focal length whose picture holds **every pixel of the source**
+        the lens model reaches (the source's border, every pixel's outer edge, undistorted:
+        :meth:`border_reach`; a polynomial that turns back before a corner leaves that corner out),
+        so that nobody at the picture's edge is lost; the source's corners may then leave black
+        margins (as OpenCV's ``getOptimalNewCameraMatrix`` with ``alpha`` 1 and
+        ``centerPrincipalPoint``, which ``cv2.fisheye``'s estimate is not). With :attr:`scale`,
+        that fraction of the calibration's focal length (the source's far edges may then be left
+        out). Without distortion, with square pixels and no :attr:`scale` it is the calibration's
+        own camera (its principal point kept: nothing is resampled). The principal point is in
+        wbcap's convention (OpenCV's plus 0.5). Where the lens model turns back, in the margins,
+        the frames are left black (:meth:`undistort_maps`).
 
         Raises:
             ValueError: by default, a lens model that does not reach 90 % of the source's border
@@ -852,17 +854,19 @@ class LensCalibration:
         (fx, _, cx), (_, fy, cy), _ = self.matrix
         w, h = self._size()
         own = ImageCamera(focal=(fx, fx), princpt=(cx + 0.5, cy + 0.5), image_size=(w, h))
+        centre = (w / 2.0, h / 2.0)
         if self.scale is not None:
             f = float(self.scale * min(fx, fy))
             if f < MIN_FOCAL:
                 raise ValueError(f"scale {self.scale:g}: a focal length of {f:g} pixels (at least {MIN_FOCAL:g})")
-            return ImageCamera(focal=(f, f), princpt=own.princpt, image_size=(w, h))
+            return ImageCamera(focal=(f, f), princpt=centre, image_size=(w, h))
         if not self.distorts and self.square_pixels:
             return own
         border, reached = self.border_reach()
-        lo, hi = (border[reached].min(0), border[reached].max(0)) if reached.mean() >= 0.9 else (np.full(2, np.nan),) * 2
+        # (the farthest reach from the axis on each side: the picture spans W / 2 each way of it)
+        reach = np.abs(border[reached]).max(0) if reached.mean() >= 0.9 else np.full(2, np.nan)
         with np.errstate(all="ignore"):
-            f = float(min(w / (hi[0] - lo[0]), h / (hi[1] - lo[1])))
+            f = float(min(w / 2 / reach[0], h / 2 / reach[1]))
         if not (math.isfinite(f) and f >= MIN_FOCAL):
             from wbcap.errors import setting
 
@@ -871,9 +875,7 @@ class LensCalibration:
                              + (", or sees 90 degrees or more off its axis" if self.fisheye else "")
                              + f"); check the coefficients, or give {setting('undistort_scale', api='a scale')} (0.5 "
                              "keeps the picture's middle)")
-        # (OpenCV's pixels: the picture spans -0.5 .. W - 0.5; the border's middle at the picture's)
-        centre = (np.array([w, h], np.float64) - 1) / 2 - f * (lo + hi) / 2
-        return ImageCamera(focal=(f, f), princpt=(float(centre[0]) + 0.5, float(centre[1]) + 0.5), image_size=(w, h))
+        return ImageCamera(focal=(f, f), princpt=centre, image_size=(w, h))
 
     def _radial(self, r: np.ndarray) -> np.ndarray:
         """The lens's radial mapping of normalised undistorted radii ``r`` (``x / z``): OpenCV's
