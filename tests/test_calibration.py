@@ -464,6 +464,7 @@ def test_a_run_through_a_lens_writes_openpose_keypoints_in_the_sources_pixels(tm
     camera = calibration().undistorted()  # (the camera named as the video: cam01)
     assert meta["camera"]["focal"] == list(camera.focal) and meta["camera"]["princpt"] == list(camera.princpt)
     assert meta["calibration"]["name"] == "cam01" and meta["calibration"]["distortion"] == list(D)
+    assert meta["calibration"]["at_frames"] == {"fitted": "same", "image_size": [320, 240], "matrix": K.tolist()}
     from smplx.joint_names import JOINT_NAMES
 
     ids = [JOINT_NAMES.index(n) for n in ("pelvis", "right_knee", "left_knee")]
@@ -646,7 +647,7 @@ def test_a_gopro_profile_and_a_very_wide_fisheye(caplog):
     with caplog.at_level(logging.INFO):
         camera = Undistorter(gopro, (2704, 1520)).camera
     assert 0.2 < camera.focal[0] / 1068.7 < 0.5 and "times smaller" in caplog.text
-    assert "scale 0.5 keeps people larger" in caplog.text
+    assert "scale 1 shows people as large as the source's middle does" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.INFO):  # (--undistort-scale 0.5: half the lens's scale, centred alike, no warning)
         half = Undistorter(dataclasses.replace(gopro, scale=0.5), (2704, 1520)).camera
@@ -691,9 +692,9 @@ def test_where_a_lens_model_turns_back():
     def lens(d, fisheye=False):
         return LensCalibration((320, 240), tuple(map(tuple, K)), d, fisheye)
 
-    assert lens((-0.3, 0.0, 0.0, 0.0, 0.0))._radial_fold(2.0) == pytest.approx(1 / np.sqrt(0.9), abs=2e-3)
-    assert lens((-0.5, 0.0, 0.0, 0.0), True)._radial_fold(3.0) == pytest.approx(np.tan(np.sqrt(2 / 3)), abs=3e-3)
-    assert lens(tuple(D))._radial_fold(1.2) is None and lens(tuple(FISHEYE_D), True)._radial_fold(5.0) is None
+    assert lens((-0.3, 0.0, 0.0, 0.0, 0.0)).radial_fold(2.0) == pytest.approx(1 / np.sqrt(0.9), abs=2e-3)
+    assert lens((-0.5, 0.0, 0.0, 0.0), True).radial_fold(3.0) == pytest.approx(np.tan(np.sqrt(2 / 3)), abs=3e-3)
+    assert lens(tuple(D)).radial_fold(1.2) is None and lens(tuple(FISHEYE_D), True).radial_fold(5.0) is None
 
 
 HERO10_MAX_4BY3 = LensCalibration(  # (Gyroflow's published profile: its lens turns back at 83.8 degrees, the corner at 80.7)
@@ -741,7 +742,7 @@ def test_very_wide_fisheyes_keep_every_pixel_without_ghosts(cal):
         white = undistorter(np.full((h, w, 3), 255, np.uint8))[..., 0]
         f, (cx, cy) = undistorter.camera.focal[0], undistorter.camera.princpt
         radius = np.hypot((np.arange(w)[None, :] + 0.5 - cx) / f, (np.arange(h)[:, None] + 0.5 - cy) / f)
-        fold = cal._radial_fold(float(radius.max()))
+        fold = cal.radial_fold(float(radius.max()))
         if scale is not None and cal is HERO10_MAX_4BY3:
             assert fold is not None and (radius >= fold).sum() > 1000  # (the case the tables' mask is for)
         if fold is not None:
@@ -854,3 +855,37 @@ def test_colmaps_cameras_txt(tmp_path):
     (tmp_path / "fov.txt").write_text("1 FOV 320 240 300 300 160 120 0.9\n")
     with pytest.raises(InputError, match="line 1 is not a camera of COLMAP's cameras.txt of a model wbcap reads"):
         read_calibration(tmp_path / "fov.txt")
+
+
+def test_keypoints_through_the_lens_past_the_picture_and_past_its_turn():
+    """OpenPose keypoints put back through the lens: one outside the picture keeps its place (as
+    without a calibration: c is 0 there), one where a fisheye's model turns back is not found."""
+    from wbcap.export.openpose import _through_lens
+
+    cal = calibration()
+    camera = cal.undistorted()
+    points = np.array([[-20.0, 120.0], [160.0, 120.0], [340.0, 10.0]])  # (left of the picture, its middle, right)
+    moved, front = _through_lens(cal, camera, points, np.ones(3, bool))
+    assert front.all()
+    np.testing.assert_allclose(moved, cv_project(np.concatenate([(points - camera.princpt) / camera.focal,
+                                                                np.ones((3, 1))], 1)), atol=1e-9)
+    folding = LensCalibration((320, 240), tuple(map(tuple, K)), (-0.5, 0.0, 0.0, 0.0), True, scale=0.5)  # (turns
+    # at 46.8 degrees)
+    camera = folding.undistorted()
+    far = np.array([[camera.princpt[0] + 2.0 * camera.focal[0], camera.princpt[1]],  # (63 degrees off the axis)
+                    [camera.princpt[0] + 0.5 * camera.focal[0], camera.princpt[1]]])
+    _, front = _through_lens(folding, camera, far, np.ones(2, bool))
+    assert front.tolist() == [False, True]
+
+
+def test_a_run_whose_lens_shrinks_people_says_so_when_nobody_is_found():
+    from wbcap import video_app
+    from wbcap.io.undistort import Undistorter
+
+    job = video_app.VideoJob(source="gopro.mp4", out="o", calibration=HERO10_MAX_4BY3)
+
+    camera = Undistorter(HERO10_MAX_4BY3, (2704, 2028), quiet=True).camera
+    hint = video_app._small_people(job, camera)
+    assert hint.startswith("the undistorted frames show people at 0.2") and "undistort_scale 1 shows them" in hint
+    assert video_app._small_people(dataclasses.replace(job, calibration=calibration()),
+                                   calibration().undistorted()) == ""

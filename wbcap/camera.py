@@ -891,7 +891,7 @@ class LensCalibration:
             r2 = r * r
             return r * (1 + d[0] * r2 + d[1] * r2**2 + d[4] * r2**3) / (1 + d[5] * r2 + d[6] * r2**2 + d[7] * r2**3)
 
-    def _radial_fold(self, r_max: float) -> float | None:
+    def radial_fold(self, r_max: float) -> float | None:
         """The smallest normalised radius up to ``r_max`` at which the lens's radial mapping
         (:meth:`_radial`) stops growing, where two rays would meet at one pixel; None where it
         grows all the way (sampled every ``r_max / 2000``; for a fisheye, evenly in angle)."""
@@ -906,7 +906,7 @@ class LensCalibration:
     def border_reach(self) -> tuple[np.ndarray, np.ndarray]:
         """The source picture's border (:meth:`_border_pixels`) undistorted, ``(N, 2)`` normalised
         points, and ``(N,)`` whether the lens model reaches each: its undistorted point is finite,
-        inside the range where the radial mapping grows (:meth:`_radial_fold`: a point past it is
+        inside the range where the radial mapping grows (:meth:`radial_fold`: a point past it is
         another ray's), and goes back through the lens onto the border pixel (to 0.05 px: the
         undistortion converged). A fit's polynomial may turn back before the picture's corners
         (a GoPro HERO10's published Max 4:3 profile does, at one corner): those points are not
@@ -916,7 +916,7 @@ class LensCalibration:
         reached = np.isfinite(border).all(1)
         if reached.any() and not self.fisheye:  # (the fisheye's undistortion stops at its turn: _normalised)
             radius = np.hypot(border[:, 0], border[:, 1])
-            fold = self._radial_fold(float(radius[reached].max()))
+            fold = self.radial_fold(float(radius[reached].max()))
             if fold is not None:
                 reached &= radius < fold
         if reached.any():
@@ -971,7 +971,7 @@ class LensCalibration:
         distorted = np.stack([(pixels[:, 0] - k[0, 2]) / k[0, 0], (pixels[:, 1] - k[1, 2]) / k[1, 1]], 1)
         theta_d = np.hypot(distorted[:, 0], distorted[:, 1])
         top = math.pi / 2 * (1 - 1e-9)
-        fold = self._radial_fold(math.tan(top))
+        fold = self.radial_fold(math.tan(top))
         if fold is not None:
             top = math.atan(fold)
         lo, hi = np.zeros_like(theta_d), np.full_like(theta_d, top)
@@ -999,7 +999,7 @@ class LensCalibration:
         """OpenCV's remap tables (``cv2.initUndistortRectifyMap``'s, fixed-point ``CV_16SC2``)
         taking a source picture of :attr:`image_size` to ``camera`` (:meth:`undistorted`): for
         ``cv2.remap(image, *maps, cv2.INTER_LINEAR)``. Where the lens model turns back
-        (:meth:`_radial_fold`: a wide fisheye's margins past the source's border), the tables
+        (:meth:`radial_fold`: a wide fisheye's margins past the source's border), the tables
         point outside the source: black, not the picture again."""
         import cv2
 
@@ -1014,7 +1014,7 @@ class LensCalibration:
         f, (cx, cy) = camera.focal[0], camera.princpt
         xs, ys = (np.arange(w) + 0.5 - cx) / f, (np.arange(h) + 0.5 - cy) / f
         radius = np.hypot(xs[None, :], ys[:, None])
-        fold = self._radial_fold(float(radius.max()))
+        fold = self.radial_fold(float(radius.max()))
         if fold is not None:
             beyond = radius >= fold
             map_x[beyond], map_y[beyond] = -10.0, -10.0

@@ -277,6 +277,19 @@ def _calibration_record(calibration: LensCalibration) -> dict:
     return record
 
 
+def _small_people(job: VideoJob, camera: ImageCamera) -> str:
+    """The advice of a run whose undistorted frames show people at under half the lens's scale
+    (a very wide lens, every pixel kept): a larger ``--undistort-scale``; else ""."""
+    if job.calibration is None:
+        return ""
+    (fx, _, _), (_, fy, _), _ = job.calibration.at_size(camera.image_size).matrix
+    scale = camera.focal[0] / min(fx, fy)
+    if scale >= 0.5:
+        return ""
+    return (f"the undistorted frames show people at {scale:.2f} times the lens's scale: "
+            f"{setting('undistort_scale')} 1 shows them as large as the source's middle does")
+
+
 def run_camera(job: VideoJob, info: VideoInfo) -> ImageCamera:
     """The one camera of ``job``'s results for frames of ``info``'s size: the calibration's
     undistorted camera (:meth:`~wbcap.camera.LensCalibration.undistorted`, the camera the frames
@@ -584,7 +597,7 @@ def finalize(
                                   pieces=clock_cuts(col.per_track[tid].time, rate, job.max_gap,
                                                     col.per_track[tid].frame, job.frame_step))
               for tid in sorted(col.per_track) if tid in col.kept}
-    report_losses(col, len(tracks), job.source, job.detector)
+    report_losses(col, len(tracks), job.source, job.detector, small_people=_small_people(job, camera))
 
     world = None
     if job.world is not None:
@@ -697,9 +710,11 @@ def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, worl
     :attr:`wbcap.io.video_reader.FrameSource.ended_early`; a cut file's run was said so only on the
     console, a long-footage trial),
     ``calibration`` (only with ``--calibration``: the lens calibration as read,
-    :meth:`~wbcap.camera.LensCalibration.to_dict`, OpenCV's values at its own picture size, and
-    its file; every frame was undistorted into ``camera``, whose pixels every other 2D output is in;
-    the OpenPose keypoints are in the source's),
+    :meth:`~wbcap.camera.LensCalibration.to_dict`, OpenCV's values at its own picture size, its
+    file and ``scale``, and ``at_frames``: how it was fitted to the frames, ``fitted``
+    (:meth:`~wbcap.camera.LensCalibration.fit`), with the ``image_size`` and ``matrix`` applied;
+    every frame was undistorted into ``camera``, whose pixels every other 2D output is in; the
+    OpenPose keypoints are in the source's),
     ``frame`` (``"camera"`` or ``"world"``: the frame of the per-track files) and, with
     ``--world``, ``world``: the ground and the camera's pose above it
     (:meth:`wbcap.world.estimate.WorldFrame.to_dict`), or ``{"frame": "camera", "reason": ...}``
@@ -722,8 +737,10 @@ def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, worl
     }
     if ended_early:
         meta["source_ended_early"] = ended_early
-    if job.calibration is not None:
-        meta["calibration"] = job.calibration.to_dict()
+    if job.calibration is not None:  # (with what fitting it to the frames applied: a resized video's scaled
+        fitted, how = job.calibration.fit(camera.image_size)  # matrix, a user trial)
+        meta["calibration"] = {**job.calibration.to_dict(), "at_frames": {
+            "fitted": how, "image_size": list(fitted.image_size), "matrix": [list(r) for r in fitted.matrix]}}
     if world is not None:
         meta["world"] = world.to_meta()
     return meta

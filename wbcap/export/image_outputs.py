@@ -384,8 +384,8 @@ def write_image_outputs(
         lens: the :class:`~wbcap.io.undistort.Undistorter` ``image`` was undistorted with
             (``wbcap image --calibration``), or None: the ``export`` files are then in its
             undistorted camera, and the OpenPose keypoints put back into the photo's own pixels
-            (:meth:`~wbcap.camera.LensCalibration.distort_pixels`; one outside the undistorted
-            picture as not found: 0, 0, 0).
+            (:meth:`~wbcap.camera.LensCalibration.distort_pixels`; one where the lens model turns
+            back as not found: 0, 0, 0).
 
     Raises:
         InputError: ``out_root/<name>`` exists and is not an earlier wbcap image result.

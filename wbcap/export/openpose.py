@@ -176,8 +176,8 @@ def person_keypoints(person: Any, image_size: tuple[int, int], lens: Any = None)
     137-joint set in the photo's pixels, and its ``joints``' depth in its own camera), ``person_id``
     its index; ``image_size`` ``(W, H)`` pixels. ``lens``: the
     :class:`~wbcap.io.undistort.Undistorter` the photo was read with (the points are then put
-    back through the lens into the photo's own pixels, one outside the undistorted picture as
-    not found), or None."""
+    back through the lens into the photo's own pixels, one where the lens model turns back as not
+    found), or None."""
     ids = np.asarray(ALL_IN_JOINT_SET, np.int64)
     points = np.asarray(person.joints_2d, np.float64)[ids]
     front = np.asarray(person.joints)[ids, 2] > 1e-9
@@ -188,10 +188,18 @@ def person_keypoints(person: Any, image_size: tuple[int, int], lens: Any = None)
 
 def _through_lens(calibration: Any, camera: Any, points: np.ndarray, front: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(points, front)`` of the undistorted picture (``camera``, ``(..., 2)`` pixels) in the
-    source's pixels through ``calibration``'s lens; a point outside the undistorted picture, where
-    the lens model does not hold, no longer ``front`` (written as not found)."""
-    w, h = camera.image_size
-    front = front & (points[..., 0] >= 0) & (points[..., 0] < w) & (points[..., 1] >= 0) & (points[..., 1] < h)
+    source's pixels through ``calibration``'s lens; a point where the lens model turns back
+    (:meth:`~wbcap.camera.LensCalibration.radial_fold`: a wide fisheye's far periphery, where two
+    rays would share a pixel) no longer ``front`` (written as not found); one merely outside the
+    picture keeps its place (``c`` 0), as without a calibration."""
+    with np.errstate(all="ignore"):
+        normalised = (points - np.asarray(camera.princpt)) / np.asarray(camera.focal)
+        radius = np.hypot(normalised[..., 0], normalised[..., 1])
+    front = front & np.isfinite(radius)
+    if front.any():
+        fold = calibration.radial_fold(float(radius[front].max()))
+        if fold is not None:
+            front &= radius < fold
     return calibration.distort_pixels(camera, np.where(front[..., None], points, np.nan)), front
 
 
@@ -244,8 +252,8 @@ def write_video_keypoints(folder: Path, names: Mapping[int, str], tracks: Mappin
             ``camera`` is its undistorted camera (``wbcap run --calibration``): the keypoints are
             then written in the **source's** pixels, as OpenPose would find them in the video and
             as triangulation with that calibration takes them
-            (:meth:`~wbcap.camera.LensCalibration.distort_pixels`); one outside the undistorted
-            picture, where the lens model does not hold, as one behind the camera (0, 0, 0).
+            (:meth:`~wbcap.camera.LensCalibration.distort_pixels`); one where the lens model turns
+            back, as one behind the camera (0, 0, 0).
     """
     from wbcap.smooth.posing import pose_track
 

@@ -73,19 +73,20 @@ class Undistorter:
                  *calibration.image_size, pictures, w, h)
         elif fitted == "cropped":
             warning("%s%s: calibrated on %dx%d pictures, the %s are %dx%d: taken as the same pixels cropped or "
-                    "padded at the right or bottom edge (as codecs store 1080 rows as 1088), not resized",
+                    "padded at the right or bottom edge (as codecs pad 1080 lines to 1088), not resized",
                     where, camera_name, *calibration.image_size, pictures, w, h)
         if self.calibration.scale is None and self.calibration.distorts:
             reached = self.calibration.border_reach()[1].mean()
             if reached < 1:  # (a fit that turns back before a corner: Gyroflow's HERO10 Max 4:3 profile)
-                warning("%s%s: the lens model does not reach %.1f %% of the source's border (its corners: its "
-                        "polynomial turns back before them); those pixels are left out", where, camera_name,
-                        100 * (1 - reached))
+                warning("%s%s: %.1f %% of the source's border lies beyond what the lens model reaches (at its "
+                        "corners: its polynomial turns back before them); those pixels are left out", where,
+                        camera_name, 100 * (1 - reached))
         scale = self.camera.focal[0] / min(self.calibration.matrix[0][0], self.calibration.matrix[1][1])
         if scale < 0.5 and calibration.scale is None:  # (a very wide lens: a break-it review's 168-degree fisheye
             warning("%s%s: to keep every pixel of the source, the undistorted %s show the scene at %.2f times the "  # left
                     "lens's own scale (people %.1f times smaller, black where no pixel lands): a very wide lens, which "  # people
-                    "a pinhole picture cannot hold well; %s 0.5 keeps people larger and leaves the far edges out",  # 85 px)
+                    "a pinhole picture cannot hold well; %s 1 shows people as large as the source's middle does, "  # 85 px)
+                    "leaving its far edges out (0.5: halfway)",
                     where, camera_name, pictures, scale, 1 / scale, setting("undistort_scale", api="scale"))
         if fitted == "assumed":
             (_, _, cx), (_, _, cy), _ = self.calibration.matrix

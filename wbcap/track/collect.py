@@ -233,9 +233,11 @@ def _longest_shot(frames: list[int], cuts: set[int]) -> int:
     return longest
 
 
-def report_losses(col: Collected, n_tracks: int, source: str, detector: str) -> None:
+def report_losses(col: Collected, n_tracks: int, source: str, detector: str, small_people: str = "") -> None:
     """One warning per kind of dropped data, with counts and advice true for the flags used
-    (``source`` as given, ``detector`` the ``--detector`` value; ``n_tracks`` tracks kept)."""
+    (``source`` as given, ``detector`` the ``--detector`` value; ``n_tracks`` tracks kept;
+    ``small_people``: advice, where the frames show people smaller than the source does, that
+    the no-detection warning adds: a calibrated very wide lens's undistortion)."""
     if col.dropped:
         # (--every 5 of walking people: boxes no longer overlap from one processed frame to the next,
         # and tracks break into pieces, which a lower --min-track only keeps: an HCI trial)
@@ -269,7 +271,8 @@ def report_losses(col: Collected, n_tracks: int, source: str, detector: str) -> 
         elif detector == "full":
             advice = f"check {setting('start')}/{setting('end')}"
         else:
-            advice = (f"try {setting('detector')} full if one person fills the frame"
+            advice = ((f"{small_people}; or " if small_people else "") + f"try {setting('detector')} full if one person "
+                      "fills the frame"
                       + (f", or a lower {setting('score_threshold')}" if detector in ("auto", "hog", "torchvision") else ""))
         log.warning("%s: no person was detected in any of the %d processed frames by the %s detector; %s",
                     source, len(col.frames), detector, advice)
