@@ -87,14 +87,16 @@ log = logging.getLogger(__name__)
 
 
 def params_record(person, image_name: str, image_size: tuple[int, int], gender: str,
-                  image_sha256: str | None = None, people: int | None = None) -> dict:
+                  image_sha256: str | None = None, people: int | None = None, calibration: Any = None) -> dict:
     """The JSON-ready dict of one person (fields in the module docstring); the writer adds ``format``.
 
     ``person`` is a :class:`wbcap.pipeline.Person` (its SMPL-X parameters under their file names:
     :mod:`wbcap.io.param_names`; its boxes are ``(x, y, w, h)``, the part boxes are written
     as corners); ``image_size`` is (width, height); ``image_sha256``: the hex SHA-256 of the
     picture's file (None: not written); ``people``: how many people the photo's result holds
-    (None: not written).
+    (None: not written); ``calibration``: the :class:`~wbcap.camera.LensCalibration` (fitted to
+    the photo) it was undistorted with, written as ``calibration`` (its ``to_dict``: every pixel
+    of the record, boxes and camera, is then of the undistorted photo), or None.
     """
     rec: dict = {"model": "smplx", "gender": gender, "rotation": "axis-angle", "flat_hand_mean": False}
     rec.update(to_file_record(person.params))  # root_pose ... cam_trans, leye_pose, reye_pose
@@ -116,6 +118,8 @@ def params_record(person, image_name: str, image_size: tuple[int, int], gender: 
     rec["lhand_bbox_xyxy"] = _xyxy(person.lhand_box)
     rec["rhand_bbox_xyxy"] = _xyxy(person.rhand_box)
     rec["face_bbox_xyxy"] = _xyxy(person.face_box)
+    if calibration is not None:
+        rec["calibration"] = calibration.to_dict()
     return rec
 
 
@@ -414,7 +418,8 @@ def write_image_outputs(
             d.mkdir(parents=True)
             write_obj(d / "output.obj", person.vertices, faces)
             write_params_json(d / "smplx_param.json", params_record(person, image_path.name, (w, h), gender, digest,
-                                                                             len(people)))
+                                                                             len(people), None if lens is None
+                                                                             else lens.calibration))
             if render:
                 atomic_write_bytes(d / "render_original_img.jpg", overlay)
                 atomic_write_bytes(d / "render_cropped_img.jpg", crop_renders[i])
