@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -589,6 +590,7 @@ def test_a_calibrated_photo_is_its_undistorted_picture_with_keypoints_in_its_own
     differ = {k for k in {*params[0], *params[1]} if params[0].get(k) != params[1].get(k)}
     assert differ == {"image", "image_sha256", "calibration"} and len(params[0]) > 5, differ
     assert params[0]["calibration"]["matrix"] == K.tolist() and params[0]["calibration"]["image_size"] == [320, 240]
+    assert params[0]["calibration"]["at_frames"] == {"fitted": "same", "image_size": [320, 240], "matrix": K.tolist()}
     points = [np.asarray(json.loads((d / "output_keypoints.json").read_text())["people"][0]["pose_keypoints_2d"])
               .reshape(25, 3) for d in (lens, flat)]
     seen = points[1][:, 2] == 1
@@ -618,14 +620,14 @@ def test_a_fisheye_without_coefficients_is_still_a_fisheye():
 
 @pytest.mark.parametrize("distortion, fisheye", [
     ((-3.0, 0.0, 0.0, 0.0, 0.0), False),  # (turns back inside the picture)
-    ((1e6, 0.0, 0.0, 0.0, 0.0), False),
-    ((5.0, -80.0, 0.0, 0.0, 900.0), False),
+    ((-0.5, 0.0, 0.001, 0.0, 0.0), False),  # (likewise, with a tangential term: OpenCV's iteration)
     ((-5.0, 3.0, 0.0, 0.0), True),
 ])
 def test_lens_models_that_fold_the_picture_over_are_refused(distortion, fisheye):
     """Coefficients whose radial mapping turns back before the picture's corners (a break-it
     review's: swirled or black frames, a fisheye's camera of focal 0.0006 px that its own run
-    folder then refused) are refused in one line."""
+    folder then refused) are refused in one line. (Steep but growing ones, k1 = 1e6, are a
+    lens like any other since the radial models are inverted by bisection.)"""
     from wbcap.io.undistort import Undistorter
 
     cal = LensCalibration((320, 240), tuple(map(tuple, K)), distortion, fisheye, file="bad.yml")
@@ -687,15 +689,20 @@ def test_odd_calibration_files_are_refused_in_one_line(tmp_path, name, text, exp
 
 
 def test_where_a_lens_model_turns_back():
-    """The radius where the radial mapping stops growing: r (1 - 0.3 r^2) peaks at 1 / sqrt(0.9);
-    the fisheye's theta (1 - 0.5 theta^2) at theta = sqrt(2/3), r = tan of it; a lens that keeps
-    growing has none."""
+    """The radius where the radial mapping stops growing, whatever is asked of it (a review: it
+    depended on the farthest point given): r (1 - 0.3 r^2) peaks at 1 / sqrt(0.9); the fisheye's
+    theta (1 - 0.5 theta^2) at theta = sqrt(2/3), r = tan of it; the tests' barrel lens where
+    1 - 0.9 r^2 + 0.5 r^4 - 0.14 r^6 (its derivative) first falls to 0; a fisheye that keeps
+    growing to 90 degrees has none."""
     def lens(d, fisheye=False):
         return LensCalibration((320, 240), tuple(map(tuple, K)), d, fisheye)
 
-    assert lens((-0.3, 0.0, 0.0, 0.0, 0.0)).radial_fold(2.0) == pytest.approx(1 / np.sqrt(0.9), abs=2e-3)
-    assert lens((-0.5, 0.0, 0.0, 0.0), True).radial_fold(3.0) == pytest.approx(np.tan(np.sqrt(2 / 3)), abs=3e-3)
-    assert lens(tuple(D)).radial_fold(1.2) is None and lens(tuple(FISHEYE_D), True).radial_fold(5.0) is None
+    assert lens((-0.3, 0.0, 0.0, 0.0, 0.0)).fold_radius == pytest.approx(1 / np.sqrt(0.9), abs=5e-4)
+    assert lens((-0.5, 0.0, 0.0, 0.0), True).fold_radius == pytest.approx(np.tan(np.sqrt(2 / 3)), abs=5e-4)
+    roots = np.roots([-0.14, 0.0, 0.5, 0.0, -0.9, 0.0, 1.0])
+    turn = min(r.real for r in roots if abs(r.imag) < 1e-12 and r.real > 0)
+    assert lens(tuple(D)).fold_radius == pytest.approx(turn, abs=5e-4) and turn > 1.4  # (past the picture's corners)
+    assert lens(tuple(FISHEYE_D), True).fold_radius is None and lens((), True).fold_radius is None
 
 
 HERO10_MAX_4BY3 = LensCalibration(  # (Gyroflow's published profile: its lens turns back at 83.8 degrees, the corner at 80.7)
@@ -743,7 +750,7 @@ def test_very_wide_fisheyes_keep_every_pixel_without_ghosts(cal):
         white = undistorter(np.full((h, w, 3), 255, np.uint8))[..., 0]
         f, (cx, cy) = undistorter.camera.focal[0], undistorter.camera.princpt
         radius = np.hypot((np.arange(w)[None, :] + 0.5 - cx) / f, (np.arange(h)[:, None] + 0.5 - cy) / f)
-        fold = cal.radial_fold(float(radius.max()))
+        fold = cal.fold_radius
         if scale is not None and cal is HERO10_MAX_4BY3:
             assert fold is not None and (radius >= fold).sum() > 1000  # (the case the tables' mask is for)
         if fold is not None:
@@ -808,7 +815,7 @@ def test_more_refusals_of_a_review(tmp_path):
 
 
 @pytest.mark.slow  # a run and a refused resume
-def test_a_resume_with_another_scale_names_the_option(tmp_path, base_args):
+def test_a_resume_with_another_scale_or_undistortion_is_refused(tmp_path, base_args):
     frames, boxes = two_walkers(2)
     video = write_video(tmp_path / "walk.mp4", frames)
     (tmp_path / "boxes.json").write_text(json.dumps(boxes))
@@ -819,6 +826,13 @@ def test_a_resume_with_another_scale_names_the_option(tmp_path, base_args):
     assert r.exit_code == 0, r.output
     r = run("run", video, *common, "--resume", "--undistort-scale", "0.9")
     assert r.exit_code != 0 and "different settings (--undistort-scale: not set in the run, 0.9 now)" in r.output, r.output
+    # a run whose frames were undistorted otherwise (another version's camera: a review) is not continued
+    record = json.loads((tmp_path / "o" / ".wbcap" / "run.json").read_text())
+    assert record["calibration"]["undistortion"] == 1
+    del record["calibration"]["undistortion"]
+    (tmp_path / "o" / ".wbcap" / "run.json").write_text(json.dumps(record))
+    r = run("run", video, *common, "--resume")
+    assert r.exit_code != 0 and "different settings (--calibration" in r.output, r.output
 
 
 def test_a_fisheye_is_undistorted_on_the_rising_side_of_its_turn():
@@ -853,9 +867,12 @@ def test_colmaps_cameras_txt(tmp_path):
     fisheye = read_calibration(tmp_path / "cameras.txt", camera="3")
     assert fisheye.fisheye and fisheye.distortion == tuple(FISHEYE_D) and fisheye.image_size == (320, 240)
     assert read_calibration(tmp_path / "cameras.txt", camera="4").distortion == (-0.05, 0.0, 0.0, 0.0)
-    (tmp_path / "fov.txt").write_text("1 FOV 320 240 300 300 160 120 0.9\n")
-    with pytest.raises(InputError, match="line 1 is not a camera of COLMAP's cameras.txt of a model wbcap reads"):
-        read_calibration(tmp_path / "fov.txt")
+    for text, expected in (("1 FOV 320 240 300 300 160 120 0.9\n", "line 1 is not a camera of COLMAP's cameras.txt"),
+                           ("1 PINHOLE 320.5 240 300 300 160 120\n", "line 1: COLMAP's PINHOLE takes WIDTH HEIGHT (whole "),
+                           ("# Number of cameras: 0\n", "no camera line in it")):
+        (tmp_path / "odd.txt").write_text(text)
+        with pytest.raises(InputError, match=re.escape(expected)):
+            read_calibration(tmp_path / "odd.txt")
 
 
 def test_keypoints_through_the_lens_past_the_picture_and_past_its_turn():
@@ -890,3 +907,16 @@ def test_a_run_whose_lens_shrinks_people_says_so_when_nobody_is_found():
     assert hint.startswith("the undistorted frames show people at 0.2") and "undistort_scale 1 shows them" in hint
     assert video_app._small_people(dataclasses.replace(job, calibration=calibration()),
                                    calibration().undistorted()) == ""
+
+
+@pytest.mark.parametrize("distortion", [(-0.2, 0.05, 0.0, 0.0), (1e6, 0.0, 0.0, 0.0, 0.0), (5.0, -80.0, 0.0, 0.0, 900.0)])
+def test_steep_radial_lenses_are_inverted(distortion):
+    """Radial pinhole models OpenCV's iteration failed to invert (a review: COLMAP's RADIAL k1 -0.2
+    k2 0.05 at f 120 on 384x288 was refused as folding; k1 1e6) are undistorted: every border
+    pixel goes back through OpenCV's projection onto itself."""
+    cal = LensCalibration((384, 288), ((120.0, 0.0, 191.5), (0.0, 120.0, 143.5), (0.0, 0.0, 1.0)), distortion)
+    camera = cal.undistorted()
+    border = cal._border_pixels() + 0.5
+    at = cal.undistort_pixels(camera, border)
+    assert np.isfinite(at).all()
+    np.testing.assert_allclose(cal.distort_pixels(camera, at), border, atol=0.05)

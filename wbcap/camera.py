@@ -52,6 +52,7 @@ posed SMPL-X body by a rotation needs its rest pelvis (:func:`rotate_root`).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "OPENSIM_FROM_ZUP",
+    "UNDISTORTION_VERSION",
     "YUP_FROM_OPENCV",
     "YUP_FROM_ZUP",
     "ZUP_FROM_OPENCV",
@@ -684,6 +686,10 @@ def camera_from_dict(cam: dict) -> ImageCamera:
     return camera
 
 
+#: The version of how :class:`LensCalibration` undistorts (its undistorted camera, its inversion):
+#: a run's resume matches it, so that frames undistorted into another camera are never mixed.
+UNDISTORTION_VERSION = 1
+
 #: The numbers of OpenCV distortion coefficients ``cv2.calibrateCamera`` writes (``k1, k2, p1, p2``,
 #: then ``k3``, then ``k4, k5, k6``, then the thin prism's ``s1..s4``, then the tilt's ``tx, ty``);
 #: the fisheye model's four (``k1..k4``); none at all (a pinhole camera).
@@ -851,9 +857,9 @@ class LensCalibration:
         """
         from wbcap.limits import MIN_FOCAL
 
-        (fx, _, cx), (_, fy, cy), _ = self.matrix
+        (fx, _, _), (_, fy, _), _ = self.matrix
         w, h = self._size()
-        own = ImageCamera(focal=(fx, fx), princpt=(cx + 0.5, cy + 0.5), image_size=(w, h))
+        own = self.pinhole_camera()
         centre = (w / 2.0, h / 2.0)
         if self.scale is not None:
             f = float(self.scale * min(fx, fy))
@@ -867,7 +873,10 @@ class LensCalibration:
         reach = np.abs(border[reached]).max(0) if reached.mean() >= 0.9 else np.full(2, np.nan)
         with np.errstate(all="ignore"):
             f = float(min(w / 2 / reach[0], h / 2 / reach[1]))
-        if not (math.isfinite(f) and f >= MIN_FOCAL):
+        if math.isfinite(f) and f < MIN_FOCAL:
+            raise ValueError(f"the undistorted camera's focal length would be {f:.3g} pixels (at least "
+                             f"{MIN_FOCAL:g}): a {w}x{h} picture too small for this lens")
+        if not math.isfinite(f):
             from wbcap.errors import setting
 
             raise ValueError(f"distortion {list(self.distortion)}: the lens model cannot be inverted over the whole "
@@ -876,6 +885,13 @@ class LensCalibration:
                              + f"); check the coefficients, or give {setting('undistort_scale', api='a scale')} (0.5 "
                              "keeps the picture's middle)")
         return ImageCamera(focal=(f, f), princpt=centre, image_size=(w, h))
+
+    def pinhole_camera(self) -> ImageCamera:
+        """The calibration's own pinhole camera (``fx``, its principal point in wbcap's convention),
+        which :meth:`undistorted` is for a lens without distortion, with square pixels and no
+        :attr:`scale`: frames then need no resampling."""
+        (fx, _, cx), (_, _, cy), _ = self.matrix
+        return ImageCamera(focal=(fx, fx), princpt=(cx + 0.5, cy + 0.5), image_size=self._size())
 
     def _radial(self, r: np.ndarray) -> np.ndarray:
         """The lens's radial mapping of normalised undistorted radii ``r`` (``x / z``): OpenCV's
@@ -891,22 +907,35 @@ class LensCalibration:
             r2 = r * r
             return r * (1 + d[0] * r2 + d[1] * r2**2 + d[4] * r2**3) / (1 + d[5] * r2 + d[6] * r2**2 + d[7] * r2**3)
 
-    def radial_fold(self, r_max: float) -> float | None:
-        """The smallest normalised radius up to ``r_max`` at which the lens's radial mapping
-        (:meth:`_radial`) stops growing, where two rays would meet at one pixel; None where it
-        grows all the way (sampled every ``r_max / 2000``; for a fisheye, evenly in angle)."""
-        if self.fisheye:
-            r = np.tan(np.linspace(0.0, math.atan(r_max), 2001)[1:])
-        else:
-            r = np.linspace(0.0, r_max, 2001)[1:]
+    @functools.cached_property
+    def fold_radius(self) -> float | None:
+        """The smallest normalised radius (``x / z``) at which the lens's radial mapping
+        (:meth:`_radial`) stops growing, where two rays would meet at one pixel (or stops being
+        finite and positive); None where it grows for every ray in front of the camera. The last
+        still-growing one of 20000 samples evenly spread in angle up to 90 degrees (0.0045
+        degrees apart), computed once: the border's reach, the remap tables' mask, the keypoints
+        and the undistortion all take the same one."""
+        t = np.linspace(0.0, math.pi / 2, 20001)[1:-1]
+        r = np.tan(t)
         radial = self._radial(r)
         bad = ~np.isfinite(radial) | (radial <= 0) | np.concatenate([[False], np.diff(radial) <= 0])
-        return float(r[max(int(np.argmax(bad)) - 1, 0)]) if bad.any() else None
+        if not bad.any():
+            return None
+        first = int(np.argmax(bad))
+        return float(r[first - 1]) if first > 0 else 0.0
+
+    @functools.cached_property
+    def _reach(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._border_reach()
 
     def border_reach(self) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_border_reach`, computed once (read-only arrays)."""
+        return self._reach
+
+    def _border_reach(self) -> tuple[np.ndarray, np.ndarray]:
         """The source picture's border (:meth:`_border_pixels`) undistorted, ``(N, 2)`` normalised
         points, and ``(N,)`` whether the lens model reaches each: its undistorted point is finite,
-        inside the range where the radial mapping grows (:meth:`radial_fold`: a point past it is
+        inside the range where the radial mapping grows (:attr:`fold_radius`: a point past it is
         another ray's), and goes back through the lens onto the border pixel (to 0.05 px: the
         undistortion converged). A fit's polynomial may turn back before the picture's corners
         (a GoPro HERO10's published Max 4:3 profile does, at one corner): those points are not
@@ -914,14 +943,12 @@ class LensCalibration:
         pixels = self._border_pixels()
         border = self._normalised(pixels)
         reached = np.isfinite(border).all(1)
-        if reached.any() and not self.fisheye:  # (the fisheye's undistortion stops at its turn: _normalised)
-            radius = np.hypot(border[:, 0], border[:, 1])
-            fold = self.radial_fold(float(radius[reached].max()))
-            if fold is not None:
-                reached &= radius < fold
+        if reached.any() and self.fold_radius is not None:  # (OpenCV's iteration may land past the turn)
+            reached &= np.hypot(border[:, 0], border[:, 1]) < self.fold_radius
         if reached.any():
             back = self._project(np.concatenate([border[reached], np.ones((int(reached.sum()), 1))], 1))
             reached[reached] = np.abs(back - pixels[reached]).max(1) < 0.05
+        border.flags.writeable = reached.flags.writeable = False
         return border, reached
 
     def _border_pixels(self, per_side: int = 129) -> np.ndarray:
@@ -956,34 +983,38 @@ class LensCalibration:
         """Source pixels ``(N, 2)`` (OpenCV's convention) undistorted: normalised image points
         ``(x / z, y / z)``, NaN where no ray in front of the camera gives the pixel.
 
-        The pinhole's by OpenCV's ``undistortPointsIter`` (iterated to 1e-12). The fisheye's by
-        inverting ``theta_d(theta)`` (:meth:`_radial`) by bisection over the angles where it grows
-        (below 90 degrees and its first turn back): OpenCV's ``cv2.fisheye.undistortPoints``
-        stops at 90 degrees and diverged near a wide lens's turn (a GoPro HERO10's published Max
-        profile: a review)."""
+        A radial model (the fisheye, or a pinhole without tangential, prism or tilt terms) by
+        inverting its radial mapping (:meth:`_radial`) by bisection over the rays where it grows
+        (below 90 degrees and :attr:`fold_radius`): OpenCV's ``cv2.fisheye.undistortPoints`` stops
+        at 90 degrees and diverged near a wide lens's turn (a GoPro HERO10's published Max
+        profile), its ``undistortPointsIter`` diverged for a strong barrel lens (COLMAP's RADIAL
+        k1 -0.2 at f 120 on 384 px: reviews). Other pinhole models by ``undistortPointsIter``
+        (iterated to 1e-12)."""
         import cv2
 
         k = np.asarray(self.matrix, np.float64)
-        if not self.fisheye:
+        if not (self.fisheye or self._radial_only):
             criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-12)
             return cv2.undistortPointsIter(pixels.reshape(-1, 1, 2), k, self._coefficients(), None, None,
                                            criteria).reshape(-1, 2)
         distorted = np.stack([(pixels[:, 0] - k[0, 2]) / k[0, 0], (pixels[:, 1] - k[1, 2]) / k[1, 1]], 1)
-        theta_d = np.hypot(distorted[:, 0], distorted[:, 1])
-        top = math.pi / 2 * (1 - 1e-9)
-        fold = self.radial_fold(math.tan(top))
-        if fold is not None:
-            top = math.atan(fold)
-        lo, hi = np.zeros_like(theta_d), np.full_like(theta_d, top)
+        r_d = np.hypot(distorted[:, 0], distorted[:, 1])
+        top = math.pi / 2 * (1 - 1e-9) if self.fold_radius is None else math.atan(self.fold_radius)
+        lo, hi = np.zeros_like(r_d), np.full_like(r_d, top)  # (angles off the axis: r = tan)
         for _ in range(64):
             mid = (lo + hi) / 2
-            grows = self._radial(np.tan(mid)) < theta_d
+            grows = self._radial(np.tan(mid)) < r_d
             lo, hi = np.where(grows, mid, lo), np.where(grows, hi, mid)
-        theta = (lo + hi) / 2
-        reached = theta_d <= self._radial(np.tan(np.array([top])))[0]
+        reached = r_d <= self._radial(np.tan(np.array([top])))[0]
         with np.errstate(all="ignore"):
-            scale = np.where(theta_d > 0, np.tan(theta) / theta_d, 1.0)
+            scale = np.where(r_d > 0, np.tan((lo + hi) / 2) / r_d, 1.0)
         return np.where(reached[:, None], distorted * scale[:, None], np.nan)
+
+    @property
+    def _radial_only(self) -> bool:
+        """A pinhole model with radial terms alone (no tangential ``p1``, ``p2``, prism or tilt)."""
+        d = list(self.distortion) + [0.0] * 14
+        return not self.fisheye and all(d[i] == 0 for i in (2, 3, *range(8, 14)))
 
     def _size(self) -> tuple[int, int]:
         if self.image_size is None:
@@ -999,7 +1030,7 @@ class LensCalibration:
         """OpenCV's remap tables (``cv2.initUndistortRectifyMap``'s, fixed-point ``CV_16SC2``)
         taking a source picture of :attr:`image_size` to ``camera`` (:meth:`undistorted`): for
         ``cv2.remap(image, *maps, cv2.INTER_LINEAR)``. Where the lens model turns back
-        (:meth:`radial_fold`: a wide fisheye's margins past the source's border), the tables
+        (:attr:`fold_radius`: a wide fisheye's margins past the source's border), the tables
         point outside the source: black, not the picture again."""
         import cv2
 
@@ -1011,12 +1042,10 @@ class LensCalibration:
                                                                cv2.CV_32FC1)
         else:
             map_x, map_y = cv2.initUndistortRectifyMap(k, self._coefficients(), None, new, (w, h), cv2.CV_32FC1)
-        f, (cx, cy) = camera.focal[0], camera.princpt
-        xs, ys = (np.arange(w) + 0.5 - cx) / f, (np.arange(h) + 0.5 - cy) / f
-        radius = np.hypot(xs[None, :], ys[:, None])
-        fold = self.radial_fold(float(radius.max()))
-        if fold is not None:
-            beyond = radius >= fold
+        if self.fold_radius is not None:
+            f, (cx, cy) = camera.focal[0], camera.princpt
+            xs, ys = (np.arange(w) + 0.5 - cx) / f, (np.arange(h) + 0.5 - cy) / f
+            beyond = np.hypot(xs[None, :], ys[:, None]) >= self.fold_radius
             map_x[beyond], map_y[beyond] = -10.0, -10.0
         return cv2.convertMaps(map_x, map_y, cv2.CV_16SC2)
 

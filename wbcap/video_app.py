@@ -229,7 +229,8 @@ _OPTION_KEYS = {
                       "min_height_frac", "max_people", "checkpoint", "precision", "image_fps")},
     "body.path": "body_models", "body.gender": "gender", "body.allow_pickle": "allow_pickle",
     "model.fix_left_hand_flip": "fix_left_hand_flip", "calibration": "calibration",
-    **{f"calibration.{k}": "calibration" for k in ("image_size", "matrix", "distortion", "fisheye", "name")},
+    **{f"calibration.{k}": "calibration" for k in ("image_size", "matrix", "distortion", "fisheye", "name",
+                                                   "undistortion")},
     "calibration.scale": "undistort_scale",
     "people_limit.iou_threshold": "iou_threshold", "people_limit.max_age": "max_age",
     "people_limit.cut_threshold": "cut_threshold", "people_limit.no_cuts": "no_cuts",
@@ -270,20 +271,25 @@ def _fingerprint(job: VideoJob) -> dict:
 
 
 def _calibration_record(calibration: LensCalibration) -> dict:
-    """What a run records of its calibration (``meta.json``; the values a resume must match,
-    not its file): :meth:`~wbcap.camera.LensCalibration.to_dict` without ``file``."""
+    """What a resume must match of a run's calibration: its values
+    (:meth:`~wbcap.camera.LensCalibration.to_dict` without ``file``: the file may move) and the
+    undistortion's version (:data:`~wbcap.camera.UNDISTORTION_VERSION`: a run whose frames were
+    undistorted otherwise, into another camera, is not continued: a review)."""
+    from wbcap.camera import UNDISTORTION_VERSION
+
     record = calibration.to_dict()
     record.pop("file")
-    return record
+    return {**record, "undistortion": UNDISTORTION_VERSION}
 
 
 def _small_people(job: VideoJob, camera: ImageCamera) -> str:
     """The advice of a run whose undistorted frames show people at under half the lens's scale
-    (a very wide lens, every pixel kept): a larger ``--undistort-scale``; else ""."""
-    if job.calibration is None:
+    (a very wide lens, every pixel kept, no ``--undistort-scale`` given): a larger one; else ""."""
+    if job.calibration is None or job.calibration.scale is not None:
         return ""
-    (fx, _, _), (_, fy, _), _ = job.calibration.at_size(camera.image_size).matrix
-    scale = camera.focal[0] / min(fx, fy)
+    from wbcap.io.undistort import Undistorter
+
+    scale = Undistorter(job.calibration, camera.image_size, quiet=True).lens_scale
     if scale >= 0.5:
         return ""
     return (f"the undistorted frames show people at {scale:.2f} times the lens's scale: "
@@ -738,9 +744,9 @@ def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, worl
     if ended_early:
         meta["source_ended_early"] = ended_early
     if job.calibration is not None:  # (with what fitting it to the frames applied: a resized video's scaled
-        fitted, how = job.calibration.fit(camera.image_size)  # matrix, a user trial)
-        meta["calibration"] = {**job.calibration.to_dict(), "at_frames": {
-            "fitted": how, "image_size": list(fitted.image_size), "matrix": [list(r) for r in fitted.matrix]}}
+        from wbcap.io.undistort import Undistorter  # matrix, a user trial)
+
+        meta["calibration"] = Undistorter(job.calibration, camera.image_size, quiet=True).record()
     if world is not None:
         meta["world"] = world.to_meta()
     return meta

@@ -94,9 +94,10 @@ def params_record(person, image_name: str, image_size: tuple[int, int], gender: 
     :mod:`wbcap.io.param_names`; its boxes are ``(x, y, w, h)``, the part boxes are written
     as corners); ``image_size`` is (width, height); ``image_sha256``: the hex SHA-256 of the
     picture's file (None: not written); ``people``: how many people the photo's result holds
-    (None: not written); ``calibration``: the :class:`~wbcap.camera.LensCalibration` (fitted to
-    the photo) it was undistorted with, written as ``calibration`` (its ``to_dict``: every pixel
-    of the record, boxes and camera, is then of the undistorted photo), or None.
+    (None: not written); ``calibration``: the record of the photo's undistortion
+    (:meth:`wbcap.io.undistort.Undistorter.record`: the calibration as given and what was applied
+    to this photo, as ``meta.json``'s of a run), written as ``calibration`` (every pixel of the
+    record, boxes and camera, is then of the undistorted photo), or None.
     """
     rec: dict = {"model": "smplx", "gender": gender, "rotation": "axis-angle", "flat_hand_mean": False}
     rec.update(to_file_record(person.params))  # root_pose ... cam_trans, leye_pose, reye_pose
@@ -119,7 +120,7 @@ def params_record(person, image_name: str, image_size: tuple[int, int], gender: 
     rec["rhand_bbox_xyxy"] = _xyxy(person.rhand_box)
     rec["face_bbox_xyxy"] = _xyxy(person.face_box)
     if calibration is not None:
-        rec["calibration"] = calibration.to_dict()
+        rec["calibration"] = calibration
     return rec
 
 
@@ -419,7 +420,7 @@ def write_image_outputs(
             write_obj(d / "output.obj", person.vertices, faces)
             write_params_json(d / "smplx_param.json", params_record(person, image_path.name, (w, h), gender, digest,
                                                                              len(people), None if lens is None
-                                                                             else lens.calibration))
+                                                                             else lens.record()))
             if render:
                 atomic_write_bytes(d / "render_original_img.jpg", overlay)
                 atomic_write_bytes(d / "render_cropped_img.jpg", crop_renders[i])

@@ -185,9 +185,9 @@ def _colmap_cameras(text: str, where: str) -> dict[str, dict[str, Any]]:
             values = [float(v) for v in words[2:]]
         except ValueError:
             values = []
-        if len(values) != 2 + len(names):
-            raise InputError(f"{where}: line {number}: COLMAP's {model} takes WIDTH HEIGHT {' '.join(names)}; fix "
-                             "the line")
+        if len(values) != 2 + len(names) or any(v != int(v) for v in values[:2]):
+            raise InputError(f"{where}: line {number}: COLMAP's {model} takes WIDTH HEIGHT (whole numbers) "
+                             f"{' '.join(names)}; fix the line")
         p = dict(zip(names, values[2:]))
         fx, fy = p.get("fx", p.get("f")), p.get("fy", p.get("f"))
         coefficients = [p.get(k, 0.0) for k in (("k1", "k2", "k3", "k4") if fisheye else
@@ -197,6 +197,9 @@ def _colmap_cameras(text: str, where: str) -> dict[str, dict[str, Any]]:
         cameras[words[0]] = {"name": words[0], "size": values[:2], "fisheye": fisheye,
                              "matrix": [[fx, 0.0, p["cx"] - 0.5], [0.0, fy, p["cy"] - 0.5], [0.0, 0.0, 1.0]],
                              "distortions": coefficients}
+    if not cameras:
+        raise InputError(f"{where}: no camera line in it (COLMAP's cameras.txt: CAMERA_ID MODEL WIDTH HEIGHT PARAMS); "
+                         "give the cameras.txt of a reconstruction")
     return cameras
 
 

@@ -36,7 +36,12 @@ class Undistorter:
             level: said already (a run's later passes).
 
     Attributes:
+        given: ``calibration`` as given.
+        fitted: how it was fitted to ``image_size`` (:meth:`~wbcap.camera.LensCalibration.fit`:
+            ``same``, ``scaled``, ``cropped``, ``assumed``).
         calibration: ``calibration`` at ``image_size``.
+        lens_scale: the undistorted camera's focal length over the lens's (the smaller of
+            ``fx``, ``fy``): how large people are shown against the source's middle.
         camera: the undistorted camera (:meth:`~wbcap.camera.LensCalibration.undistorted`), of
             ``image_size``: the run's camera.
         remaps: whether frames change at all (a calibration without distortion, square pixels and
@@ -51,8 +56,10 @@ class Undistorter:
                  pictures: str = "frames") -> None:
         where = calibration.file or "the calibration"
         camera_name = f" (camera {calibration.name!r})" if calibration.name else ""
+        self.given = calibration
         try:
             self.calibration, fitted = calibration.fit(image_size)
+            self.fitted = fitted
         except ValueError as exc:
             raise InputError(f"{where}{camera_name}: {exc}; give {setting('calibration')} a calibration of this camera "
                              f"made on upright {pictures} of this shape, as wbcap reads them") from None
@@ -81,7 +88,8 @@ class Undistorter:
                 warning("%s%s: %.1f %% of the source's border lies beyond what the lens model reaches (at its "
                         "corners: its polynomial turns back before them); those pixels are left out", where,
                         camera_name, 100 * (1 - reached))
-        scale = self.camera.focal[0] / min(self.calibration.matrix[0][0], self.calibration.matrix[1][1])
+        self.lens_scale = scale = self.camera.focal[0] / min(self.calibration.matrix[0][0],
+                                                             self.calibration.matrix[1][1])
         if scale < 0.5 and calibration.scale is None:  # (a very wide lens: a break-it review's 168-degree fisheye
             warning("%s%s: to keep every pixel of the source, the undistorted %s show the scene at %.2f times the "  # left
                     "lens's own scale (people %.1f times smaller, black where no pixel lands): a very wide lens, which "  # people
@@ -95,11 +103,18 @@ class Undistorter:
                 "%s%s: gives no picture size; taken as the %s' %dx%d%s", where, camera_name, pictures, w, h,
                 f" (its principal point ({cx:g}, {cy:g}) is far from their centre: was it calibrated at another "
                 "resolution?)" if off > 0.1 else "")
-        (fx, _, cx), (_, _, cy), _ = self.calibration.matrix
-        own = (fx, fx), (cx + 0.5, cy + 0.5)  # (the calibration's own camera: nothing to resample)
         self.remaps = (self.calibration.distorts or not self.calibration.square_pixels
-                       or (self.camera.focal, self.camera.princpt) != own)
+                       or self.camera != self.calibration.pinhole_camera())
         self._maps: tuple[np.ndarray, np.ndarray] | None = None
+
+    def record(self) -> dict:
+        """What ``meta.json`` (``calibration``) and a photo's ``smplx_param.json`` record: the
+        calibration as given (:meth:`~wbcap.camera.LensCalibration.to_dict`: OpenCV's values at
+        its own size, its file and ``scale``) and ``at_frames``, what was applied to these
+        pictures: ``fitted`` (:attr:`fitted`) with the ``image_size`` and ``matrix``."""
+        return {**self.given.to_dict(), "at_frames": {
+            "fitted": self.fitted, "image_size": list(self.calibration.image_size),
+            "matrix": [list(r) for r in self.calibration.matrix]}}
 
     def box(self, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
         """A person box ``(x, y, w, h)`` given in the source's pixels (a box file's, ``--bbox``)
@@ -116,7 +131,9 @@ class Undistorter:
         outline = np.concatenate([np.stack([along[0], across[1]], 1), np.stack([along[0], across[3]], 1),
                                   np.stack([across[0], along[1]], 1), np.stack([across[2], along[1]], 1)])
         moved = self.calibration.undistort_pixels(self.camera, outline)
-        lo, hi = moved.min(0), moved.max(0)
+        if not np.isfinite(moved).all(1).any():  # (wholly where the lens model does not reach: left as given)
+            return box
+        lo, hi = np.nanmin(moved, 0), np.nanmax(moved, 0)
         return float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
