@@ -266,9 +266,9 @@ def detector_options(video: bool):
 
 
 def calibration_options(video: bool):
-    """``--calibration FILE`` and ``--calibration-camera NAME`` for ``wbcap run`` (``video``) and
-    ``wbcap image``; the command receives ``calibration`` and ``calibration_camera``, which
-    :func:`read_calibration_option` reads."""
+    """``--calibration FILE``, ``--calibration-camera NAME`` and ``--undistort-scale FRACTION`` for
+    ``wbcap run`` (``video``) and ``wbcap image``; the command receives ``calibration``,
+    ``calibration_camera`` and ``undistort_scale``, which :func:`read_calibration_option` reads."""
     picture, outputs = (("frame", "all results are in (meta.json: camera, calibration); OpenPose keypoints are in the "
                          "source's pixels. Instead of --focal and --principal-point") if video else
                         ("photo", "the --export files are in; OpenPose keypoints are in the photo's own pixels"))
@@ -284,7 +284,8 @@ def calibration_options(video: bool):
         click.option("--undistort-scale", type=FiniteFloatRange(0.05, 4.0), default=None, metavar="FRACTION",
                      help="With --calibration: the undistorted picture's scale as a fraction of the lens's (default: "
                           "the largest that keeps every source pixel; for a very wide lens, such as a GoPro's fisheye "
-                          "modes, 0.5 keeps people larger and leaves the far edges out)."),
+                          "modes, 1 shows people as large as the source's middle does, 0.5 halfway, leaving the far "
+                          "edges out)."),
     ]
 
     def decorate(f):
