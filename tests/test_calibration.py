@@ -832,7 +832,9 @@ def test_a_resume_with_another_scale_or_undistortion_is_refused(tmp_path, base_a
     del record["calibration"]["undistortion"]
     (tmp_path / "o" / ".wbcap" / "run.json").write_text(json.dumps(record))
     r = run("run", video, *common, "--resume")
-    assert r.exit_code != 0 and "different settings (--calibration" in r.output, r.output
+    assert r.exit_code != 0 and f"{tmp_path / 'o'}: its frames were undistorted by an earlier wbcap (another " \
+        "undistorted camera), so the run cannot go on with this one's; use --overwrite to start it over" in r.output, \
+        r.output
 
 
 def test_a_fisheye_is_undistorted_on_the_rising_side_of_its_turn():
@@ -896,17 +898,25 @@ def test_keypoints_through_the_lens_past_the_picture_and_past_its_turn():
     assert front.tolist() == [False, True]
 
 
-def test_a_run_whose_lens_shrinks_people_says_so_when_nobody_is_found():
-    from wbcap import video_app
+def test_a_lens_that_shrinks_people_says_so_when_nobody_is_found(tmp_path, base_args):
+    """A very wide lens's undistorted picture (people at a quarter of the lens's scale): where
+    nobody is found, the advice names --undistort-scale, in a photo's line too (a review: only the
+    video's said it); not with a scale given, nor for an ordinary lens."""
     from wbcap.io.undistort import Undistorter
 
-    job = video_app.VideoJob(source="gopro.mp4", out="o", calibration=HERO10_MAX_4BY3)
-
-    camera = Undistorter(HERO10_MAX_4BY3, (2704, 2028), quiet=True).camera
-    hint = video_app._small_people(job, camera)
-    assert hint.startswith("the undistorted frames show people at 0.2") and "undistort_scale 1 shows them" in hint
-    assert video_app._small_people(dataclasses.replace(job, calibration=calibration()),
-                                   calibration().undistorted()) == ""
+    hint = Undistorter(HERO10_MAX_4BY3, (2704, 2028), quiet=True).small_people()
+    assert hint.startswith("the undistorted frames show people at 0.2") and "scale 1 shows them as large" in hint
+    assert Undistorter(dataclasses.replace(HERO10_MAX_4BY3, scale=0.2), (2704, 2028)).small_people() == ""
+    assert Undistorter(calibration(), (320, 240)).small_people() == ""
+    cv2.imwrite(str(tmp_path / "empty.png"), np.full((2028 // 4, 2704 // 4, 3), 90, np.uint8))
+    (tmp_path / "hero.json").write_text(json.dumps({"K": np.asarray(HERO10_MAX_4BY3.matrix).tolist(),
+                                                    "size": [2704, 2028], "D": list(HERO10_MAX_4BY3.distortion),
+                                                    "fisheye": True}))
+    r = run("image", tmp_path / "empty.png", "-o", tmp_path / "o", "--calibration", tmp_path / "hero.json",
+            "--detector", "hog", "--no-render", *base_args)
+    assert r.exit_code != 0 and "no person found by the hog detector; the undistorted photos show people at 0.2" in (
+        r.output) and "--undistort-scale 1 shows them as large as the source's middle does; or pass --bbox" in r.output, \
+        r.output
 
 
 @pytest.mark.parametrize("distortion", [(-0.2, 0.05, 0.0, 0.0), (1e6, 0.0, 0.0, 0.0, 0.0), (5.0, -80.0, 0.0, 0.0, 900.0)])
@@ -920,3 +930,18 @@ def test_steep_radial_lenses_are_inverted(distortion):
     at = cal.undistort_pixels(camera, border)
     assert np.isfinite(at).all()
     np.testing.assert_allclose(cal.distort_pixels(camera, at), border, atol=0.05)
+
+
+def test_a_fisheye_past_90_degrees_is_refused_rather_than_shown_as_a_speck():
+    """A fisheye whose corners lie just past 90 degrees (f 300 on 768x576, no coefficients: a
+    review's run got a focal length of 1.2 px, people 244 times smaller, with warnings only) is
+    refused, naming the scale; with one it is undistorted."""
+    from wbcap.io.undistort import Undistorter
+
+    cal = LensCalibration((768, 576), ((300.0, 0.0, 383.5), (0.0, 300.0, 287.5), (0.0, 0.0, 1.0)), (), True,
+                          file="fish0.json")
+    with pytest.raises(InputError, match=r"^fish0.json: keeping every source pixel would show the scene at 0.00\d+ "
+                                         r"times the lens's scale \(its edge seeing nearly 90 degrees off its axis\); "
+                                         r"give a scale \(1 keeps the lens's scale in the picture's middle\)$"):
+        Undistorter(cal, (768, 576))
+    assert Undistorter(dataclasses.replace(cal, scale=1.0), (768, 576)).camera.focal == (300.0, 300.0)

@@ -686,6 +686,10 @@ def camera_from_dict(cam: dict) -> ImageCamera:
     return camera
 
 
+#: The smallest scale of an undistorted camera against its lens (``--undistort-scale``'s least; a
+#: default camera that would be smaller is refused: people would be a speck).
+MIN_SCALE = 0.05
+
 #: The version of how :class:`LensCalibration` undistorts (its undistorted camera, its inversion):
 #: a run's resume matches it, so that frames undistorted into another camera are never mixed.
 UNDISTORTION_VERSION = 1
@@ -769,7 +773,7 @@ class LensCalibration:
             raise ValueError(f"distortion {list(self.distortion)}: {model} coefficients, "
                              f"{' or '.join(str(n) for n in sizes if n)} finite numbers (or none)")
         if self.scale is not None and not (isinstance(self.scale, (int, float)) and not isinstance(self.scale, bool)
-                                           and 0.05 <= self.scale <= 4):
+                                           and MIN_SCALE <= self.scale <= 4):
             raise ValueError(f"scale {self.scale!r}: a number from 0.05 to 4 (None: keep every source pixel)")
         object.__setattr__(self, "image_size", None if size is None else (int(size[0]), int(size[1])))
         object.__setattr__(self, "matrix", tuple(tuple(float(v) for v in row) for row in k))
@@ -873,12 +877,16 @@ class LensCalibration:
         reach = np.abs(border[reached]).max(0) if reached.mean() >= 0.9 else np.full(2, np.nan)
         with np.errstate(all="ignore"):
             f = float(min(w / 2 / reach[0], h / 2 / reach[1]))
-        if math.isfinite(f) and f < MIN_FOCAL:
-            raise ValueError(f"the undistorted camera's focal length would be {f:.3g} pixels (at least "
-                             f"{MIN_FOCAL:g}): a {w}x{h} picture too small for this lens")
-        if not math.isfinite(f):
-            from wbcap.errors import setting
+        from wbcap.errors import setting
 
+        if math.isfinite(f) and f < max(MIN_FOCAL, MIN_SCALE * min(fx, fy)):  # (a review: a fisheye's corners just
+            # past 90 degrees gave a focal length of 1.2 px, people 244 times smaller, with warnings only)
+            why = (f"a focal length under {MIN_FOCAL:g} pixel in a {w}x{h} picture" if f < MIN_FOCAL else
+                   "its edge seeing nearly 90 degrees off its axis" if self.fisheye else "its edge's distortion")
+            raise ValueError(f"keeping every source pixel would show the scene at {f / min(fx, fy):.3g} times the "
+                             f"lens's scale ({why}); give {setting('undistort_scale', api='a scale')} (1 keeps the "
+                             "lens's scale in the picture's middle)")
+        if not math.isfinite(f):
             raise ValueError(f"distortion {list(self.distortion)}: the lens model cannot be inverted over the whole "
                              "picture (at its edge it turns back, folding the picture over"
                              + (", or sees 90 degrees or more off its axis" if self.fisheye else "")

@@ -359,8 +359,9 @@ def _person_boxes(job: ImageJob, path: Path, image, detector, per_image_boxes: d
         stage("detecting", path)
         dets = detector(image)
         if not dets:
+            small = "" if lens is None else lens.small_people()  # (a very wide lens's photo: people at 0.12 scale)
             raise NoPersonError(f"{path}: no person found by the {detector.name} detector; "
-                                f"{job.no_person_advice or box_advice()}")
+                                + (f"{small}; or " if small else "") + f"{job.no_person_advice or box_advice()}")
     if job.max_people is not None and len(dets) > job.max_people:
         given = job.boxes is not None  # (--bbox: all of score 1, kept in the order given)
         ranked = range(len(dets)) if given else sorted(range(len(dets)), key=lambda i: largest_first(dets[i]))

@@ -282,18 +282,36 @@ def _calibration_record(calibration: LensCalibration) -> dict:
     return {**record, "undistortion": UNDISTORTION_VERSION}
 
 
-def _small_people(job: VideoJob, camera: ImageCamera) -> str:
-    """The advice of a run whose undistorted frames show people at under half the lens's scale
-    (a very wide lens, every pixel kept, no ``--undistort-scale`` given): a larger one; else ""."""
-    if job.calibration is None or job.calibration.scale is not None:
-        return ""
+def _undistorter(job: VideoJob, info: VideoInfo):
+    """The frames' :class:`~wbcap.io.undistort.Undistorter` (quiet: pass 1 said how it fits), or
+    None without a calibration."""
+    if job.calibration is None:
+        return None
     from wbcap.io.undistort import Undistorter
 
-    scale = Undistorter(job.calibration, camera.image_size, quiet=True).lens_scale
-    if scale >= 0.5:
-        return ""
-    return (f"the undistorted frames show people at {scale:.2f} times the lens's scale: "
-            f"{setting('undistort_scale')} 1 shows them as large as the source's middle does")
+    return Undistorter(job.calibration, (info.width, info.height), quiet=True)
+
+
+def _refuse_other_undistortion(job: VideoJob, out: Path) -> None:
+    """Refuse a resume of a run whose frames were undistorted by another version of wbcap's
+    undistortion (:data:`~wbcap.camera.UNDISTORTION_VERSION`: into another camera), in words that
+    say so (the settings' refusal said to give the run's own calibration, which was given: a
+    review); nothing for runs without a calibration or of this version.
+
+    Raises:
+        InputError: naming the folder and ``--overwrite``.
+    """
+    from wbcap.camera import UNDISTORTION_VERSION
+    from wbcap.io.run_folder import read_run_file
+
+    try:
+        recorded = (read_run_file(out) or {}).get("calibration")
+    except (InputError, OSError, ValueError):
+        return
+    if isinstance(recorded, dict) and recorded.get("undistortion") != UNDISTORTION_VERSION:
+        raise InputError(f"{out}: its frames were undistorted by an earlier wbcap (another undistorted camera), so the "
+                         f"run cannot go on with this one's; use {setting('overwrite', api='overwrite=True')} to start "
+                         "it over")
 
 
 def run_camera(job: VideoJob, info: VideoInfo) -> ImageCamera:
@@ -589,7 +607,8 @@ def finalize(
     remove_temporary_files(out)  # (of a pass 2 killed before: this one has none yet)
     _say_smoothing_change(out, job.smooth)
     dev = next(iter(body.buffers())).device
-    camera = run_camera(job, info)
+    lens = _undistorter(job, info)
+    camera = run_camera(job, info) if lens is None else lens.camera
     focal, princpt = camera.focal[0], camera.princpt  # pixels
     rate = _processed_rate(job, info)
 
@@ -603,7 +622,7 @@ def finalize(
                                   pieces=clock_cuts(col.per_track[tid].time, rate, job.max_gap,
                                                     col.per_track[tid].frame, job.frame_step))
               for tid in sorted(col.per_track) if tid in col.kept}
-    report_losses(col, len(tracks), job.source, job.detector, small_people=_small_people(job, camera))
+    report_losses(col, len(tracks), job.source, job.detector, small_people="" if lens is None else lens.small_people())
 
     world = None
     if job.world is not None:
@@ -641,7 +660,7 @@ def finalize(
     write_meta(out, run_meta(job, rate, camera, tracks, world, info, cuts=[col.frames[f] for f in col.cuts],
                              pauses=[col.frames[f] for f in col.pauses],
                              dropped={"short": list(col.dropped), "static": list(col.static)},
-                             ended_early=pass_one_ended_early(out)))
+                             ended_early=pass_one_ended_early(out), lens=lens))
     timings["track+smooth+write"] = time.perf_counter() - t_start - timings.get("world", 0.0)
     t0 = time.perf_counter()
     shown = world.tracks if grounded else tracks  # what the animation files and render.mp4 show
@@ -694,7 +713,7 @@ def _not_written_again(removed: list[Path], formats: tuple[str, ...]) -> list[st
 
 def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, world: WorldResult | None = None,
              info: VideoInfo | None = None, cuts: list[float] | None = None, pauses: list[float] | None = None,
-             dropped: dict[str, list[int]] | None = None, ended_early: str | None = None) -> dict:
+             dropped: dict[str, list[int]] | None = None, ended_early: str | None = None, lens: Any = None) -> dict:
     """``OUT/meta.json``: ``source``, ``fps`` (the clock of the per-track files, rows per second),
     ``camera`` (``focal``, ``princpt`` pixels, ``image_size`` ``[W, H]``; OpenCV axes),
     ``display`` (from ``info``: ``rotation``, the clockwise degrees the stored picture was
@@ -720,7 +739,9 @@ def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, worl
     file and ``scale``, and ``at_frames``: how it was fitted to the frames, ``fitted``
     (:meth:`~wbcap.camera.LensCalibration.fit`), with the ``image_size`` and ``matrix`` applied;
     every frame was undistorted into ``camera``, whose pixels every other 2D output is in; the
-    OpenPose keypoints are in the source's),
+    OpenPose keypoints are in the source's; ``lens``: the frames'
+    :class:`~wbcap.io.undistort.Undistorter`, whose :meth:`~wbcap.io.undistort.Undistorter.record`
+    it is, made here where not given),
     ``frame`` (``"camera"`` or ``"world"``: the frame of the per-track files) and, with
     ``--world``, ``world``: the ground and the camera's pose above it
     (:meth:`wbcap.world.estimate.WorldFrame.to_dict`), or ``{"frame": "camera", "reason": ...}``
@@ -746,7 +767,8 @@ def run_meta(job: VideoJob, rate: float, camera: ImageCamera, tracks: dict, worl
     if job.calibration is not None:  # (with what fitting it to the frames applied: a resized video's scaled
         from wbcap.io.undistort import Undistorter  # matrix, a user trial)
 
-        meta["calibration"] = Undistorter(job.calibration, camera.image_size, quiet=True).record()
+        lens = lens or Undistorter(job.calibration, camera.image_size, quiet=True)
+        meta["calibration"] = lens.record()
     if world is not None:
         meta["world"] = world.to_meta()
     return meta
@@ -906,6 +928,8 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
     # moment); a detector network after it, on the model's device.
     detector = _open_detector(job, None, source) if job.detector.startswith("boxes:") else None
     if job.resume:  # (a resume with other settings: its one line now, not after the model loads)
+        if job.calibration is not None:
+            _refuse_other_undistortion(job, out)
         refuse_other_resume(out, _fingerprint(job), typed_paths=_typed_paths(job), options=_OPTION_KEYS)
     # A resume holds its folder while the model loads (seconds): `wbcap export` / `view` of it say
     # it is in use, where they said it was unfinished and to start the resume already starting.

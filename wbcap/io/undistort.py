@@ -37,6 +37,7 @@ class Undistorter:
 
     Attributes:
         given: ``calibration`` as given.
+        pictures: ``pictures``.
         fitted: how it was fitted to ``image_size`` (:meth:`~wbcap.camera.LensCalibration.fit`:
             ``same``, ``scaled``, ``cropped``, ``assumed``).
         calibration: ``calibration`` at ``image_size``.
@@ -57,6 +58,7 @@ class Undistorter:
         where = calibration.file or "the calibration"
         camera_name = f" (camera {calibration.name!r})" if calibration.name else ""
         self.given = calibration
+        self.pictures = pictures
         try:
             self.calibration, fitted = calibration.fit(image_size)
             self.fitted = fitted
@@ -85,9 +87,10 @@ class Undistorter:
         if self.calibration.scale is None and self.calibration.distorts:
             reached = self.calibration.border_reach()[1].mean()
             if reached < 1:  # (a fit that turns back before a corner: Gyroflow's HERO10 Max 4:3 profile)
+                why = ("its polynomial turns back before them" if self.calibration.fold_radius is not None
+                       else "they lie 90 degrees or more off its axis")
                 warning("%s%s: %.1f %% of the source's border lies beyond what the lens model reaches (at its "
-                        "corners: its polynomial turns back before them); those pixels are left out", where,
-                        camera_name, 100 * (1 - reached))
+                        "corners: %s); those pixels are left out", where, camera_name, 100 * (1 - reached), why)
         self.lens_scale = scale = self.camera.focal[0] / min(self.calibration.matrix[0][0],
                                                              self.calibration.matrix[1][1])
         if scale < 0.5 and calibration.scale is None:  # (a very wide lens: a break-it review's 168-degree fisheye
@@ -106,6 +109,15 @@ class Undistorter:
         self.remaps = (self.calibration.distorts or not self.calibration.square_pixels
                        or self.camera != self.calibration.pinhole_camera())
         self._maps: tuple[np.ndarray, np.ndarray] | None = None
+
+    def small_people(self) -> str:
+        """Advice for a picture in which nobody was found, where the undistorted frames show people
+        at under half the lens's scale (a very wide lens, every pixel kept, no scale given): a
+        larger ``--undistort-scale``; else ""."""
+        if self.lens_scale >= 0.5 or self.given.scale is not None:
+            return ""
+        return (f"the undistorted {self.pictures} show people at {self.lens_scale:.2f} times the lens's scale: "
+                f"{setting('undistort_scale', api='scale')} 1 shows them as large as the source's middle does")
 
     def record(self) -> dict:
         """What ``meta.json`` (``calibration``) and a photo's ``smplx_param.json`` record: the
