@@ -841,7 +841,7 @@ class LensCalibration:
         through it: a glTF camera, which has no principal point, then overlays the picture exactly)
         and, by default, the longest focal length whose picture holds **every pixel of the source**
         the lens model reaches (the source's border, every pixel's outer edge, undistorted:
-        :meth:`border_reach`; a polynomial that turns back before a corner leaves that corner out),
+        :attr:`border_reach`; a polynomial that turns back before a corner leaves that corner out),
         so that nobody at the picture's edge is lost; the source's corners may then leave black
         margins (as OpenCV's ``getOptimalNewCameraMatrix`` with ``alpha`` 1 and
         ``centerPrincipalPoint``, which ``cv2.fisheye``'s estimate is not). With :attr:`scale`,
@@ -853,7 +853,7 @@ class LensCalibration:
 
         Raises:
             ValueError: by default, a lens model that does not reach 90 % of the source's border
-                (:meth:`border_reach`): its radial mapping turns back before the picture's edge
+                (:attr:`border_reach`): its radial mapping turns back before the picture's edge
                 (two rays would meet at one pixel), a fisheye sees 90 degrees or more off its axis
                 there (no pinhole picture holds such rays: :attr:`scale` keeps the middle), or the
                 undistortion does not converge; a focal length under
@@ -872,7 +872,7 @@ class LensCalibration:
             return ImageCamera(focal=(f, f), princpt=centre, image_size=(w, h))
         if not self.distorts and self.square_pixels:
             return own
-        border, reached = self.border_reach()
+        border, reached = self.border_reach
         # (the farthest reach from the axis on each side: the picture spans W / 2 each way of it)
         reach = np.abs(border[reached]).max(0) if reached.mean() >= 0.9 else np.full(2, np.nan)
         with np.errstate(all="ignore"):
@@ -933,21 +933,14 @@ class LensCalibration:
         return float(r[first - 1]) if first > 0 else 0.0
 
     @functools.cached_property
-    def _reach(self) -> tuple[np.ndarray, np.ndarray]:
-        return self._border_reach()
-
     def border_reach(self) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`_border_reach`, computed once (read-only arrays)."""
-        return self._reach
-
-    def _border_reach(self) -> tuple[np.ndarray, np.ndarray]:
         """The source picture's border (:meth:`_border_pixels`) undistorted, ``(N, 2)`` normalised
         points, and ``(N,)`` whether the lens model reaches each: its undistorted point is finite,
         inside the range where the radial mapping grows (:attr:`fold_radius`: a point past it is
         another ray's), and goes back through the lens onto the border pixel (to 0.05 px: the
         undistortion converged). A fit's polynomial may turn back before the picture's corners
         (a GoPro HERO10's published Max 4:3 profile does, at one corner): those points are not
-        reached, and :meth:`undistorted` leaves them out."""
+        reached, and :meth:`undistorted` leaves them out. Computed once (read-only arrays)."""
         pixels = self._border_pixels()
         border = self._normalised(pixels)
         reached = np.isfinite(border).all(1)

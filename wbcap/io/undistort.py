@@ -85,7 +85,7 @@ class Undistorter:
                     "padded at the right or bottom edge (as codecs pad 1080 lines to 1088), not resized",
                     where, camera_name, *calibration.image_size, pictures, w, h)
         if self.calibration.scale is None and self.calibration.distorts:
-            reached = self.calibration.border_reach()[1].mean()
+            reached = self.calibration.border_reach[1].mean()
             if reached < 1:  # (a fit that turns back before a corner: Gyroflow's HERO10 Max 4:3 profile)
                 why = ("its polynomial turns back before them" if self.calibration.fold_radius is not None
                        else "they lie 90 degrees or more off its axis")
