@@ -477,10 +477,10 @@ def test_a_run_through_a_lens_writes_openpose_keypoints_in_the_sources_pixels(tm
             doc = json.loads((tmp_path / "o" / "openpose" / f"cam01_{frame:012d}_keypoints.json").read_text())
             person = next(p for p in doc["people"] if p["person_id"] == [track])
             xyc = np.asarray(person["pose_keypoints_2d"]).reshape(25, 3)[body25]
-            expected = cv_project(joints[row])
+            expected = cv_project(joints[row]) - 0.5  # (OpenPose's pixels are OpenCV's: no shift between them)
             assert (xyc[:, 2] == 1).all()
             np.testing.assert_allclose(xyc[:, :2], expected, atol=0.05)
-            pinhole = joints[row][:, :2] / joints[row][:, 2:] * K[[0, 1], [0, 1]] + K[:2, 2] + 0.5
+            pinhole = joints[row][:, :2] / joints[row][:, 2:] * K[[0, 1], [0, 1]] + K[:2, 2]  # (OpenCV's pixels, as expected)
             moved = max(moved, float(np.abs(pinhole - expected).max()))
     assert moved > 1.0  # (the lens moves them: without the distortion the test fails)
 
@@ -593,8 +593,8 @@ def test_a_calibrated_photo_is_its_undistorted_picture_with_keypoints_in_its_own
     assert params[0]["calibration"]["at_frames"] == {"fitted": "same", "image_size": [320, 240], "matrix": K.tolist()}
     points = [np.asarray(json.loads((d / "output_keypoints.json").read_text())["people"][0]["pose_keypoints_2d"])
               .reshape(25, 3) for d in (lens, flat)]
-    seen = points[1][:, 2] == 1
-    expected = calibration().distort_pixels(undistorter.camera, points[1][seen, :2])
+    seen = points[1][:, 2] == 1  # (the files' pixels are OpenPose's, distort_pixels takes wbcap's: 0.5 more)
+    expected = calibration().distort_pixels(undistorter.camera, points[1][seen, :2] + 0.5) - 0.5
     np.testing.assert_allclose(points[0][seen, :2], expected, atol=2e-3)  # (3 decimals in the files)
     assert np.abs(points[0][seen, :2] - points[1][seen, :2]).max() > 1
     npz = np.load(lens / "output.npz")

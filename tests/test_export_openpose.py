@@ -84,9 +84,10 @@ def test_a_record_says_inside_outside_and_behind():
     assert all(r[k] == [] for k in ("pose_keypoints_3d", "face_keypoints_3d", "hand_left_keypoints_3d",
                                     "hand_right_keypoints_3d"))
     pose = np.array(r["pose_keypoints_2d"]).reshape(25, 3)
-    assert pose[0].tolist() == [10.0, 10.0, 1.0]
-    assert pose[1].tolist() == [-0.5, 10.0, 0.0] and pose[2].tolist() == [100.0, 10.0, 0.0]
-    assert pose[3].tolist() == [99.9, 49.9, 1.0]
+    # (written in OpenPose's pixel convention, the top-left pixel's centre at 0: 0.5 less than given)
+    assert pose[0].tolist() == [9.5, 9.5, 1.0]
+    assert pose[1].tolist() == [-1.0, 9.5, 0.0] and pose[2].tolist() == [99.5, 9.5, 0.0]
+    assert pose[3].tolist() == [99.4, 49.4, 1.0]
     assert pose[4].tolist() == [0.0, 0.0, 0.0] and pose[5].tolist() == [0.0, 0.0, 0.0]
     json.dumps(r, allow_nan=False)
 
@@ -163,8 +164,8 @@ def test_run_openpose_files_are_smplxs_joints_projected_and_follow_the_run(tmp_p
         doc = json.loads((out / "openpose" / f"my clip_{x['frame']:012d}_keypoints.json").read_text())
         assert doc["version"] == 1.3 and [p["person_id"] for p in doc["people"]] == [[x["track"]]]
         xy, c = file_points(doc["people"][0])
-        want = smplx_points(body_dir, x, meta["camera"]["focal"], meta["camera"]["princpt"])
-        np.testing.assert_allclose(xy[c > 0], want[c > 0], atol=0.01)
+        want = smplx_points(body_dir, x, meta["camera"]["focal"], meta["camera"]["princpt"]) - 0.5  # (OpenPose's
+        np.testing.assert_allclose(xy[c > 0], want[c > 0], atol=0.01)  # pixels: the top-left one's centre at 0)
         w, h = meta["camera"]["image_size"]
         inside = (want[:, 0] >= 0) & (want[:, 0] < w) & (want[:, 1] >= 0) & (want[:, 1] < h)
         assert c.tolist() == inside.astype(float).tolist() and inside.any()
@@ -238,7 +239,7 @@ def test_image_openpose_file_is_the_persons_joints_in_the_photo(tmp_path, micro_
         assert doc["version"] == 1.3 and len(doc["people"]) == 1 and doc["people"][0]["person_id"] == [k]
         p = json.loads((folder / "smplx_param.json").read_text())
         xy, c = file_points(doc["people"][0])
-        want = smplx_points(body_dir, p, p["camera"]["focal"], p["camera"]["princpt"])
+        want = smplx_points(body_dir, p, p["camera"]["focal"], p["camera"]["princpt"]) - 0.5  # (OpenPose's pixels)
         np.testing.assert_allclose(xy[c > 0], want[c > 0], atol=0.02)
         assert c.any()
     assert run("image", photo, "-o", tmp_path / "out", *args).exit_code == 0  # (still wbcap's result: replaced)

@@ -25,9 +25,12 @@ them; ``wbcap image --openpose``: ``person_<k>/output_keypoints.json``, that per
   lips: SMPL-X's face contour and its 51 landmarks) and the two pupils (right, left: SMPL-X's
   eye vertex joints).
 * ``person_id``: the track id (``params.jsonl``'s ``track``), ``[k]`` for a photo's person k.
-* Pixels of the picture as wbcap reads it (upright, as ``params.jsonl``'s boxes), origin at the
-  top-left corner of the top-left pixel, x right, y down; with ``wbcap run --calibration``, the
-  source's own (distorted) pixels (``write_video_keypoints``' ``lens``).
+* Pixels of the picture as wbcap reads it (upright, as ``params.jsonl``'s boxes), x right, y
+  down, in **OpenPose's convention: the top-left pixel's centre at (0, 0)** (its
+  ``--keypoint_scale`` 3 maps 0 .. W - 1 to 0 .. 1, ``src/openpose/core/keypointScaler.cpp``),
+  as OpenCV's and a calibration's camera matrix take them: 0.5 less than wbcap's other files,
+  which put that pixel's corner at 0 (:data:`PIXEL_CENTRE`); with ``wbcap run --calibration``,
+  the source's own (distorted) pixels (``write_video_keypoints``' ``lens``).
 * ``c``: wbcap estimates a whole body, hidden parts too, without a confidence per keypoint: ``c``
   is 1 for a keypoint inside the picture, 0 for one outside it (its coordinates kept) and for
   one behind the camera (coordinates 0, as OpenPose writes a keypoint it did not find). Weigh
@@ -51,6 +54,11 @@ from wbcap.body.joints import JOINT_IDX, SMPLX_OUTPUT_JOINT_NAMES
 
 log = logging.getLogger(__name__)
 
+#: Where OpenPose's pixel coordinates put the top-left pixel's centre (0) less where wbcap's put
+#: it (0.5): the files' coordinates are wbcap's minus this (a user trial: triangulating with the
+#: calibration's matrix, keypoints were 0.5 px off OpenCV's ``projectPoints``).
+PIXEL_CENTRE = 0.5
+
 __all__ = [
     "ALL_IDS",
     "ALL_IN_JOINT_SET",
@@ -60,6 +68,7 @@ __all__ = [
     "HAND_RIGHT_21",
     "KEYPOINTS",
     "OPENPOSE_VERSION",
+    "PIXEL_CENTRE",
     "frame_file_name",
     "keypoint_file_names",
     "keypoints_record",
@@ -139,7 +148,9 @@ def keypoints_record(points: np.ndarray, image_size: tuple[int, int], person_id:
     """One person's entry of ``people``.
 
     Args:
-        points: ``(137, 2)`` pixels, :data:`ALL_IDS`' keypoints in order (x right, y down).
+        points: ``(137, 2)`` pixels, :data:`ALL_IDS`' keypoints in order (x right, y down), in
+            wbcap's convention (the top-left pixel's corner at 0); written in OpenPose's (that
+            pixel's centre at 0: 0.5 less, :data:`PIXEL_CENTRE`).
         image_size: ``(W, H)`` pixels of the picture.
         person_id: the track id (a photo's person index).
         in_front: ``(137,)`` bool, False for a keypoint behind the camera (None: all in front).
@@ -154,6 +165,7 @@ def keypoints_record(points: np.ndarray, image_size: tuple[int, int], person_id:
     p = np.where(front[:, None], p, 0.0)
     w, h = image_size
     inside = front & (p[:, 0] >= 0) & (p[:, 0] < w) & (p[:, 1] >= 0) & (p[:, 1] < h)
+    p = np.where(front[:, None], p - PIXEL_CENTRE, 0.0)  # (OpenPose's convention; not found: 0, 0)
     table = np.concatenate([p, inside[:, None].astype(np.float64)], 1)
     record: dict[str, Any] = {"person_id": [int(person_id)]}
     start = 0
