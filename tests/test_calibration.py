@@ -324,15 +324,16 @@ def test_a_calibration_fits_a_resized_picture():
     """A camera calibrated at 640x480 filming at 320x240: the scaled calibration projects every
     point where OpenCV projects it at 640x480, halved (about the corner)."""
     big = LensCalibration((640, 480), tuple(map(tuple, K * [[2], [2], [1]])), tuple(D))
-    small = big.at_size((320, 240))
+    small, how = big.fit((320, 240))
+    assert how == "scaled"
     points = scene_points()
     camera = small.undistorted()
     expected = cv_project(points, k=np.asarray(big.matrix)) / 2
     np.testing.assert_allclose(small.distort_pixels(camera, camera.project(points)), expected, atol=1e-6)
     with pytest.raises(ValueError, match=r"calibrated on 640x480 pictures, for 480x640 ones \(turned\)"):
-        big.at_size((480, 640))
+        big.fit((480, 640))
     with pytest.raises(ValueError, match="another shape"):
-        big.at_size((640, 360))
+        big.fit((640, 360))
 
 
 def test_without_distortion_the_camera_is_the_calibrations_own():

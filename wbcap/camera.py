@@ -831,10 +831,6 @@ class LensCalibration:
         raise ValueError(f"calibrated on {w0}x{h0} pictures, for {w}x{h} ones ("
                          + ("turned" if turned else "another shape: a crop") + ")")
 
-    def at_size(self, image_size: tuple[int, int]) -> LensCalibration:
-        """:meth:`fit`'s calibration (its rules; raises as it does)."""
-        return self.fit(image_size)[0]
-
     def undistorted(self) -> ImageCamera:
         """The pinhole camera the frames are undistorted into: square pixels, no skew, the
         calibration's picture size, the principal point at the picture's centre (the optical axis

@@ -292,7 +292,7 @@ def _undistorter(job: VideoJob, info: VideoInfo):
     return Undistorter(job.calibration, (info.width, info.height), quiet=True)
 
 
-def _refuse_other_undistortion(job: VideoJob, out: Path) -> None:
+def _refuse_other_undistortion(out: Path) -> None:
     """Refuse a resume of a run whose frames were undistorted by another version of wbcap's
     undistortion (:data:`~wbcap.camera.UNDISTORTION_VERSION`: into another camera), in words that
     say so (the settings' refusal said to give the run's own calibration, which was given: a
@@ -314,19 +314,12 @@ def _refuse_other_undistortion(job: VideoJob, out: Path) -> None:
                          "it over")
 
 
-def run_camera(job: VideoJob, info: VideoInfo) -> ImageCamera:
-    """The one camera of ``job``'s results for frames of ``info``'s size: the calibration's
-    undistorted camera (:meth:`~wbcap.camera.LensCalibration.undistorted`, the camera the frames
-    are undistorted into), else :meth:`ImageCamera.default` with ``focal`` and
-    ``principal_point``.
-
-    Raises:
-        InputError: a calibration of another picture shape (:class:`~wbcap.io.undistort.Undistorter`).
-    """
-    if job.calibration is not None:
-        from wbcap.io.undistort import Undistorter
-
-        return Undistorter(job.calibration, (info.width, info.height), quiet=True).camera  # (pass 1 said how it fits)
+def run_camera(job: VideoJob, info: VideoInfo, lens: Any = None) -> ImageCamera:
+    """The one camera of ``job``'s results for frames of ``info``'s size: ``lens``'s (the frames'
+    :class:`~wbcap.io.undistort.Undistorter`, :func:`_undistorter`: the camera they are undistorted
+    into), else :meth:`ImageCamera.default` with ``focal`` and ``principal_point``."""
+    if lens is not None:
+        return lens.camera
     camera = ImageCamera.default((info.width, info.height), job.focal)
     if job.principal_point is not None:  # (a calibrated camera's: a calibrated researcher's trial)
         camera = replace(camera, princpt=(float(job.principal_point[0]), float(job.principal_point[1])))
@@ -608,7 +601,7 @@ def finalize(
     _say_smoothing_change(out, job.smooth)
     dev = next(iter(body.buffers())).device
     lens = _undistorter(job, info)
-    camera = run_camera(job, info) if lens is None else lens.camera
+    camera = run_camera(job, info, lens)
     focal, princpt = camera.focal[0], camera.princpt  # pixels
     rate = _processed_rate(job, info)
 
@@ -684,7 +677,7 @@ def finalize(
         names = keypoint_file_names(keypoints_stem(job.source), col.frames, images)
         write_video_keypoints(start_keypoints(out, list(names.values())), names, shown, body, dev, camera, progress,
                               written=functools.partial(keypoint_written, out),
-                              lens=None if job.calibration is None else job.calibration.at_size(camera.image_size))
+                              lens=None if lens is None else lens.calibration)
         finish_keypoints(out, list(names.values()))
         timings["keypoints"] = time.perf_counter() - t0
     render_path = None
@@ -929,7 +922,7 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
     detector = _open_detector(job, None, source) if job.detector.startswith("boxes:") else None
     if job.resume:  # (a resume with other settings: its one line now, not after the model loads)
         if job.calibration is not None:
-            _refuse_other_undistortion(job, out)
+            _refuse_other_undistortion(out)
         refuse_other_resume(out, _fingerprint(job), typed_paths=_typed_paths(job), options=_OPTION_KEYS)
     # A resume holds its folder while the model loads (seconds): `wbcap export` / `view` of it say
     # it is in use, where they said it was unfinished and to start the resume already starting.

@@ -1,7 +1,7 @@
 """Frames of a calibrated camera, undistorted as they are read (``wbcap run --calibration``).
 
 A :class:`~wbcap.camera.LensCalibration` (its file read by :mod:`wbcap.io.calibration`) is fitted
-to the frames' size once (:meth:`~wbcap.camera.LensCalibration.at_size`); each frame is then
+to the frames' size once (:meth:`~wbcap.camera.LensCalibration.fit`); each frame is then
 remapped by OpenCV (``cv2.remap``, bilinear, the tables computed once) into the calibration's
 undistorted camera (:meth:`~wbcap.camera.LensCalibration.undistorted`: square pixels, the frames'
 size, every source pixel kept, black where no source pixel lands), which every result of the run
@@ -66,17 +66,22 @@ class Undistorter:
             raise InputError(f"{where}{camera_name}: {exc}; give {setting('calibration')} a calibration of this camera "
                              f"made on upright {pictures} of this shape, as wbcap reads them") from None
         w, h = image_size
+        info, warning = (log.debug, log.debug) if quiet else (log.info, log.warning)
         if fitted == "assumed":
             (_, _, cx), (_, _, cy), _ = self.calibration.matrix
             if not (0 <= cx + 0.5 <= w and 0 <= cy + 0.5 <= h):  # (a review: an intri.yml of 4x the frames' size)
                 raise InputError(f"{where}{camera_name}: gives no picture size, and its principal point ({cx:g}, "
                                  f"{cy:g}) lies outside the {w}x{h} {pictures}: it was calibrated at another "
                                  "resolution; add its size (`size = [W, H]`, or `W_<name>`/`H_<name>`)")
+            off = max(abs(cx + 0.5 - w / 2) / w, abs(cy + 0.5 - h / 2) / h)
+            (warning if off > 0.1 else info)(
+                "%s%s: gives no picture size; taken as the %s' %dx%d%s", where, camera_name, pictures, w, h,
+                f" (its principal point ({cx:g}, {cy:g}) is far from their centre: was it calibrated at another "
+                "resolution?)" if off > 0.1 else "")
         try:
             self.camera: ImageCamera = self.calibration.undistorted()
         except ValueError as exc:
             raise InputError(f"{where}{camera_name}: {exc}") from None
-        info, warning = (log.debug, log.debug) if quiet else (log.info, log.warning)
         if fitted == "scaled":
             info("%s%s: calibrated on %dx%d pictures, scaled to the %s' %dx%d", where, camera_name,
                  *calibration.image_size, pictures, w, h)
@@ -99,13 +104,6 @@ class Undistorter:
                     "a pinhole picture cannot hold well; %s 1 shows people as large as the source's middle does, "  # 85 px)
                     "leaving its far edges out (0.5: halfway)",
                     where, camera_name, pictures, scale, 1 / scale, setting("undistort_scale", api="scale"))
-        if fitted == "assumed":
-            (_, _, cx), (_, _, cy), _ = self.calibration.matrix
-            off = max(abs(cx + 0.5 - w / 2) / w, abs(cy + 0.5 - h / 2) / h)
-            (warning if off > 0.1 else info)(
-                "%s%s: gives no picture size; taken as the %s' %dx%d%s", where, camera_name, pictures, w, h,
-                f" (its principal point ({cx:g}, {cy:g}) is far from their centre: was it calibrated at another "
-                "resolution?)" if off > 0.1 else "")
         self.remaps = (self.calibration.distorts or not self.calibration.square_pixels
                        or self.camera != self.calibration.pinhole_camera())
         self._maps: tuple[np.ndarray, np.ndarray] | None = None
@@ -138,10 +136,9 @@ class Undistorter:
         import numpy as np
 
         x, y, w, h = (float(v) for v in box)
-        t = np.linspace(0.0, 1.0, 33)
-        along, across = (x + w * t, y + h * t), (np.full(33, x), np.full(33, y), np.full(33, x + w), np.full(33, y + h))
-        outline = np.concatenate([np.stack([along[0], across[1]], 1), np.stack([along[0], across[3]], 1),
-                                  np.stack([across[0], along[1]], 1), np.stack([across[2], along[1]], 1)])
+        t = np.linspace(0.0, 1.0, 33)[:, None]
+        corners = np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]])
+        outline = np.concatenate([a + t * (b - a) for a, b in zip(corners, np.roll(corners, -1, 0))])
         moved = self.calibration.undistort_pixels(self.camera, outline)
         if not np.isfinite(moved).all(1).any():  # (wholly where the lens model does not reach: left as given)
             return box
