@@ -946,3 +946,70 @@ def test_a_fisheye_past_90_degrees_is_refused_rather_than_shown_as_a_speck():
                                          r"give a scale \(1 keeps the lens's scale in the picture's middle\)$"):
         Undistorter(cal, (768, 576))
     assert Undistorter(dataclasses.replace(cal, scale=1.0), (768, 576)).camera.focal == (300.0, 300.0)
+
+
+# --------------------------------------------------------------------------- the camera's pose
+
+
+def test_the_camera_pose_is_read_where_the_file_gives_it(tmp_path):
+    """Extrinsics as each tool writes them, OpenCV's world-to-camera x_c = R x_w + t: Pose2Sim's
+    and Anipose's rotation vector (the same matrix as cv2.Rodrigues's), Caliscope's 3 x 3 matrix,
+    EasyMocap's extri.yml beside intri.yml (Rot_<name>, else R_<name>); a ROS camera_info's R
+    (its rectification, no translation) is no pose; a matrix that is not a rotation is refused in
+    one line naming the file; the pose is in meta.json's record and not in a resume's fingerprint."""
+    from wbcap.video_app import _calibration_record
+
+    cal = read_calibration(write_pose2sim_toml(tmp_path / "Calib.toml", {"cam01": (K, D, (320, 240))}))
+    rvec, tvec = np.array([1.2, -0.3, 0.1]), np.array([0.5, 1.0, 3.0])
+    expected = cv2.Rodrigues(rvec)[0]
+    np.testing.assert_allclose(cal.pose.rotation, expected, atol=1e-12)
+    assert cal.pose.translation == (0.5, 1.0, 3.0)
+    np.testing.assert_allclose(cal.pose.centre, -expected.T @ tvec, atol=1e-12)
+    world = np.array([[0.3, -0.2, 1.1], [2.0, 1.0, 0.0]])  # the pose maps a world point as OpenCV's projection does
+    uv, _ = cv2.projectPoints(world, rvec, tvec, K, None)
+    cam = world @ np.asarray(cal.pose.rotation).T + tvec
+    np.testing.assert_allclose(cam[:, :2] / cam[:, 2:] * [K[0, 0], K[1, 1]] + K[:2, 2], uv.reshape(-1, 2), atol=1e-9)
+    record = cal.to_dict()
+    assert record["rotation"] == [list(r) for r in cal.pose.rotation] and record["translation"] == [0.5, 1.0, 3.0]
+    assert "rotation" not in _calibration_record(cal) and "translation" not in _calibration_record(cal)
+    assert _calibration_record(cal) == _calibration_record(dataclasses.replace(cal, pose=None))
+
+    turned = expected @ cv2.Rodrigues(np.array([0.0, 0.0, 0.4]))[0]
+    rows = ", ".join("[" + ", ".join(f"{v:.6f}" for v in row) + "]" for row in turned)  # (rounded, as files are)
+    (tmp_path / "config.toml").write_text(
+        "[cameras.0]\ncam_id = 0\nsize = [320, 240]\nrotation_count = 0\n"
+        "matrix = [[260.0, 0.0, 158.5], [0.0, 262.0, 121.2], [0.0, 0.0, 1.0]]\n"
+        f"distortions = [-0.3, 0.1, 0.002, -0.001, -0.02]\nrotation = [{rows}]\ntranslation = [0.1, 0.2, 2.5]\n")
+    caliscope = read_calibration(tmp_path / "config.toml")
+    np.testing.assert_allclose(caliscope.pose.rotation, turned, atol=2e-6)
+    r = np.asarray(caliscope.pose.rotation)
+    np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-14)  # (made exact)
+
+    intri = write_file_storage(tmp_path / "intri.yml", {"names": ("01", "02"), "K_01": K, "dist_01": D.reshape(1, 5),
+                                                         "K_02": K, "dist_02": D.reshape(1, 5)})
+    assert read_calibration(intri, camera="01").pose is None  # (no extri.yml yet)
+    write_file_storage(tmp_path / "extri.yml", {"names": ("01", "02"), "R_01": rvec.reshape(3, 1),
+                                                "Rot_01": expected, "T_01": tvec.reshape(3, 1),
+                                                "R_02": np.array([[0.0], [0.0], [0.5]]), "T_02": np.ones((3, 1))})
+    easy = read_calibration(intri, camera="01")
+    np.testing.assert_allclose(easy.pose.rotation, expected, atol=1e-12)
+    assert easy.pose.translation == (0.5, 1.0, 3.0) and easy.matrix == tuple(map(tuple, K))
+    np.testing.assert_allclose(read_calibration(intri, camera="02").pose.rotation,
+                               cv2.Rodrigues(np.array([0.0, 0.0, 0.5]))[0], atol=1e-12)
+
+    (tmp_path / "camera_info.yaml").write_text(
+        "image_width: 320\nimage_height: 240\ncamera_name: narrow\n"
+        "camera_matrix: {rows: 3, cols: 3, data: [260.0, 0.0, 158.5, 0.0, 262.0, 121.2, 0.0, 0.0, 1.0]}\n"
+        "distortion_model: plumb_bob\ndistortion_coefficients: {rows: 1, cols: 5, data: [-0.3, 0.1, 0.002, -0.001, -0.02]}\n"
+        "R: {rows: 3, cols: 3, data: [1, 0, 0, 0, 1, 0, 0, 0, 1]}\n")
+    assert read_calibration(tmp_path / "camera_info.yaml").pose is None
+
+    (tmp_path / "bad.toml").write_text((tmp_path / "Calib.toml").read_text().replace(
+        "rotation = [ 1.2, -0.3, 0.1]", "rotation = [[2, 0, 0], [0, 1, 0], [0, 0, 1]]"))
+    with pytest.raises(InputError, match=r"bad.toml: rotation \[\[2.0, 0.0, 0.0\].*not a rotation matrix.*check the "
+                                         "calibration"):
+        read_calibration(tmp_path / "bad.toml")
+    (tmp_path / "bad.toml").write_text((tmp_path / "Calib.toml").read_text().replace(
+        "translation = [ 0.5, 1.0, 3.0]", "translation = [ 0.5, 1.0]"))
+    with pytest.raises(InputError, match=r"bad.toml: translation .*3 finite numbers"):
+        read_calibration(tmp_path / "bad.toml")

@@ -983,8 +983,11 @@ def test_run_world_writes_the_world_when_found(tmp_path, base_args, monkeypatch)
     import wbcap.world.estimate as estimate
     from wbcap.world.ground import GroundPlane
 
-    def known(tracks, body, device, camera, config, cuts=()):
+    poses = []
+
+    def known(tracks, body, device, camera, config, cuts=(), pose=None):
         assert list(cuts) == []  # (one shot)
+        poses.append(pose)
         frame = estimate.WorldFrame.from_ground(GroundPlane(normal=np.array([0.0, -1.0, 0.0]), offset=1.5), contacts=12)
         return estimate.WorldResult(frame=frame, reason=None, tracks=dict(tracks),
                                     contacts={t: np.tile([True, False], (len(tr), 1)) for t, tr in tracks.items()},
@@ -1015,6 +1018,22 @@ def test_run_world_writes_the_world_when_found(tmp_path, base_args, monkeypatch)
     g = GLTF2().load_binary(str(out / "track_0.glb"))
     assert g.asset.extras["frame"] == "world"
     np.testing.assert_allclose(next(n for n in g.nodes if n.name == "source_camera").translation, [0, 1.5, 0])
+    # a calibration with the camera's pose: the world stage is given it, meta.json records it
+    assert poses == [None]
+    calib = tmp_path / "Calib.toml"
+    calib.write_text('[walk]\nname = "walk"\nsize = [ 320.0, 240.0]\n'
+                     "matrix = [ [ 400.0, 0.0, 159.5], [ 0.0, 400.0, 119.5], [ 0.0, 0.0, 1.0]]\n"
+                     "distortions = [ 0.0, 0.0, 0.0, 0.0]\nrotation = [ 1.2, -0.3, 0.1]\n"
+                     "translation = [ 500.0, 1000.0, 3000.0]\nfisheye = false\n")
+    assert run("run", video, "-o", tmp_path / "lab", "--world", "--calibration", calib, *args).exit_code == 0
+    from scipy.spatial.transform import Rotation
+
+    expected = Rotation.from_rotvec([1.2, -0.3, 0.1]).as_matrix()
+    assert len(poses) == 2 and poses[1].translation == (500.0, 1000.0, 3000.0)
+    np.testing.assert_allclose(poses[1].rotation, expected, atol=1e-12)
+    recorded = json.loads((tmp_path / "lab" / "meta.json").read_text())["calibration"]
+    np.testing.assert_allclose(recorded["rotation"], expected, atol=1e-12)
+    assert recorded["translation"] == [500.0, 1000.0, 3000.0]
 
 
 @pytest.mark.slow  # the demo's full-size untrained network on a few frames

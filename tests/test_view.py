@@ -1112,7 +1112,7 @@ def _known_world_stage(mp: pytest.MonkeyPatch) -> None:
     :func:`_known_ground` (camera 1.6 m up, 15 degrees down, rolled 4 degrees), the tracks unchanged."""
     import wbcap.world.estimate as estimate
 
-    def known(tracks, body, device, camera, config, cuts=()):
+    def known(tracks, body, device, camera, config, cuts=(), pose=None):
         frame = estimate.WorldFrame.from_ground(_known_ground(), contacts=12)
         return estimate.WorldResult(frame=frame, reason=None, tracks=dict(tracks),
                                     contacts={t: np.tile([True, False], (len(tr), 1)) for t, tr in tracks.items()},

@@ -13,7 +13,16 @@ import pytest
 import torch
 
 from wbcap.camera import ZUP_FROM_OPENCV, ImageCamera
-from wbcap.testing.world_scenes import Glide, SceneCamera, Stand, TrackNoise, Walk, evaluate, make_scene
+from wbcap.testing.world_scenes import (
+    Glide,
+    LabCalibration,
+    SceneCamera,
+    Stand,
+    TrackNoise,
+    Walk,
+    evaluate,
+    make_scene,
+)
 from wbcap.world.contact import drop_short, hysteresis, relative_speeds
 from wbcap.world.correct import hold_in_image, solve_correction
 from wbcap.world.estimate import WorldConfig, WorldFrame, depth_change, ground_tracks
@@ -188,6 +197,102 @@ def test_a_track_whose_feet_slide_is_left_out_of_the_ground(body_layer, caplog):
     changes = {tid: depth_change(feet_track(tr, body_layer, "cpu", regions), result.corrections[tid])
                for tid, tr in tracks.items()}
     assert max(changes.values()) < 0.05, changes  # (the glider kept where the network put it)
+
+
+# --------------------------------------------------------------------------- a calibrated camera's world
+
+
+@pytest.mark.slow  # (the fast loop stays under 2 minutes; the next two tests check the rest there)
+def test_a_calibrated_cameras_world_holds_the_tracks_on_its_floor(body_layer, caplog):
+    """With the camera's pose from its calibration (a lab's frame, in millimetres), the tracks are
+    written in that world: its axes and origin exactly, planted feet on its z = 0; and its floor
+    takes out the network's depth-scale error (8 % too far), which the feet's own ground cannot
+    see: the walker's W-MPJPE in the true world 3x lower than with the feet's ground."""
+    from wbcap.world.feet import foot_vertices
+
+    scene = make_scene(body_layer, [Walk(start=(-1.0, 3.8), heading_deg=45), Stand(position=(1.0, 5.5))],
+                       noise=TrackNoise(depth_bias=0.08), seconds=SECONDS)
+    tracks = {k: p.noisy for k, p in scene.people.items()}
+    calibration = LabCalibration.of(scene.world_from_camera[0], scene.camera_position[0])
+    pose, lab_from_camera, centre = calibration.pose, calibration.lab_from_camera, calibration.centre
+    feet = ground_tracks(tracks, body_layer, "cpu", scene.camera, WorldConfig())
+    with caplog.at_level(logging.INFO, logger="wbcap.world.estimate"):
+        lab = ground_tracks(tracks, body_layer, "cpu", scene.camera, WorldConfig(), pose=pose)
+    frame = lab.frame
+    assert feet.frame.ground_from == "feet" and frame.ground_from == "calibration"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("the calibration's world (z up, z = 0 the floor; its units millimetres" in r.getMessage()
+               for r in caplog.records)
+    np.testing.assert_allclose(frame.world_from_camera, lab_from_camera, atol=1e-12)
+    np.testing.assert_allclose(frame.camera_position, centre, atol=1e-12)
+    assert frame.camera_height == pytest.approx(1.4, abs=1e-12) and frame.check["units"] == "millimetres"
+    assert frame.check["angle_deg"] < 2 and frame.check["height_ratio"] == pytest.approx(1.0, abs=0.05)
+    d = json.loads(json.dumps(frame.to_dict()))
+    assert d["ground_from"] == "calibration" and d["calibration_check"]["units"] == "millimetres"
+    assert feet.frame.to_dict()["ground_from"] == "feet" and "calibration_check" not in feet.frame.to_dict()
+    from wbcap.testing.world_scenes import track_mesh
+
+    for tid, contact in lab.contacts.items():  # planted soles on the lab's floor
+        verts = frame.to_world(track_mesh(body_layer, lab.tracks[tid])[0])
+        for side, ids in enumerate(foot_vertices(body_layer)):
+            assert contact[:, side].any()
+            assert np.abs(verts[contact[:, side]][:, ids, 2].min(1)).max() < 0.01
+    # in the true world (the lab's turn and shift undone): the walker's joints nearer the truth
+    on_floor = evaluate(body_layer, scene, calibration.in_true_world(lab))["people"][0]["w_mpjpe"][1]
+    by_feet = evaluate(body_layer, scene, feet)["people"][0]["w_mpjpe"][1]
+    assert on_floor < 20 and by_feet > 3 * on_floor, (on_floor, by_feet)
+
+
+def test_a_calibrated_floor_is_checked_against_the_feets_ground():
+    """:func:`calibrated_floor`: the units told from the camera's height (metres, centimetres,
+    millimetres; within the ratio allowed); refused in one line: a world that is not z-up (a
+    camera's own frame, z down), a camera below z = 0, a z = 0 that is not the floor (a board on
+    a table)."""
+    from wbcap.camera import CameraPose
+    from wbcap.world.estimate import calibrated_floor
+
+    plane = GroundPlane(normal=np.array([0.05, -0.97, 0.2]) / np.linalg.norm([0.05, -0.97, 0.2]), offset=1.5)
+    found = WorldFrame.from_ground(plane)
+    world_from_camera, position = world_from_ground(plane)
+    for per_metre, units in ((1.0, "metres"), (100.0, "centimetres"), (1000.0, "millimetres")):
+        lab = LabCalibration.of(world_from_camera, position, per_metre)
+        frame, reason = calibrated_floor(lab.pose, found)
+        assert reason is None and frame.check["units"] == units and frame.ground_from == "calibration"
+        np.testing.assert_allclose(frame.camera_position, lab.centre, atol=1e-9)
+        np.testing.assert_allclose(frame.world_from_camera, lab.lab_from_camera, atol=1e-9)
+        np.testing.assert_allclose(frame.ground.normal, plane.normal, atol=1e-9)
+        assert frame.ground.offset == pytest.approx(1.5, abs=1e-9)
+    pose = LabCalibration.of(world_from_camera, position + [0, 0, 0.5]).pose  # 2.0 m for the feet's 1.5: within 1.4x
+    assert calibrated_floor(pose, found)[0].check["height_ratio"] == pytest.approx(2.0 / 1.5)
+    own = CameraPose(rotation=np.eye(3), translation=(0.0, 0.0, 0.0))  # (Anipose's world may be a camera's)
+    assert "its z axis is 78 deg from the up direction the people's feet give (more than 10): its world is not " \
+           "z-up" in calibrated_floor(own, found)[1]  # (the camera's forward axis, 12 deg off the horizon)
+    upside_down = np.diag([1.0, -1.0, -1.0]) @ world_from_camera  # (the world turned 180 deg about x: z down)
+    flipped = CameraPose(rotation=upside_down.T, translation=-upside_down.T @ position)
+    assert "its z axis is 180 deg" in calibrated_floor(flipped, found)[1]
+    below = CameraPose(rotation=np.asarray(world_from_camera).T, translation=np.asarray(world_from_camera).T @ position)
+    assert "the camera is not above its z = 0 plane" in calibrated_floor(below, found)[1]
+    table = LabCalibration.of(world_from_camera, position - [0, 0, 0.8]).pose  # a board on a table 0.8 m high
+    assert "0.47 times as high in metres, beyond 1.4 (is its z = 0 the floor?)" in calibrated_floor(
+        table, found)[1].replace("millimetres", "metres")
+
+
+def test_a_calibration_whose_world_is_not_level_gives_the_feets_ground(walk_stand, body_layer, caplog):
+    """A calibration refused by its check: one warning saying why, and the feet's ground written
+    as without it (the same numbers)."""
+    from wbcap.camera import CameraPose
+
+    scene, result, _ = walk_stand
+    tracks = {k: p.noisy for k, p in scene.people.items()}
+    with caplog.at_level(logging.WARNING, logger="wbcap.world.estimate"):
+        again = ground_tracks(tracks, body_layer, "cpu", scene.camera, WorldConfig(),
+                              pose=CameraPose(rotation=np.eye(3), translation=(0.0, 0.0, 0.0)))
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(lines) == 1 and lines[0].startswith("world: the calibration's world is not used: its z axis is ")
+    assert lines[0].endswith("writing the ground found from the feet instead")
+    assert again.frame.ground_from == "feet" and again.frame.to_dict() == result.frame.to_dict()
+    for tid in tracks:
+        np.testing.assert_array_equal(again.tracks[tid].transl, result.tracks[tid].transl)
 
 
 # --------------------------------------------------------------------------- the pieces

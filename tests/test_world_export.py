@@ -85,7 +85,7 @@ def test_export_world_grounds_a_run_made_without_it(run_folder, tmp_path, body_d
     assert meta_before["frame"] == "camera"  # export does not rewrite the run's meta.json
     for tid in (0, 1):
         d = np.load(dest / f"track_{tid}.npz")  # plain np.load: no pickled objects
-        assert str(d["frame"]) == "world" and str(d["up_axis"]) == "z"
+        assert str(d["frame"]) == "world" and str(d["up_axis"]) == "z" and str(d["ground_from"]) == "feet"
         # the estimate's contacts, row by row (30 fps without gaps: one npz row per track row)
         assert d["contact"].dtype == bool and len(d["trans"]) == len(result.tracks[tid]) == len(scene.times)
         np.testing.assert_array_equal(d["contact"], result.contacts[tid])
@@ -471,3 +471,43 @@ def test_foot_events_are_the_contacts_changes():
     assert foot_events(np.zeros((0, 2), bool)) == [] and foot_events(np.ones((1, 2), bool)) == []
     with pytest.raises(ValueError, match="expected"):
         foot_events(np.zeros(4, bool))
+
+
+def test_export_world_of_a_calibrated_run_writes_the_calibrations_world(run_folder, tmp_path, body_dir, scene):
+    """`wbcap export --world` of a run whose meta.json records the calibration's camera pose (its
+    world turned 30 deg about z and shifted along the floor, in millimetres): the files in that
+    world (the npz's camera pose, the GLB's camera node, the TRC's markers on its floor); a damaged
+    pose in meta.json is one line naming it."""
+    from wbcap.testing.world_scenes import LabCalibration
+
+    run = _copy_run(run_folder, tmp_path)
+    lab = LabCalibration.of(scene.world_from_camera[0], scene.camera_position[0])
+    pose, lab_from_camera, centre = lab.pose, lab.lab_from_camera, lab.centre
+    meta = json.loads((run / "meta.json").read_text())
+    record = {"image_size": [1280, 720], "matrix": [[1468.6, 0, 639.5], [0, 1468.6, 359.5], [0, 0, 1]],
+              "distortion": [], "fisheye": False, "name": "cam01", "file": "/lab/Calib.toml", "scale": None,
+              **pose.to_dict()}
+    (run / "meta.json").write_text(json.dumps({**meta, "calibration": record}))
+    dest = tmp_path / "lab"
+    r = invoke("export", run, "--world", "--format", "npz,glb,trc", "--dest", dest, "--body-models", body_dir)
+    assert r.exit_code == 0, r.output
+    d = np.load(dest / "track_0.npz")
+    assert str(d["frame"]) == "world" and str(d["ground_from"]) == "calibration"
+    np.testing.assert_allclose(d["camera_rotation"], lab_from_camera, atol=1e-9)
+    np.testing.assert_allclose(d["camera_position"], centre, atol=1e-9)
+    from pygltflib import GLTF2
+
+    g = GLTF2().load_binary(str(dest / "track_0.glb"))
+    cam = next(n for n in g.nodes if n.name == "source_camera")
+    np.testing.assert_allclose(cam.translation, YUP_FROM_ZUP @ centre, atol=1e-6)
+    assert "the floor of the camera's calibration" in g.asset.extras["ground"]
+    assert g.asset.extras["front_axis"].startswith("+z (the calibration's -y")
+    rows = [line.split("\t") for line in (dest / "track_1.trc").read_text().splitlines()[5:] if line.strip()]
+    heels = np.array([[float(v) for v in row[2:]] for row in rows]).reshape(len(rows), -1, 3)
+    assert abs(np.median(heels[:, :, 1].min(1))) < 0.1  # (the standing person's lowest marker near Y = 0, the floor)
+    record["rotation"] = [[2, 0, 0], [0, 1, 0], [0, 0, 1]]
+    (run / "meta.json").write_text(json.dumps({**meta, "calibration": record}))
+    r = invoke("export", run, "--world", "--format", "npz", "--dest", tmp_path / "bad", "--body-models", body_dir)
+    msg = r.output.strip()
+    assert r.exit_code == 2 and "\n" not in msg and "meta.json: a damaged calibration" in msg, msg
+    assert not (tmp_path / "bad").exists()

@@ -71,6 +71,7 @@ __all__ = [
     "YUP_FROM_OPENCV",
     "YUP_FROM_ZUP",
     "ZUP_FROM_OPENCV",
+    "CameraPose",
     "ImageCamera",
     "LensCalibration",
     "change_frame",
@@ -702,6 +703,85 @@ FISHEYE_DISTORTION_SIZES = (0, 4)
 
 
 @dataclass(frozen=True)
+class CameraPose:
+    """A calibrated camera's extrinsics: where it stands in its calibration's world (a lab's
+    frame), in OpenCV's convention ``x_c = rotation @ x_w + translation`` for a world point
+    ``x_w`` (``cv2.calibrateCamera``'s and ``cv2.solvePnP``'s ``rvec``/``tvec``; Pose2Sim's,
+    Anipose's and FreeMoCap's ``rotation``/``translation``, EasyMocap's ``R``/``T``).
+
+    Attributes:
+        rotation: ``(3, 3)`` world -> OpenCV camera axes, row-major (a proper rotation; made
+            exactly orthonormal, by SVD, from the file's rounded values).
+        translation: ``(3,)`` in the calibration's own units: metres in Pose2Sim's and
+            EasyMocap's files, the calibration board's unit (often millimetres) in Anipose's and
+            FreeMoCap's (:func:`wbcap.world.estimate.ground_tracks` tells which).
+
+    Raises:
+        ValueError: not 3 x 3 and 3 finite numbers, or a rotation that is not one (rows not
+            orthonormal within 1e-3, or a mirror: determinant -1).
+    """
+
+    rotation: tuple[tuple[float, float, float], tuple[float, float, float], tuple[float, float, float]]
+    translation: tuple[float, float, float]
+
+    def __post_init__(self) -> None:
+        r = np.asarray(self.rotation, np.float64)
+        t = np.asarray(self.translation, np.float64).reshape(-1)
+        if r.shape != (3, 3) or not np.isfinite(r).all():
+            raise ValueError(f"rotation {self.rotation!r}: 3 x 3 finite numbers (or a rotation vector of 3)")
+        if t.shape != (3,) or not np.isfinite(t).all():
+            raise ValueError(f"translation {self.translation!r}: 3 finite numbers")
+        if np.abs(r @ r.T - np.eye(3)).max() > 1e-3 or np.linalg.det(r) < 0:
+            raise ValueError(f"rotation {r.tolist()}: not a rotation matrix (orthonormal rows, determinant +1)")
+        u, _, vt = np.linalg.svd(r)
+        r = u @ vt
+        object.__setattr__(self, "rotation", tuple(tuple(float(v) for v in row) for row in r))
+        object.__setattr__(self, "translation", tuple(float(v) for v in t))
+
+    @classmethod
+    def from_values(cls, rotation: Sequence[float], translation: Sequence[float]) -> CameraPose:
+        """A pose from a file's numbers: ``rotation`` a rotation vector (3 numbers: axis times
+        angle, radians; ``cv2.Rodrigues``'s) or a matrix (9, row-major); ``translation`` 3.
+
+        Raises:
+            ValueError: other counts, or values :class:`CameraPose` refuses.
+        """
+        r = np.asarray(rotation, np.float64).reshape(-1)
+        if r.size == 3 and np.isfinite(r).all():
+            from scipy.spatial.transform import Rotation
+
+            r = Rotation.from_rotvec(r).as_matrix()
+        elif r.size != 9:
+            raise ValueError(f"rotation {list(r)}: a rotation vector (3 numbers) or a 3 x 3 matrix")
+        return cls(rotation=r.reshape(3, 3), translation=translation)
+
+    @classmethod
+    def from_record(cls, record: object) -> CameraPose | None:
+        """The pose a :meth:`LensCalibration.to_dict` record holds (``meta.json``'s
+        ``calibration``), or None where it holds none.
+
+        Raises:
+            ValueError: a record whose ``rotation`` or ``translation`` is not a pose's.
+        """
+        if not isinstance(record, dict) or record.get("rotation") is None or record.get("translation") is None:
+            return None
+        try:
+            return cls.from_values(record["rotation"], record["translation"])
+        except TypeError as exc:
+            raise ValueError(f"rotation/translation: {exc}") from None
+
+    @property
+    def centre(self) -> np.ndarray:
+        """``(3,)`` float64: the camera's centre in the world, ``-rotation^T translation`` (its units)."""
+        r = np.asarray(self.rotation, np.float64)
+        return -r.T @ np.asarray(self.translation, np.float64)
+
+    def to_dict(self) -> dict:
+        """``{"rotation": 3 x 3 rows, "translation": [3]}`` (JSON-able)."""
+        return {"rotation": [list(row) for row in self.rotation], "translation": list(self.translation)}
+
+
+@dataclass(frozen=True)
 class LensCalibration:
     """A calibrated camera's intrinsics: OpenCV's camera matrix and lens distortion
     (``cv2.calibrateCamera``'s, or ``cv2.fisheye.calibrate``'s), as calibration tools write them
@@ -729,6 +809,8 @@ class LensCalibration:
             ``fx``, ``fy``), from 0.05 to 4 (``--undistort-scale``: 0.5 for a very wide lens keeps
             people larger and leaves the source's far edges out); None: the longest that keeps
             every source pixel (:meth:`undistorted`).
+        pose: where the camera stands in the calibration's world (:class:`CameraPose`), where the
+            file says (``wbcap run --world`` then writes the tracks in that world); None.
 
     Raises:
         ValueError: a size that is not two whole numbers above 0; a matrix that is not 3 x 3
@@ -744,9 +826,13 @@ class LensCalibration:
     name: str = ""
     file: str = ""
     scale: float | None = None
+    pose: CameraPose | None = None
 
     def __post_init__(self) -> None:
         from wbcap.limits import MAX_FOCAL, MIN_FOCAL
+
+        if self.pose is not None and not isinstance(self.pose, CameraPose):
+            raise ValueError(f"pose {self.pose!r}: a CameraPose or None")
 
         size = self.image_size
         if size is not None and (len(size) != 2 or any(
@@ -1076,7 +1162,9 @@ class LensCalibration:
 
     def to_dict(self) -> dict:
         """JSON-able (``meta.json``'s ``calibration``, a resume's fingerprint): ``image_size``,
-        ``matrix``, ``distortion``, ``fisheye``, ``name``, ``file``, ``scale``."""
+        ``matrix``, ``distortion``, ``fisheye``, ``name``, ``file``, ``scale``, and with a pose
+        its ``rotation`` and ``translation`` (:meth:`CameraPose.to_dict`)."""
         return {"image_size": None if self.image_size is None else list(self.image_size),
                 "matrix": [list(r) for r in self.matrix], "distortion": list(self.distortion),
-                "fisheye": self.fisheye, "name": self.name, "file": self.file, "scale": self.scale}
+                "fisheye": self.fisheye, "name": self.name, "file": self.file, "scale": self.scale,
+                **(self.pose.to_dict() if self.pose is not None else {})}

@@ -272,13 +272,15 @@ def _fingerprint(job: VideoJob) -> dict:
 
 def _calibration_record(calibration: LensCalibration) -> dict:
     """What a resume must match of a run's calibration: its values
-    (:meth:`~wbcap.camera.LensCalibration.to_dict` without ``file``: the file may move) and the
+    (:meth:`~wbcap.camera.LensCalibration.to_dict` without ``file``: the file may move; nor the
+    camera's pose: pass 2, done again on every resume, alone uses it) and the
     undistortion's version (:data:`~wbcap.camera.UNDISTORTION_VERSION`: a run whose frames were
     undistorted otherwise, into another camera, is not continued: a review)."""
     from wbcap.camera import UNDISTORTION_VERSION
 
     record = calibration.to_dict()
-    record.pop("file")
+    for key in ("file", "rotation", "translation"):
+        record.pop(key, None)
     return {**record, "undistortion": UNDISTORTION_VERSION}
 
 
@@ -618,11 +620,15 @@ def finalize(
     report_losses(col, len(tracks), job.source, job.detector, small_people="" if lens is None else lens.small_people())
 
     world = None
+    if job.world is None and job.calibration is not None and job.calibration.pose is not None:
+        log.info("%s gives the camera's pose: %s writes the tracks in its world (z up, z = 0 the floor)",
+                 Path(job.calibration.file).name or "the calibration", setting("world"))
     if job.world is not None:
         from wbcap.world.estimate import ground_tracks
 
         t0 = time.perf_counter()
-        world = ground_tracks(tracks, body, dev, camera, job.world, cuts=[col.frames[f] for f in col.cuts])
+        world = ground_tracks(tracks, body, dev, camera, job.world, cuts=[col.frames[f] for f in col.cuts],
+                              pose=None if job.calibration is None else job.calibration.pose)
         timings["world"] = time.perf_counter() - t0
     grounded = world is not None and world.frame is not None
     if world is not None and not grounded:

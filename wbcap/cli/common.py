@@ -277,7 +277,10 @@ def calibration_options(video: bool):
                      help="The camera's calibration (Pose2Sim's or Anipose's Calib.toml; OpenCV's, ROS's, Kalibr's or "
                           "EasyMocap's YAML or XML; JSON, a Gyroflow lens profile; COLMAP's cameras.txt): every "
                           f"{picture} is undistorted (fisheye too) into a pinhole camera of "
-                          f"square pixels that keeps every pixel, which {outputs}."),
+                          f"square pixels that keeps every pixel, which {outputs}."
+                          + (" With --world, the camera's pose in it (Pose2Sim's, Anipose's, FreeMoCap's, EasyMocap's "
+                             "extrinsics) places the tracks in its world: z up, z = 0 the floor, checked against the "
+                             "feet's ground (its units told from the camera's height)." if video else "")),
         click.option("--calibration-camera", default=None, metavar="NAME",
                      help="Which camera of a --calibration file holding several (default: the one named as the "
                           + ("video's file, e.g. cam01 for cam01.mp4)." if video else "photo's file, for one photo).")),

@@ -106,7 +106,8 @@ def _principal_point(ctx, param, value):
 @click.option("--world", is_flag=True,
               help="Static camera: estimate the ground from the feet and write the track files in its world (gravity "
                    "down, ground at height 0, planted feet kept still on it); falls back to the camera frame, with a "
-                   "warning, when the camera moves or no feet are seen.")
+                   "warning, when the camera moves or no feet are seen. With a --calibration holding the camera's "
+                   "pose: its world (its axes and origin, z = 0 the floor), where the feet's ground agrees.")
 @click.option("--obj", "write_obj", is_flag=True, help="Also write meshes/<track>/<frame>.obj.")
 @click.option("--openpose", "write_openpose", is_flag=True,
               help="Also write openpose/<video>_<frame>_keypoints.json: every processed frame's people as 2D "

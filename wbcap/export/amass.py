@@ -13,7 +13,9 @@ The file *is* AMASS (Mahmood et al., ICCV 2019; SMPL-X release), so that AMASS r
     ground is ``z = 0``; ``x`` = the camera's right and ``y`` its forward direction, both laid on
     the ground; the camera sits above the origin at ``camera_position`` (its height), turned by
     ``camera_rotation``; the translation is corrected so that planted feet stay still on the
-    ground (:class:`wbcap.world.estimate.WorldFrame`).
+    ground (:class:`wbcap.world.estimate.WorldFrame`). With a calibrated camera's pose
+    (``ground_from`` ``"calibration"``): the calibration's world instead, its ``z = 0`` the ground,
+    its axes and origin (a lab's frame), the camera at its calibrated ``camera_position``.
 * **Hands absolute.** ``poses`` holds hand rotations *with the model's hand mean folded in*
   (``flat_hand_mean=True``, as AMASS and the add-on read them), where wbcap's network and its
   ``params.jsonl`` use poses relative to the mean (``flat_hand_mean=False``, Hand4Whole's
@@ -41,7 +43,9 @@ the camera frame is at ``camera_rotation @ x_c + camera_position`` here) and ``c
 (3,)`` metres; the source camera's intrinsics ``camera_focal (2,)``, ``camera_princpt (2,)``
 (pixels) and ``camera_image_size (2,)`` (``[W, H]``), so a point is projected without
 ``meta.json``; with ``"world"`` also ``contact (T, 2)`` bool, (left, right) foot planted
-(:mod:`wbcap.world.contact`; a filled row is planted when both rows around it are).
+(:mod:`wbcap.world.contact`; a filled row is planted when both rows around it are), and
+``ground_from`` (``"feet"``: the ground fitted to the feet; ``"calibration"``: the calibration's
+world).
 
 Rebuilding the mesh: ``smplx.create(path, model_type="smplx", flat_hand_mean=True,
 use_pca=False)`` called with ``global_orient=poses[:, :3]``, ``body_pose=poses[:, 3:66]``,
@@ -404,6 +408,8 @@ def amass_arrays(
         arrays["camera_focal"] = np.array(camera.focal, np.float64)
         arrays["camera_princpt"] = np.array(camera.princpt, np.float64)
         arrays["camera_image_size"] = np.array(camera.image_size, np.int64)
+    if world is not None:
+        arrays["ground_from"] = np.array(world.ground_from)
     if world is not None and contact is not None:
         arrays["contact"] = np.asarray(contact, bool).reshape(t, 2)
     return arrays

@@ -61,6 +61,9 @@ class MotionClip:
             None: the default of ``frame="camera"``, :data:`wbcap.camera.ZUP_FROM_OPENCV` or
             :data:`wbcap.camera.YUP_FROM_OPENCV`).
         camera_position: ``(3,)`` the source camera's centre in this world, metres (None: the origin).
+        ground_from: with ``frame="world"``, ``"feet"`` (the ground fitted to the feet: the camera
+            above the origin) or ``"calibration"`` (a calibrated camera's world); None: not said
+            (files before it, taken as ``"feet"``).
     """
 
     name: str
@@ -77,6 +80,7 @@ class MotionClip:
     frame: str = "camera"
     camera_rotation: np.ndarray | None = None
     camera_position: np.ndarray | None = None
+    ground_from: str | None = None
 
     def __len__(self) -> int:
         return int(self.times.shape[0])
@@ -112,7 +116,7 @@ def clip_from_amass(arrays: dict[str, np.ndarray], rest_root: np.ndarray, name: 
     Args:
         arrays: needs ``poses (T, 165)``, ``trans (T, 3)``, ``betas``, ``expression (T, E)``,
             ``mocap_framerate``, ``times``, ``valid``, ``frame_indices``; z up, hands absolute;
-            reads ``frame``, ``camera_rotation``, ``camera_position`` when present.
+            reads ``frame``, ``camera_rotation``, ``camera_position``, ``ground_from`` when present.
         rest_root: ``(3,)`` rest pelvis of the shaped body, metres
             (``SMPLXLayer.rest_root`` or ``build_rig(...).rest_joints[0]``).
         name: the clip's label.
@@ -139,6 +143,7 @@ def clip_from_amass(arrays: dict[str, np.ndarray], rest_root: np.ndarray, name: 
         frame=str(arrays.get("frame", "camera")),
         camera_rotation=np.asarray(arrays["camera_rotation"], np.float64) if "camera_rotation" in arrays else None,
         camera_position=np.asarray(arrays["camera_position"], np.float64) if "camera_position" in arrays else None,
+        ground_from=str(arrays["ground_from"]) if "ground_from" in arrays else None,
     )
     return clip.in_world(up)
 

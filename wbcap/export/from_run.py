@@ -313,10 +313,13 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
     grounded = None
     try:
         if world:  # the ground from every track of the run, as `wbcap run --world` found it
+            from wbcap.camera import CameraPose
             from wbcap.world.estimate import WorldConfig, ground_tracks
 
             cuts = (meta or {}).get("cuts") or []  # (checked by read_meta)
-            grounded = ground_tracks(tracks, body, torch.device("cpu"), camera, job.world or WorldConfig(), cuts=cuts)
+            pose = CameraPose.from_record((meta or {}).get("calibration"))  # (checked by read_meta)
+            grounded = ground_tracks(tracks, body, torch.device("cpu"), camera, job.world or WorldConfig(), cuts=cuts,
+                                     pose=pose)
             frame, contacts, tracks = grounded.frame, grounded.contacts, grounded.tracks
             if frame is None:
                 export.say_root_bone_off_the_ground()

@@ -257,10 +257,12 @@ def _metadata(rig: Rig, clip: MotionClip, exact: bool, expr_count: int,
     from wbcap.versions import wbcap_version
 
     world = clip.frame == "world"
+    calibrated = world and clip.ground_from == "calibration"
     extra: dict[str, Any] = {}
     if world:
         _, position = clip.camera_pose()
-        extra = {"ground": "y = 0 (the ground estimated by wbcap run --world; gravity is -y)",
+        extra = {"ground": ("y = 0 (the floor of the camera's calibration, its z = 0; gravity is -y)" if calibrated else
+                            "y = 0 (the ground estimated by wbcap run --world; gravity is -y)"),
                  "camera_position_m": [float(v) for v in position]}
     return {
         "generator": f"wbcap {wbcap_version()}",
@@ -269,7 +271,9 @@ def _metadata(rig: Rig, clip: MotionClip, exact: bool, expr_count: int,
         "up_axis": "y",
         "frame": clip.frame,
         **extra,
-        "front_axis": ("+z (the source camera's backward direction laid on the ground; the camera is the node "
+        "front_axis": (f"+z (the calibration's -y: its z-up world as glTF's y-up, x kept; the camera is the node "
+                       f"{CAMERA_NODE_NAME})" if calibrated else
+                       "+z (the source camera's backward direction laid on the ground; the camera is the node "
                        f"{CAMERA_NODE_NAME}, above the origin)" if world else
                        "+z (towards the source camera, which sits at the origin looking down -z)"),
         **({"time": "key times are seconds on the source's clock (first_time_s is the first key)"} if source_start is None

@@ -4,9 +4,9 @@
 Read as the tools that write them lay them out:
 
 * **TOML**, Pose2Sim's and Anipose's (aniposelib's) ``Calib.toml``: a table per camera with
-  ``name``, ``size = [W, H]``, ``matrix`` (3 x 3), ``distortions`` and ``fisheye`` (their
-  ``rotation``/``translation``, the extrinsics, are not used); other tables (``metadata``) are
-  skipped.
+  ``name``, ``size = [W, H]``, ``matrix`` (3 x 3), ``distortions``, ``fisheye`` and the
+  extrinsics ``rotation`` (a rotation vector) and ``translation``; other tables (``metadata``)
+  are skipped. FreeMoCap's and Caliscope's (nested ``[cameras.N]``, a rotation matrix) too.
 * **YAML / XML**, OpenCV's ``FileStorage`` (the ``calibration`` sample's ``camera_matrix``,
   ``distortion_coefficients``, ``image_width``, ``image_height``), ROS's ``camera_info``
   (``camera_matrix: {rows, cols, data}``, ``distortion_model``) and Kalibr's camera chain
@@ -26,6 +26,14 @@ distortion ``distortions``, ``distortion_coefficients``, ``distortion_coeffs``, 
 ``fisheye = true`` or ``distortion_model`` ``equidistant``/``fisheye``/``kannala_brandt``. The
 values are OpenCV's: pixels with the top-left pixel's centre at ``(0, 0)``.
 
+The camera's pose in the calibration's world (:class:`~wbcap.camera.CameraPose`, used by
+``wbcap run --world``), where the file gives both: the rotation ``rotation``, ``R``, ``rvec``,
+``rotation_vector`` or ``rotation_matrix`` (a rotation vector or a 3 x 3 matrix) and the
+translation ``translation``, ``T``, ``tvec`` or ``translation_vector``, OpenCV's world-to-camera
+``x_c = R x_w + t``; EasyMocap's from the ``extri.yml`` beside its ``intri.yml`` (``Rot_<name>``
+or ``R_<name>``, ``T_<name>``). A ROS ``camera_info``'s ``R`` (its rectification) comes without a
+translation and is no pose.
+
 A file with several cameras (Pose2Sim's, Anipose's, Kalibr's) gives the one named (its table's
 key or its ``name``), else the one named as the video's file (``cam01`` for ``cam01.mp4``), else
 the command asks which.
@@ -42,7 +50,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from wbcap.camera import LensCalibration
+from wbcap.camera import CameraPose, LensCalibration
 from wbcap.errors import InputError, setting
 
 log = logging.getLogger(__name__)
@@ -74,6 +82,8 @@ _MATRIX_KEYS = ("matrix", "camera_matrix", "cameraMatrix", "K", "mtx", "intrinsi
 _DISTORTION_KEYS = ("distortions", "distortion_coefficients", "distortion_coeffs", "dist_coeffs", "distCoeffs",
                     "dist", "D")
 _SIZE_KEYS = ("size", "image_size", "imageSize", "resolution", "cameraResolution")
+_ROTATION_KEYS = ("rotation", "R", "rvec", "rotation_vector", "rotation_matrix")
+_TRANSLATION_KEYS = ("translation", "T", "tvec", "translation_vector")
 _FISHEYE_MODELS = ("equidistant", "equi", "fisheye", "kannala_brandt", "kannala-brandt", "kb4")
 _PINHOLE_MODELS = ("plumb_bob", "radtan", "radial-tangential", "rational_polynomial", "pinhole", "brown", "opencv",
                    "none", "opencv_standard")
@@ -96,7 +106,7 @@ def read_calibration(path: str | os.PathLike[str], camera: str | None = None,
     Raises:
         InputError: one line naming the file and the fix: missing, unreadable, another format,
             no camera in it, no camera of that name, several cameras and no choice, a camera
-            without a size, values that are not a calibration's.
+            without a size, values that are not a calibration's (a pose included).
     """
     p = Path(path).expanduser()
     where = str(path)
@@ -104,6 +114,33 @@ def read_calibration(path: str | os.PathLike[str], camera: str | None = None,
         raise InputError(f"{where}: not a calibration file wbcap reads ({', '.join(CALIBRATION_SUFFIXES)}: Pose2Sim's "
                          "or Anipose's Calib.toml, OpenCV's, ROS's or Kalibr's YAML, JSON, COLMAP's cameras.txt); give "
                          "one of those")
+    doc = _parse(_read_text(p, where), p.suffix.lower(), where)
+    try:
+        cameras = _cameras(doc)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{where}: {exc}") from None
+    if not cameras:
+        raise InputError(f"{where}: holds no camera calibration (a camera matrix: `matrix`, `camera_matrix` or `K`); "
+                         "give the calibration file of the camera that took the pictures")
+    name, entry = _choose(cameras, camera, source, where)
+    label = f"{where} (camera {name!r})" if name and len(cameras) > 1 else where
+    table = _folded(entry) or {}
+    if entry.get("_easymocap"):
+        label, table = _easymocap_pose(p, name, label, table)
+    try:
+        turns = table.get("rotation_count", 0)
+        if turns not in (0, None):  # (Caliscope's: the frames were turned before calibrating)
+            raise ValueError(f"rotation_count {turns!r}: calibrated on frames turned by quarter turns; calibrate on "
+                             "frames as wbcap reads them (upright)")
+        fisheye = _fisheye(table)
+        return LensCalibration(image_size=_size(table), matrix=_matrix(table), distortion=_distortion(table),
+                               fisheye=fisheye, name=name, file=os.path.abspath(p), pose=_pose(table))
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{label}: {exc}; check the calibration") from None
+
+
+def _read_text(p: Path, where: str) -> str:
+    """The calibration file ``p``'s text (UTF-8), refused in one line where it is not one."""
     try:
         size = p.stat().st_size
         if not p.is_file():
@@ -118,37 +155,42 @@ def read_calibration(path: str | os.PathLike[str], camera: str | None = None,
         raise InputError(f"{where}: not UTF-8 text; save it as UTF-8 (or give the camera's calibration file)") from None
     except OSError as exc:
         raise InputError(f"{where}: cannot be read ({exc.strerror or exc}); check the path and its permissions") from None
-    try:
-        doc = _parse(text, p.suffix.lower(), where)
-    except RecursionError:  # (a break-it review's JSON nested 100000 deep)
-        raise InputError(f"{where}: nested too deeply to be a calibration; give the camera's calibration file") from None
-    try:
-        cameras = _cameras(doc)
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"{where}: {exc}") from None
-    if not cameras:
-        raise InputError(f"{where}: holds no camera calibration (a camera matrix: `matrix`, `camera_matrix` or `K`); "
-                         "give the calibration file of the camera that took the pictures")
-    name, entry = _choose(cameras, camera, source, where)
-    label = f"{where} (camera {name!r})" if name and len(cameras) > 1 else where
-    table = _folded(entry) or {}
-    try:
-        turns = table.get("rotation_count", 0)
-        if turns not in (0, None):  # (Caliscope's: the frames were turned before calibrating)
-            raise ValueError(f"rotation_count {turns!r}: calibrated on frames turned by quarter turns; calibrate on "
-                             "frames as wbcap reads them (upright)")
-        fisheye = _fisheye(table)
-        return LensCalibration(image_size=_size(table), matrix=_matrix(table), distortion=_distortion(table),
-                               fisheye=fisheye, name=name, file=os.path.abspath(p))
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"{label}: {exc}; check the calibration") from None
+    return text
+
+
+def _easymocap_pose(intri: Path, name: str, label: str, table: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """EasyMocap's camera ``name`` with its pose from the ``extri.yml`` beside ``intri`` (its
+    ``Rot_<name>``, else ``R_<name>``, and ``T_<name>``): ``(label, table)``, the label naming
+    both files where the pose comes from the other; the table as it is without that file or
+    camera in it."""
+    extri = intri.with_name("extri.yml")
+    if not extri.is_file():
+        return label, table
+    where = str(extri)
+    doc = _parse(_read_text(extri, where), ".yml", where)
+    if not isinstance(doc, Mapping):
+        return label, table
+    rotation = doc.get(f"Rot_{name}", doc.get(f"R_{name}"))
+    translation = doc.get(f"T_{name}")
+    if rotation is None or translation is None:
+        log.info("%s: no pose of camera %r in it; %s gives its lens alone", where, name, intri)
+        return label, table
+    return f"{label} with {where}", {**table, "rotation": rotation, "translation": translation}
 
 
 # --------------------------------------------------------------------------- parsing
 
 
 def _parse(text: str, suffix: str, where: str) -> Any:
-    """The file's document as Python values (dicts, lists, numbers, strings)."""
+    """The file's document as Python values (dicts, lists, numbers, strings); refused in one line
+    where it is not valid or nested too deeply."""
+    try:
+        return _parse_text(text, suffix, where)
+    except RecursionError:  # (a break-it review's JSON nested 100000 deep)
+        raise InputError(f"{where}: nested too deeply to be a calibration; give the camera's calibration file") from None
+
+
+def _parse_text(text: str, suffix: str, where: str) -> Any:
     if suffix == ".toml":
         from wbcap.tomllib_compat import tomllib
 
@@ -326,7 +368,7 @@ def _easymocap(doc: Mapping) -> dict[str, dict[str, Any]]:
             table["distortions"] = dist
         if f"W_{name}" in doc and f"H_{name}" in doc:
             table["size"] = [doc[f"W_{name}"], doc[f"H_{name}"]]
-        cameras[name] = table
+        cameras[name] = {**table, "_easymocap": True}
     return cameras
 
 
@@ -458,6 +500,14 @@ def _size(table: Mapping) -> tuple[int, int] | None:
     if any(v != int(v) for v in values):
         log.debug("size %s: not whole numbers; rounded", value)
     return round(values[0]), round(values[1])
+
+
+def _pose(table: Mapping) -> CameraPose | None:
+    """The camera's pose where the table gives both a rotation and a translation, else None."""
+    rotation, translation = _get(table, _ROTATION_KEYS), _get(table, _TRANSLATION_KEYS)
+    if rotation is None or translation is None:
+        return None
+    return CameraPose.from_values(_numbers(rotation, "rotation"), _numbers(translation, "translation"))
 
 
 def _fisheye(table: Mapping) -> bool:

@@ -994,6 +994,18 @@ def _camera_ok(value: object) -> bool:
     return True
 
 
+def _pose_ok(value: object) -> bool:
+    """A ``calibration`` record whose camera pose, where it holds one, is one (``wbcap export
+    --world`` reads it: :meth:`wbcap.camera.CameraPose.from_record`)."""
+    from wbcap.camera import CameraPose
+
+    try:
+        CameraPose.from_record(value)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(value, dict)
+
+
 def _gender_ok(value: object) -> bool:
     from wbcap.body.model_files import GENDERS
 
@@ -1019,6 +1031,8 @@ _META_KEYS: dict[str, tuple[Callable[[object], bool], str]] = {
                "principal point within 1e7 pixels and a picture's size in whole pixels"),
     "frame": (lambda v: v in ("camera", "world"), '"camera" or "world"'),
     "world": (lambda v: isinstance(v, dict), "an object"),
+    "calibration": (_pose_ok, "an object; its rotation and translation, where it holds them, a rotation (3 x 3 or "
+                    "a rotation vector) and 3 numbers"),
     "source": (lambda v: isinstance(v, str), "the source's path"),
     "source_ended_early": (lambda v: isinstance(v, str), "a sentence"),
     "cuts": (lambda v: isinstance(v, list) and all(_number(t, 0.0, above=False) for t in v),

@@ -47,7 +47,7 @@ from wbcap.smooth.sequence import SmoothConfig
 from wbcap.smooth.track import ROT_KEYS, ROT_SIZES, SmoothedTrack
 from wbcap.world.feet import foot_vertices
 
-__all__ = ["Glide", "SceneCamera", "Stand", "SyntheticPerson", "SyntheticScene", "TrackNoise", "Walk",
+__all__ = ["Glide", "LabCalibration", "SceneCamera", "Stand", "SyntheticPerson", "SyntheticScene", "TrackNoise", "Walk",
            "evaluate", "make_scene", "track_mesh"]
 
 #: Body-pose slots (joint - 1: ``body_pose`` holds joints 1..21) of the shoulders: (left, right).
@@ -372,6 +372,49 @@ def track_mesh(body: Any, track: SmoothedTrack) -> tuple[np.ndarray, np.ndarray]
     (:func:`wbcap.smooth.posing.pose_track`, the whole track in one SMPL-X call; CPU)."""
     posed = pose_track(body, track, "cpu", batch=None)
     return posed.vertices.astype(np.float64), posed.joints.astype(np.float64)
+
+
+@dataclass(frozen=True)
+class LabCalibration:
+    """A static camera seen in a ground's z-up world, as a calibration gives its pose in a lab's
+    frame: that world turned by ``yaw_deg`` about z and shifted by ``shift`` along the floor, the
+    translation in ``1 / per_metre`` metres (1000: millimetres, as Anipose's and FreeMoCap's files
+    with a board in mm).
+
+    Attributes:
+        pose: the camera's :class:`~wbcap.camera.CameraPose` in the lab (its units).
+        lab_from_world: ``(3, 3)`` the turn; shift: ``(3,)`` metres: ``x_lab = lab_from_world x_w + shift``.
+        lab_from_camera: ``(3, 3)``; centre: ``(3,)`` metres: the camera in the lab, the
+            :class:`~wbcap.world.estimate.WorldFrame` a calibrated ground should give.
+    """
+
+    pose: Any
+    lab_from_world: np.ndarray
+    shift: np.ndarray
+    lab_from_camera: np.ndarray
+    centre: np.ndarray
+
+    @classmethod
+    def of(cls, world_from_camera: np.ndarray, position: np.ndarray, per_metre: float = 1000.0,
+           yaw_deg: float = 30.0, shift: tuple[float, float, float] = (2.0, -1.0, 0.0)) -> LabCalibration:
+        """The lab calibration of a camera at ``x_w = world_from_camera x_c + position`` (metres)."""
+        from wbcap.camera import CameraPose
+
+        yaw = Rotation.from_euler("z", yaw_deg, degrees=True).as_matrix()
+        lab_from_camera = yaw @ np.asarray(world_from_camera, np.float64)
+        centre = yaw @ np.asarray(position, np.float64) + np.asarray(shift, np.float64)
+        rotation = lab_from_camera.T
+        pose = CameraPose.from_values(Rotation.from_matrix(rotation).as_rotvec(), -rotation @ centre * per_metre)
+        return cls(pose=pose, lab_from_world=yaw, shift=np.asarray(shift, np.float64), lab_from_camera=lab_from_camera,
+                   centre=centre)
+
+    def in_true_world(self, result: Any) -> Any:
+        """A :class:`~wbcap.world.estimate.WorldResult` in the lab with its frame taken back to
+        the scene's own world (for :func:`evaluate`)."""
+        frame = result.frame
+        back = dataclasses.replace(frame, world_from_camera=self.lab_from_world.T @ frame.world_from_camera,
+                                   camera_position=self.lab_from_world.T @ (frame.camera_position - self.shift))
+        return dataclasses.replace(result, frame=back)
 
 
 def evaluate(body: Any, scene: SyntheticScene, result: Any) -> dict[str, Any]:

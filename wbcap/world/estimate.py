@@ -40,28 +40,47 @@ walk, is left out of the ground instead). A single person
 standing still gives only the plane of their two soles: its tilt is good to about a degree, so the
 ground under them is right but the camera's height, far from them, is less so (4.6 cm at 4.5 m on
 the synthetic body; benchmarks/world_grounding.py).
+
+A calibrated camera's world (``pose``, a :class:`~wbcap.camera.CameraPose`: a lab's frame, from
+the extrinsics of a Pose2Sim, Anipose, FreeMoCap or EasyMocap calibration): its ``z = 0`` plane is
+taken as the floor and ``+z`` as up, and the tracks are written in that world (its axes and
+origin). The ground found from the feet first checks it (:func:`calibrated_floor`): the
+calibration's ``+z`` within ``max_calibration_angle_deg`` of the feet's up, and the camera's
+height above ``z = 0``, in the calibration's units, within ``max_calibration_height_ratio`` of the
+feet's in metres, millimetres or centimetres (which one says the units; Anipose and FreeMoCap
+write the board's, often millimetres). Then steps 5-6 are solved on that floor instead of a
+fitted one: planted feet touch it, which also takes out the network's depth-scale error that the
+feet's ground cannot see (``TrackNoise.depth_bias``). A calibration whose world is not level (an
+Anipose world in a camera's frame) or whose ``z = 0`` is not the floor is not used, with a
+warning, and the feet's ground written instead.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from wbcap.camera import ImageCamera
+from wbcap.camera import CameraPose, ImageCamera
 from wbcap.errors import setting
 from wbcap.world.contact import drop_short, hysteresis, ray_smoothed, relative_speeds, speeds
 from wbcap.world.correct import Weights, hold_in_image, solve_correction
 from wbcap.world.feet import REGION_FOOT, FeetTrack, SoleRegions, feet_track
 from wbcap.world.ground import GroundFit, GroundPlane, fit_ground, world_from_ground
 
-__all__ = ["WorldConfig", "WorldFrame", "WorldResult", "depth_change", "ground_feet", "ground_tracks"]
+__all__ = ["CALIBRATION_UNITS", "WorldConfig", "WorldFrame", "WorldResult", "calibrated_floor", "depth_change",
+           "ground_feet", "ground_tracks"]
 
 log = logging.getLogger(__name__)
+
+#: The units a calibration's translations may be in, by how many make a metre
+#: (:func:`calibrated_floor` tells which from the camera's height).
+CALIBRATION_UNITS = {"metres": 1.0, "centimetres": 100.0, "millimetres": 1000.0}
 
 
 @dataclass(frozen=True)
@@ -98,6 +117,11 @@ class WorldConfig:
             correction moves it further along the camera ray (median over its frames) is taken to
             slide its feet (a gliding body, a cyclist, the network's foot skating) and is left out
             of the ground (:func:`ground_feet`).
+        max_calibration_angle_deg: degrees; a calibration's ``+z`` further from the feet's up is
+            not taken as up (:func:`calibrated_floor`).
+        max_calibration_height_ratio: the camera's height above a calibration's ``z = 0`` (in the
+            nearest of :data:`CALIBRATION_UNITS`) and above the feet's ground must agree within
+            this ratio (a floor elsewhere, a table-top board, is not taken as the floor).
     """
 
     speed_on: float = 0.3
@@ -124,6 +148,8 @@ class WorldConfig:
     iterations: int = 2
     max_reprojection_px: float = 2.0
     max_depth_change: float = 0.25
+    max_calibration_angle_deg: float = 10.0
+    max_calibration_height_ratio: float = 1.4
 
 
 @dataclass(frozen=True)
@@ -132,14 +158,21 @@ class WorldFrame:
 
     The world (:func:`wbcap.world.ground.world_from_ground`): z up (gravity ``-z``), the ground
     ``z = 0``, x the camera's right and y its forward direction laid on the ground, origin below
-    the camera; ``x_w = world_from_camera @ x_c + camera_position`` for camera-frame points.
+    the camera; ``x_w = world_from_camera @ x_c + camera_position`` for camera-frame points. A
+    calibrated camera's (``ground_from`` ``"calibration"``): the calibration's world, z up, its
+    ``z = 0`` the ground, its axes and origin, in metres.
 
     Attributes:
         ground: the plane in the camera frame (``normal . x + offset`` = height, metres).
         world_from_camera: ``(3, 3)`` rotation, OpenCV camera axes -> the world.
-        camera_position: ``(3,)`` the camera centre in the world, ``(0, 0, height)`` metres.
+        camera_position: ``(3,)`` the camera centre in the world, metres: ``(0, 0, height)``
+            for the feet's ground.
         inlier_ratio: fraction of contact points on the plane; rms: their distance to it, metres.
         contacts: planted person-frames used.
+        ground_from: ``"feet"`` (fitted to the planted feet) or ``"calibration"`` (a calibrated
+            camera's floor, :func:`calibrated_floor`).
+        check: with a calibration, how the feet's ground agreed with it (``units``,
+            ``angle_deg``, ``feet_camera_height_m``, ``height_ratio``); else empty.
     """
 
     ground: GroundPlane
@@ -148,6 +181,8 @@ class WorldFrame:
     inlier_ratio: float = 1.0
     rms: float = 0.0
     contacts: int = 0
+    ground_from: str = "feet"
+    check: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_ground(cls, ground: GroundPlane, **stats: Any) -> WorldFrame:
@@ -187,6 +222,8 @@ class WorldFrame:
             "inlier_ratio": float(self.inlier_ratio),
             "ground_rms_m": float(self.rms),
             "contact_person_frames": int(self.contacts),
+            "ground_from": self.ground_from,
+            **({"calibration_check": dict(self.check)} if self.check else {}),
         }
 
 
@@ -288,7 +325,8 @@ def depth_change(feet: FeetTrack, correction: np.ndarray, frames: np.ndarray | N
     return float(np.median(np.abs(along) / distance[use]))
 
 
-def ground_feet(feet: dict[int, FeetTrack], camera: ImageCamera, config: WorldConfig = WorldConfig()
+def ground_feet(feet: dict[int, FeetTrack], camera: ImageCamera, config: WorldConfig = WorldConfig(),
+                floor: GroundPlane | None = None
                 ) -> tuple[WorldFrame | None, str | None, dict[int, np.ndarray], dict[int, np.ndarray]]:
     """Steps 2-6 of the module docstring on the soles of each track, leaving out of the ground
     the tracks whose feet slide.
@@ -312,20 +350,41 @@ def ground_feet(feet: dict[int, FeetTrack], camera: ImageCamera, config: WorldCo
     Args:
         feet: ``{track id: FeetTrack}`` camera frame (:func:`wbcap.world.feet.feet_track`).
         camera: the video camera.
+        floor: a known ground (a calibrated camera's floor, :func:`calibrated_floor`): used
+            instead of one fitted to the feet (no fit, no fit's fallback checks).
 
     Returns:
         ``(frame, reason, corrections, labels)``: the world frame (None on fallback, then
         ``reason`` says why and the rest is empty), ``{track id: (N, 3)}`` corrections (metres,
         camera frame), ``{track id: (N, R)}`` planted sole regions (none for a track left out).
     """
+    frame, reason, corr, labels, left_out = _ground_feet(feet, camera, config, floor)
+    if frame is not None:
+        _say_left_out(left_out, config)
+    return frame, reason, corr, labels
+
+
+def _say_left_out(left_out: dict[int, float], config: WorldConfig) -> None:
+    """One warning per track left out of the ground (``{track id: depth change}``)."""
+    for tid, change in left_out.items():
+        log.warning("%s: keeping track %d's feet still would move it %.0f%% of its distance along the camera ray "
+                    "(more than %.0f%%): its feet slide (a gliding body, a cyclist?); the ground is fitted without "
+                    "it", setting("world"), tid, 100 * change, 100 * config.max_depth_change)
+
+
+def _ground_feet(feet: dict[int, FeetTrack], camera: ImageCamera, config: WorldConfig, floor: GroundPlane | None
+                 ) -> tuple[WorldFrame | None, str | None, dict[int, np.ndarray], dict[int, np.ndarray],
+                            dict[int, float]]:
+    """:func:`ground_feet`, its warnings not said: also ``{track id: depth change}`` of the
+    tracks it left out of the ground."""
     seen = {tid: _visible(f.anchors, camera, config.image_margin).any(1) for tid, f in feet.items()}
     left_out: dict[int, float] = {}
     while True:
-        frame, reason, corr, labels = _ground_once(feet, camera, config, set(left_out))
+        frame, reason, corr, labels = _ground_once(feet, camera, config, set(left_out), floor)
         if frame is None:
             if left_out:
                 reason += f" (with the track(s) whose feet slide left out: {', '.join(map(str, left_out))})"
-            return frame, reason, corr, labels
+            return frame, reason, corr, labels, left_out
         changes = {tid: depth_change(f, corr[tid], seen[tid]) for tid, f in feet.items() if labels[tid].any()}
         worst = max(changes, key=changes.get, default=None)
         if worst is None or changes[worst] <= config.max_depth_change:
@@ -335,17 +394,15 @@ def ground_feet(feet: dict[int, FeetTrack], camera: ImageCamera, config: WorldCo
             slide = ", ".join(f"track {tid} {100 * c:.0f}%" for tid, c in left_out.items())
             return None, (f"the feet slide across the view: keeping them still would move each person along the "
                           f"camera ray by more than {100 * config.max_depth_change:.0f}% of their distance ({slide}): "
-                          "a gliding body, or a moving camera"), {}, {}
-    for tid, change in left_out.items():
-        log.warning("%s: keeping track %d's feet still would move it %.0f%% of its distance along the camera ray "
-                    "(more than %.0f%%): its feet slide (a gliding body, a cyclist?); the ground is fitted without "
-                    "it", setting("world"), tid, 100 * change, 100 * config.max_depth_change)
-    return frame, reason, corr, labels
+                          "a gliding body, or a moving camera"), {}, {}, left_out
+    return frame, reason, corr, labels, left_out
 
 
-def _ground_once(feet: dict[int, FeetTrack], camera: ImageCamera, config: WorldConfig, left_out: set[int]
+def _ground_once(feet: dict[int, FeetTrack], camera: ImageCamera, config: WorldConfig, left_out: set[int],
+                 floor: GroundPlane | None = None
                  ) -> tuple[WorldFrame | None, str | None, dict[int, np.ndarray], dict[int, np.ndarray]]:
-    """:func:`ground_feet` with the tracks of ``left_out`` given no planted feet."""
+    """:func:`ground_feet` with the tracks of ``left_out`` given no planted feet (on ``floor``
+    where given)."""
     rng = np.random.default_rng(config.seed)
     w = config.weights
     if not feet:
@@ -364,13 +421,16 @@ def _ground_once(feet: dict[int, FeetTrack], camera: ImageCamera, config: WorldC
     fit = None
     kept = None  # the last accepted (fit, corrections, labels)
     for it in range(config.iterations + 1):
-        free = {tid: solve_correction(f, labels[tid], None, camera, w) for tid, f in feet.items()}
-        normal = up if fit is None else fit.plane.normal
-        points, times = _contact_points(feet, labels, free, normal)
-        refit = fit_ground(points, normal, config.ransac_threshold, config.refine_threshold, config.ransac_iterations,
-                           rng, level_axes=hips, sigma_height=config.sigma_contact_height,
-                           sigma_level_deg=config.sigma_level_deg)
-        reason = "no plane fits the feet" if refit is None else _check(refit, points, times, config)
+        if floor is not None:  # (known: nothing to fit, nothing to check)
+            refit, reason = GroundFit(plane=floor, inliers=np.zeros(0, bool), inlier_ratio=1.0, rms=0.0), None
+        else:
+            free = {tid: solve_correction(f, labels[tid], None, camera, w) for tid, f in feet.items()}
+            normal = up if fit is None else fit.plane.normal
+            points, times = _contact_points(feet, labels, free, normal)
+            refit = fit_ground(points, normal, config.ransac_threshold, config.refine_threshold,
+                               config.ransac_iterations, rng, level_axes=hips, sigma_height=config.sigma_contact_height,
+                               sigma_level_deg=config.sigma_level_deg)
+            reason = "no plane fits the feet" if refit is None else _check(refit, points, times, config)
         if reason:
             if kept is None:
                 return None, reason, {}, {}
@@ -400,7 +460,13 @@ def _ground_once(feet: dict[int, FeetTrack], camera: ImageCamera, config: WorldC
     bad = [tid for tid, c in corr.items() if not np.isfinite(c).all()]
     if bad:  # e.g. a track with a non-finite translation: never write NaN files
         return None, f"track {bad[0]}: the correction is not finite (a non-finite translation?)", {}, {}
-    frame = WorldFrame.from_ground(plane, inlier_ratio=fit.inlier_ratio, rms=fit.rms,
+    ratio, rms = fit.inlier_ratio, fit.rms
+    if floor is not None:  # how the corrected planted feet lie on the known floor
+        heights = floor.height(_contact_points(feet, labels, corr, floor.normal)[0])
+        near = np.abs(heights) <= config.refine_threshold
+        ratio = float(near.mean()) if heights.size else 0.0
+        rms = float(np.sqrt(np.mean(heights[near] ** 2))) if near.any() else 0.0
+    frame = WorldFrame.from_ground(plane, inlier_ratio=ratio, rms=rms,
                                    contacts=sum(int(lab.any(1).sum()) for lab in labels.values()))
     return frame, None, corr, labels
 
@@ -423,8 +489,55 @@ def _check(fit: GroundFit, points: np.ndarray, times: np.ndarray, config: WorldC
     return None
 
 
+def calibrated_floor(pose: CameraPose, found: WorldFrame, config: WorldConfig = WorldConfig()
+                     ) -> tuple[WorldFrame | None, str | None]:
+    """A calibrated camera's world as a :class:`WorldFrame`, checked against the ground ``found``
+    from the feet (the module docstring).
+
+    The calibration's world: ``+z`` up, ``z = 0`` the floor (Pose2Sim's and a lab's convention),
+    its translations in the one of :data:`CALIBRATION_UNITS` that puts the camera's height above
+    ``z = 0`` nearest ``found``'s (metres).
+
+    Args:
+        pose: the camera's pose in the calibration's world (:class:`~wbcap.camera.CameraPose`;
+            ``x_c = R x_w + t``, its units).
+        found: the ground the feet give (:func:`ground_feet`).
+
+    Returns:
+        ``(frame, None)``: ``ground`` the floor in the camera frame, ``world_from_camera`` ``R^T``,
+        ``camera_position`` the camera's centre in metres, ``ground_from`` ``"calibration"``,
+        ``check`` the comparison (contacts and fit statistics are :func:`ground_feet`'s to fill);
+        or ``(None, reason)``, one line: the calibration's ``+z`` more than
+        ``max_calibration_angle_deg`` from the feet's up, the camera not above its ``z = 0``, or
+        its height there in no unit within ``max_calibration_height_ratio`` of the feet's.
+    """
+    rotation = np.asarray(pose.rotation, np.float64)
+    up = rotation[:, 2]  # the calibration's +z in camera axes
+    angle = float(np.degrees(np.arccos(np.clip(up @ found.ground.normal, -1.0, 1.0))))
+    if angle > config.max_calibration_angle_deg:
+        return None, (f"its z axis is {angle:.0f} deg from the up direction the people's feet give (more than "
+                      f"{config.max_calibration_angle_deg:g}): its world is not z-up (a camera's frame, as Anipose's "
+                      "may be; level it, z up and z = 0 the floor)")
+    centre = pose.centre
+    if centre[2] <= 0:
+        return None, f"the camera is not above its z = 0 plane (z = {centre[2]:.4g} in its units)"
+    ratio = float(centre[2]) / found.camera_height
+    units, per_metre = min(CALIBRATION_UNITS.items(), key=lambda kv: abs(math.log(ratio / kv[1])))
+    off = ratio / per_metre
+    limit = config.max_calibration_height_ratio
+    if not 1.0 / limit <= off <= limit:
+        return None, (f"the camera is {centre[2]:.4g} of its units above its z = 0 plane and {found.camera_height:.2f} m "
+                      f"above the ground the feet give: {off:.2f} times as high in {units}, beyond {limit:g} (is its "
+                      "z = 0 the floor?)")
+    floor = GroundPlane(normal=up, offset=float(centre[2]) / per_metre)
+    check = {"units": units, "angle_deg": angle, "feet_camera_height_m": found.camera_height, "height_ratio": off}
+    return WorldFrame(ground=floor, world_from_camera=rotation.T, camera_position=centre / per_metre,
+                      ground_from="calibration", check=check), None
+
+
 def ground_tracks(tracks: dict[int, Any], body: Any, device: Any, camera: ImageCamera,
-                  config: WorldConfig = WorldConfig(), cuts: Sequence[float] = ()) -> WorldResult:
+                  config: WorldConfig = WorldConfig(), cuts: Sequence[float] = (),
+                  pose: CameraPose | None = None) -> WorldResult:
     """The world frame of ``tracks`` and the tracks grounded in it (module docstring).
 
     Args:
@@ -434,6 +547,9 @@ def ground_tracks(tracks: dict[int, Any], body: Any, device: Any, camera: ImageC
         config: thresholds.
         cuts: times (s) of the cuts between shots (:mod:`wbcap.track.cuts`): with any, each shot
             has its own camera, and the footage falls back (one static camera is assumed).
+        pose: a calibrated camera's pose (:class:`~wbcap.camera.CameraPose`, in the camera frame
+            of ``tracks``): the tracks go into its world where :func:`calibrated_floor` takes it,
+            else (one warning) into the feet's.
 
     Returns:
         A :class:`WorldResult`; on fallback its ``frame`` is None, ``tracks`` are the input and a
@@ -447,10 +563,15 @@ def ground_tracks(tracks: dict[int, Any], body: Any, device: Any, camera: ImageC
         return WorldResult(frame=None, reason=reason, tracks=dict(tracks))
     regions = SoleRegions.from_body(body, band=config.sole_band)
     feet = {tid: feet_track(tr, body, device, regions) for tid, tr in tracks.items()}
-    frame, reason, corr, labels = ground_feet(feet, camera, config)
+    frame, reason, corr, labels, left_out = _ground_feet(feet, camera, config, None)
     if frame is None:
+        if pose is not None:
+            reason += " (the calibration's floor is checked against the feet's ground, so it is not used either)"
         log.warning("%s: %s; writing the camera frame instead", setting("world"), reason)
         return WorldResult(frame=None, reason=reason, tracks=dict(tracks))
+    if pose is not None:
+        frame, corr, labels, left_out = _on_calibrated_floor(pose, feet, camera, config, (frame, corr, labels, left_out))
+    _say_left_out(left_out, config)
     out = {tid: dataclasses.replace(tr, transl=(np.asarray(tr.transl, np.float64) + corr[tid]).astype(np.float32))
            for tid, tr in tracks.items()}
     contacts = {tid: np.stack([lab[:, k == REGION_FOOT].any(1) for k in (0, 1)], 1) for tid, lab in labels.items()}
@@ -458,3 +579,24 @@ def ground_tracks(tracks: dict[int, Any], body: Any, device: Any, camera: ImageC
              "%.0f%% on the plane", setting("world"), frame.camera_height, frame.pitch_deg, frame.roll_deg,
              frame.contacts, 100 * frame.inlier_ratio)
     return WorldResult(frame=frame, reason=None, tracks=out, contacts=contacts, corrections=corr)
+
+
+def _on_calibrated_floor(pose: CameraPose, feet: dict[int, FeetTrack], camera: ImageCamera, config: WorldConfig,
+                         found: tuple) -> tuple:
+    """``(frame, corrections, labels, left out)`` on the calibration's floor (:func:`calibrated_floor`),
+    or ``found`` (the same of the feet's ground), with a warning saying why, where it is not used."""
+    lab, why = calibrated_floor(pose, found[0], config)
+    if lab is not None:
+        frame, why, corr, labels, left_out = _ground_feet(feet, camera, config, lab.ground)
+        if frame is not None:
+            check = lab.check
+            log.info("%s: the calibration's world (z up, z = 0 the floor; its units %s: the camera %.2f m above its "
+                     "floor, %.2f m above the feet's ground; its z axis %.1f deg from their up)", setting("world"),
+                     check["units"], lab.camera_height, check["feet_camera_height_m"], check["angle_deg"])
+            return (dataclasses.replace(frame, world_from_camera=lab.world_from_camera,
+                                        camera_position=lab.camera_position, ground_from="calibration", check=check),
+                    corr, labels, left_out)
+        why = f"on its floor, {why}"
+    log.warning("%s: the calibration's world is not used: %s; writing the ground found from the feet instead",
+                setting("world"), why)
+    return found
