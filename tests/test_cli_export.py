@@ -600,7 +600,8 @@ def test_json_nested_too_deeply_is_one_error_line(finished_run, tmp_path, body_d
 @pytest.mark.parametrize(("key", "value"), [
     ("fps", "abc"), ("fps", 0), ("max_gap", -1), ("frame_step", 0), ("frame_step", 1.5), pytest.param("max_gap", 10**400, id="max_gap-400-digits"), ("gender", 5), ("camera", {"focal": [1.0]}),
     ("frame", "sky"), ("world", "up"), ("source", ["x"]), ("cuts", [-1.0]), ("colors", 3), (None, [1, 2]),
-    ("dropped", {"short": ["1"]}),
+    ("dropped", {"short": ["1"]}), ("calibration", "Calib.toml"),
+    ("calibration", {"rotation": [0.1, 0.2], "translation": [0.0, 0.0, 1.0]}),
 ])
 def test_a_damaged_meta_json_is_one_error_line(finished_run, tmp_path, key, value):
     """A meta.json value of the wrong kind (hand-edited, damaged): `wbcap export` and `wbcap view`
