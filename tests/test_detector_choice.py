@@ -287,8 +287,15 @@ def test_import_a_reexport_is_accepted_and_said(tiny_onnx):
 
     other = write_tiny_yolox(tiny_onnx.with_name("other.onnx"), {3: [0.5, 0.5, 1.0, 1.5, 0.9, 0.95] + [0.0] * 79},
                              size=64, parameters=NANO_PARAMETERS)
-    r = invoke("weights", "import", "yolox-nano", other)
     before = hashlib.sha256(tiny_onnx.read_bytes()).hexdigest()
+    r = invoke("weights", "import", "yolox-nano", other)  # another file: replaced only when asked (a new user's trial)
+    lines = [x for x in r.output.splitlines() if x.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and lines[0] == (
+        f"error: {_weights_dir() / 'yolox_nano.onnx'}: holds another yolox-nano file (sha256 {before[:12]}…); pass "
+        "--replace to put other.onnx in its place (`wbcap weights verify` says what is there)"), r.output
+    assert (_weights_dir() / "yolox_nano.onnx").read_bytes() == tiny_onnx.read_bytes()
+    assert (_weights_dir() / "yolox_nano.onnx.sha256").read_text().split()[0] == before
+    r = invoke("weights", "import", "yolox-nano", other, "--replace")
     assert r.exit_code == 0 and r.stdout.splitlines()[0].endswith(
         f"(replaced another file there, sha256 {before[:12]}…)"), r.stdout
     assert (_weights_dir() / "yolox_nano.onnx").read_bytes() == other.read_bytes()

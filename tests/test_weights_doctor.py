@@ -1091,7 +1091,10 @@ def test_weights_files_in_odd_states_after_a_weights_trial(tmp_path, monkeypatch
         return real(path, *args)
 
     monkeypatch.setattr(weights, "sha256_file", unreadable)
-    r = run("weights", "import", "yolox-nano", model)
+    r = run("weights", "import", "yolox-nano", model)  # (what it holds is not known: not replaced unasked)
+    assert r.exit_code == 2 and r.output == (f"error: {dest}: holds a file that cannot be read; pass --replace to put "
+                                             "a.onnx in its place (`wbcap weights verify` says what is there)\n"), r.output
+    r = run("weights", "import", "yolox-nano", model, "--replace")
     assert r.exit_code == 0 and r.stdout.splitlines()[0].endswith("(replaced a file there that could not be read)"), r.output
     monkeypatch.setattr(weights, "sha256_file", real)
     dest.unlink()

@@ -100,18 +100,20 @@ def fetch_cmd(ctx, names):
 @weights.command("import")
 @click.argument("name")
 @click.argument("file", type=NonEmptyPath())
+@click.option("--replace", is_flag=True, help="Replace another NAME file already in the weights folder (an earlier import).")
 @click.pass_context
-def import_cmd(ctx, name, file):
+def import_cmd(ctx, name, file, replace):
     """Check that FILE is a valid NAME file (checkpoint or detector) and copy it into the user
-    weights folder, recording its sha256 (for machines without internet). The note that a detector
-    is not the official file goes to stderr, also with `wbcap -q`."""
+    weights folder, recording its sha256 (for machines without internet). Another NAME file already
+    there is replaced only with --replace. The note that a detector is not the official file goes
+    to stderr, also with `wbcap -q`."""
     from pathlib import Path
 
     from wbcap.cli.common import is_quiet
     from wbcap.weight_formats import validator
     from wbcap.weights import entry, import_weights
 
-    result = import_weights(name, Path(file), validator(entry(name)))
+    result = import_weights(name, Path(file), validator(entry(name)), replace=replace)
     quiet = is_quiet(ctx)
     if not quiet:
         echo_result(f"imported {name}: {result.summary} -> {result.path}{result.replaced}")

@@ -276,17 +276,19 @@ def _present_digest(dest: Path) -> str | None:
         return UNREADABLE
 
 
-def import_weights(name: str, source: Path, validate: Validator) -> ImportResult:
+def import_weights(name: str, source: Path, validate: Validator, replace: bool = False) -> ImportResult:
     """Validate ``source`` as weights ``name`` and copy it into the user weights folder.
 
     Checkpoints must match a published sha256; a detector whose hash differs from the official
     file is accepted (any YOLOX export with the right signature works) and reported as
     not official. The copy is atomic; its sha256 is recorded in ``<file>.sha256`` for
-    :func:`verify`.
+    :func:`verify`. Another file already there (an earlier import: a user's own detector
+    export) is replaced only with ``replace`` (a new user found its silent replacement risky);
+    the same file there is fine.
 
     Raises:
-        InputError: unknown name, no such file, not a valid file of that architecture, or a
-            folder where the file goes.
+        InputError: unknown name, no such file, not a valid file of that architecture, a
+            folder where the file goes, or another file there without ``replace``.
         CheckpointError: a checkpoint whose sha256 differs from the published one.
     """
     from wbcap.atomic import atomic_path
@@ -305,6 +307,10 @@ def import_weights(name: str, source: Path, validate: Validator) -> ImportResult
         raise CheckpointError(f"{source}: sha256 {digest[:12]}… differs from the published {item.sha256[:12]}… — re-download it")
     dest = weights_dir() / item.file
     before = _present_digest(dest)
+    if before not in (None, digest) and not replace:
+        held = "a file that cannot be read" if before == UNREADABLE else f"another {name} file (sha256 {before[:12]}…)"
+        raise InputError(f"{dest}: holds {held}; pass {setting('replace', api='replace=True')} to put {source.name} in "
+                         f"its place (`wbcap weights verify` says what is there)")
     dest.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(dest) as tmp:
         shutil.copyfile(source, tmp)
