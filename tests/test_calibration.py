@@ -1013,3 +1013,23 @@ def test_the_camera_pose_is_read_where_the_file_gives_it(tmp_path):
         "translation = [ 0.5, 1.0, 3.0]", "translation = [ 0.5, 1.0]"))
     with pytest.raises(InputError, match=r"bad.toml: translation .*3 finite numbers"):
         read_calibration(tmp_path / "bad.toml")
+    # values no camera has, in one line each (a review: numpy's arrays over lines, a traceback)
+    for rotation, translation, words in (
+            ("[[nan, 0, 0], [0, 1, 0], [0, 0, 1]]", "[0.5, 1.0, 3.0]", "rotation [[nan, 0.0, 0.0], [0.0, 1.0, 0.0], "
+                                                                       "[0.0, 0.0, 1.0]]: 3 x 3 finite numbers"),
+            ("[1e300, 0, 0]", "[0.5, 1.0, 3.0]", "rotation [1e+300, 0.0, 0.0]: a rotation vector of finite radians"),
+            ("[1.2, -0.3, 0.1]", "[1e308, 0, 0]", "translation [1e+308, 0.0, 0.0]: beyond 1e+07 of its units"),
+            ("[1.2, -0.3, 0.1]", "[1" + "0" * 400 + ", 0, 0]", "translation: a number too large to be one")):
+        (tmp_path / "bad.json").write_text(f'{{"K": [[260, 0, 158.5], [0, 262, 121.2], [0, 0, 1]], "size": [320, 240], '
+                                          f'"rotation": {rotation}, "translation": {translation}}}'.replace("nan", "NaN"))
+        with pytest.raises(InputError) as err:
+            read_calibration(tmp_path / "bad.json")
+        assert "\n" not in str(err.value) and words in str(err.value) and str(err.value).startswith(
+            str(tmp_path / "bad.json")), str(err.value)
+    from wbcap.camera import CameraPose
+
+    for record in ({"rotation": ["1.2", "0", "0"], "translation": [0, 0, 1]},
+                   {"rotation": [True, False, True], "translation": [0, 0, 1]}):
+        with pytest.raises(ValueError, match="rotation .*: numbers"):
+            CameraPose.from_record(record)
+    assert CameraPose.from_record({"rotation": [0.0, 0.0, 0.0]}) is None  # (no translation: no pose)

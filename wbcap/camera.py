@@ -717,20 +717,29 @@ class CameraPose:
             FreeMoCap's (:func:`wbcap.world.estimate.ground_tracks` tells which).
 
     Raises:
-        ValueError: not 3 x 3 and 3 finite numbers, or a rotation that is not one (rows not
-            orthonormal within 1e-3, or a mirror: determinant -1).
+        ValueError: not 3 x 3 and 3 finite numbers, a translation beyond :attr:`MAX_TRANSLATION`,
+            or a rotation that is not one (rows not orthonormal within 1e-3, or a mirror:
+            determinant -1).
     """
 
     rotation: tuple[tuple[float, float, float], tuple[float, float, float], tuple[float, float, float]]
     translation: tuple[float, float, float]
 
+    #: The largest translation component taken, in the calibration's units: 10 km in
+    #: millimetres (a lab's world is metres across; a geographic one's float32 track files
+    #: would lose their millimetres).
+    MAX_TRANSLATION = 1e7
+
     def __post_init__(self) -> None:
         r = np.asarray(self.rotation, np.float64)
         t = np.asarray(self.translation, np.float64).reshape(-1)
         if r.shape != (3, 3) or not np.isfinite(r).all():
-            raise ValueError(f"rotation {self.rotation!r}: 3 x 3 finite numbers (or a rotation vector of 3)")
+            raise ValueError(f"rotation {r.tolist()}: 3 x 3 finite numbers (or a rotation vector of 3)")
         if t.shape != (3,) or not np.isfinite(t).all():
-            raise ValueError(f"translation {self.translation!r}: 3 finite numbers")
+            raise ValueError(f"translation {t.tolist()}: 3 finite numbers")
+        if np.abs(t).max() > self.MAX_TRANSLATION:
+            raise ValueError(f"translation {t.tolist()}: beyond {self.MAX_TRANSLATION:g} of its units (10 km in mm), "
+                             "not a camera in a lab's world")
         if np.abs(r @ r.T - np.eye(3)).max() > 1e-3 or np.linalg.det(r) < 0:
             raise ValueError(f"rotation {r.tolist()}: not a rotation matrix (orthonormal rows, determinant +1)")
         u, _, vt = np.linalg.svd(r)
@@ -747,12 +756,14 @@ class CameraPose:
             ValueError: other counts, or values :class:`CameraPose` refuses.
         """
         r = np.asarray(rotation, np.float64).reshape(-1)
-        if r.size == 3 and np.isfinite(r).all():
+        if r.size == 3:
+            if not (np.isfinite(r).all() and np.linalg.norm(r) <= 1e3):  # (radians: a few turns at most)
+                raise ValueError(f"rotation {r.tolist()}: a rotation vector of finite radians")
             from scipy.spatial.transform import Rotation
 
             r = Rotation.from_rotvec(r).as_matrix()
         elif r.size != 9:
-            raise ValueError(f"rotation {list(r)}: a rotation vector (3 numbers) or a 3 x 3 matrix")
+            raise ValueError(f"rotation {r.tolist()}: a rotation vector (3 numbers) or a 3 x 3 matrix")
         return cls(rotation=r.reshape(3, 3), translation=translation)
 
     @classmethod
@@ -765,9 +776,13 @@ class CameraPose:
         """
         if not isinstance(record, dict) or record.get("rotation") is None or record.get("translation") is None:
             return None
+        for key in ("rotation", "translation"):  # (numbers as wbcap writes them: not strings, not booleans)
+            flat = np.asarray(record[key], dtype=object).reshape(-1)
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat):
+                raise ValueError(f"{key} {record[key]!r}: numbers")
         try:
             return cls.from_values(record["rotation"], record["translation"])
-        except TypeError as exc:
+        except (TypeError, OverflowError) as exc:
             raise ValueError(f"rotation/translation: {exc}") from None
 
     @property

@@ -620,9 +620,14 @@ def finalize(
     report_losses(col, len(tracks), job.source, job.detector, small_people="" if lens is None else lens.small_people())
 
     world = None
-    if job.world is None and job.calibration is not None and job.calibration.pose is not None:
-        log.info("%s gives the camera's pose: %s writes the tracks in its world (z up, z = 0 the floor)",
-                 Path(job.calibration.file).name or "the calibration", setting("world"))
+    if job.calibration is not None and (job.world is None) != (job.calibration.pose is None):
+        name = Path(job.calibration.file).name or "the calibration"
+        if job.world is None:
+            log.info("%s gives the camera's pose: %s writes the tracks in its world (z up, z = 0 the floor)", name,
+                     setting("world"))
+        else:  # (half a pose, an extri.yml without the camera: said, not silently the feet's ground)
+            log.info("%s gives no camera pose (a rotation and a translation): %s finds the ground from the feet",
+                     name, setting("world"))
     if job.world is not None:
         from wbcap.world.estimate import ground_tracks
 

@@ -23,7 +23,8 @@ reads and Pose2Sim's ``triangulation.make_trc`` writes)::
   and ``Hip``, named as Pose2Sim's marker sets name them: every marker of its
   ``Markers_Body25.xml`` and ``Markers_Coco133.xml``), in that order.
 * **Frame**: metres, OpenSim's y up, as Pose2Sim turns a z-up world (:data:`OPENSIM_FROM_ZUP`):
-  ``X`` the npz's forward (away from the camera), ``Y`` its up, ``Z`` its x (the camera's right).
+  ``X`` the npz's y (forward, away from the camera; a calibration's own y in its world), ``Y`` its
+  up, ``Z`` its x (the camera's right; the calibration's x).
   In the camera's frame (the default) "up" is the camera's own; with ``wbcap run --world`` it is
   the estimated ground's normal and ``Y = 0`` the ground, which OpenSim's models stand on.
 """

@@ -455,7 +455,10 @@ def _numbers(value: Any, what: str) -> list[float]:
             raise ValueError(f"{what}: more than {_MAX_NUMBERS} numbers")
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat):
         raise ValueError(f"{what} {value!r}: numbers")
-    return [float(v) for v in flat]
+    try:
+        return [float(v) for v in flat]
+    except OverflowError:  # (a JSON integer of 400 digits)
+        raise ValueError(f"{what}: a number too large to be one") from None
 
 
 def _get(table: Mapping, keys: tuple[str, ...]) -> Any:

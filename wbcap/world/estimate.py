@@ -527,8 +527,11 @@ def calibrated_floor(pose: CameraPose, found: WorldFrame, config: WorldConfig = 
     limit = config.max_calibration_height_ratio
     if not 1.0 / limit <= off <= limit:
         return None, (f"the camera is {centre[2]:.4g} of its units above its z = 0 plane and {found.camera_height:.2f} m "
-                      f"above the ground the feet give: {off:.2f} times as high in {units}, beyond {limit:g} (is its "
-                      "z = 0 the floor?)")
+                      f"above the ground the feet give: {off:.3g} times as high in {units}, more than {limit:g} times "
+                      "apart (is its z = 0 the floor?)")
+    if np.abs(centre).max() / per_metre > 1e4:
+        return None, (f"the camera is {np.abs(centre).max() / per_metre:.3g} m from its world's origin (in {units}): "
+                      "track files so far from their origin lose their millimetres; move the origin into the room")
     floor = GroundPlane(normal=up, offset=float(centre[2]) / per_metre)
     check = {"units": units, "angle_deg": angle, "feet_camera_height_m": found.camera_height, "height_ratio": off}
     return WorldFrame(ground=floor, world_from_camera=rotation.T, camera_position=centre / per_metre,
@@ -596,7 +599,8 @@ def _on_calibrated_floor(pose: CameraPose, feet: dict[int, FeetTrack], camera: I
             return (dataclasses.replace(frame, world_from_camera=lab.world_from_camera,
                                         camera_position=lab.camera_position, ground_from="calibration", check=check),
                     corr, labels, left_out)
-        why = f"on its floor, {why}"
+        why = (f"planting the feet on its z = 0 (the camera {lab.camera_height:.2f} m above it, "
+               f"{found[0].camera_height:.2f} m above the feet's ground) failed: {why}; is its z = 0 the floor?")
     log.warning("%s: the calibration's world is not used: %s; writing the ground found from the feet instead",
                 setting("world"), why)
     return found
