@@ -280,6 +280,42 @@ def test_a_calibrated_floor_is_checked_against_the_feets_ground():
         "as high in millimetres, more than 1.4 times apart (is its z = 0 the floor?)")
 
 
+def test_a_calibration_is_checked_by_the_people_where_the_feet_give_no_ground(walk_stand, body_layer, caplog):
+    """Pose errors can scatter the soles off one plane (the feet's ground falls back, forced here by
+    an inlier ratio no fit meets): the calibration is then checked against the people's trunks and
+    soles, and its world written; refused, both reasons are said and the camera frame written."""
+    from wbcap.camera import CameraPose
+    from wbcap.world.estimate import calibrated_floor
+    from wbcap.world.feet import feet_track
+
+    scene, _, _ = walk_stand
+    tracks = {k: p.noisy for k, p in scene.people.items()}
+    lab = LabCalibration.of(scene.world_from_camera[0], scene.camera_position[0])
+    strict = WorldConfig(min_inlier_ratio=1.01)
+    with caplog.at_level(logging.WARNING, logger="wbcap.world.estimate"):
+        result = ground_tracks(tracks, body_layer, "cpu", scene.camera, strict, pose=lab.pose)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    frame = result.frame
+    assert frame.ground_from == "calibration" and frame.check["checked_by"] == "soles and trunks"
+    assert frame.check["units"] == "millimetres" and abs(frame.check["height_ratio"] - 1) < 0.1
+    assert frame.check["angle_deg"] < 5
+    np.testing.assert_allclose(frame.camera_position, lab.centre, atol=1e-12)
+    assert result.contacts[0].any() and result.contacts[1].any()
+    caplog.clear()
+    own = CameraPose(rotation=np.eye(3), translation=(0.0, 0.0, 0.0))
+    with caplog.at_level(logging.WARNING, logger="wbcap.world.estimate"):
+        result = ground_tracks(tracks, body_layer, "cpu", scene.camera, strict, pose=own)
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert result.frame is None and len(lines) == 1 and lines[0].startswith("world: only ")
+    assert ("; the calibration's world is not used either: its z axis is 102 deg from the up direction the people's "
+            "trunks give (more than 20)") in lines[0] and lines[0].endswith("writing the camera frame instead")
+    regions = SoleRegions.from_body(body_layer)
+    feet = {k: feet_track(tr, body_layer, "cpu", regions) for k, tr in tracks.items()}
+    hidden = ImageCamera(focal=scene.camera.focal, princpt=(5000.0, 5000.0), image_size=scene.camera.image_size)
+    assert calibrated_floor(lab.pose, None, feet=feet, camera=hidden)[1] == (
+        "too few frames with feet in the image (0, 15 needed) to check it")
+
+
 def test_a_calibration_whose_world_is_not_level_gives_the_feets_ground(walk_stand, body_layer, caplog):
     """A calibration refused by its check: one warning saying why, and the feet's ground written
     as without it (the same numbers)."""

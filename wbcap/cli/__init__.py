@@ -42,6 +42,7 @@ SUBCOMMANDS = {
     "image": ("wbcap.cli.image", "image", "Recover SMPL-X bodies of the people in images."),
     "run": ("wbcap.cli.run", "run", "Track and reconstruct every person in a video or image sequence."),
     "export": ("wbcap.cli.export", "export_cmd", "Write a finished run's files again: glb, bvh, fbx, npz, csv (3D joints), angles, trc (OpenSim), c3d."),
+    "fuse": ("wbcap.cli.fuse", "fuse", "Fuse several calibrated cameras' runs into one motion per person."),
     "view": ("wbcap.cli.view", "view", "Look at a finished run or image folder in a web browser (video + 3D)."),
     "train": ("wbcap.cli.train", "train", "Train: body | hand | merge | finetune (the Hand4Whole recipe)."),
     "eval": ("wbcap.cli.eval", "eval_cmd", "Evaluate on EHF, 3DPW, Human3.6M or AGORA with the standard protocols."),

@@ -48,7 +48,7 @@ from wbcap.smooth.track import ROT_KEYS, ROT_SIZES, SmoothedTrack
 from wbcap.world.feet import foot_vertices
 
 __all__ = ["Glide", "LabCalibration", "SceneCamera", "Stand", "SyntheticPerson", "SyntheticScene", "TrackNoise", "Walk",
-           "evaluate", "make_scene", "track_mesh"]
+           "amass_body_joints", "evaluate", "make_scene", "track_mesh", "true_body_joints", "write_calibrated_run"]
 
 #: Body-pose slots (joint - 1: ``body_pose`` holds joints 1..21) of the shoulders: (left, right).
 _SHOULDER = tuple(j - 1 for j in SMPLX_SHOULDERS)
@@ -59,7 +59,9 @@ class SceneCamera:
     """A camera at ``(0, 0, height)`` looking along world +y, pitched down by ``pitch_deg`` and
     rolled by ``roll_deg`` (about its optical axis); with ``tilt_deg_s`` its pitch changes at that
     rate and with ``bob_m`` its height oscillates by that amplitude at 0.4 Hz (a moving camera).
-    Focal length ``sqrt(W^2 + H^2)`` pixels (wbcap's default), principal point at the centre."""
+    Focal length ``sqrt(W^2 + H^2)`` pixels (wbcap's default), principal point at the centre.
+    Another view of the same people: ``ground_xy`` (metres) moves the camera along the ground and
+    ``yaw_deg`` turns it about the vertical (90: looking along world -x)."""
 
     height: float = 1.4
     pitch_deg: float = 12.0
@@ -67,6 +69,8 @@ class SceneCamera:
     image_size: tuple[int, int] = (1280, 720)
     tilt_deg_s: float = 0.0
     bob_m: float = 0.0
+    ground_xy: tuple[float, float] = (0.0, 0.0)
+    yaw_deg: float = 0.0
 
     def image_camera(self) -> ImageCamera:
         return ImageCamera.default(self.image_size)
@@ -77,9 +81,10 @@ class SceneCamera:
         pitch = np.radians(self.pitch_deg + self.tilt_deg_s * (t - t[0]))
         tilt = Rotation.from_rotvec(np.stack([-pitch, 0 * t, 0 * t], 1)).as_matrix()
         roll = Rotation.from_rotvec([0.0, 0.0, np.radians(self.roll_deg)]).as_matrix()
-        rotation = np.asarray(ZUP_FROM_OPENCV) @ tilt @ roll
+        yaw = Rotation.from_rotvec([0.0, 0.0, np.radians(self.yaw_deg)]).as_matrix()
+        rotation = yaw @ np.asarray(ZUP_FROM_OPENCV) @ tilt @ roll
         height = self.height + self.bob_m * np.sin(2 * np.pi * 0.4 * (t - t[0]))
-        return rotation, np.stack([0 * t, 0 * t, height], 1)
+        return rotation, np.stack([0 * t + self.ground_xy[0], 0 * t + self.ground_xy[1], height], 1)
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,9 @@ class TrackNoise:
     per frame, plus a drift of amplitude ``depth_drift`` times the distance (two sines, 0.23 and
     0.61 Hz, random phases, zero mean over the track), plus a constant ``depth_bias`` times the
     distance (a scale error: no method without a size prior can see it); across the ray: white
-    noise of ``lateral_m`` metres per axis."""
+    noise of ``lateral_m`` metres per axis. With ``pose_deg``, each body joint's rotation is off
+    by a fixed random rotation of that many degrees (a random axis; a camera's own view of the
+    pose: each noise draw another), as a network's pose errors persist over a track."""
 
     depth_white: float = 0.015
     depth_drift: float = 0.03
@@ -101,6 +108,7 @@ class TrackNoise:
     seed: int = 0
     smooth: SmoothConfig | None = field(default_factory=SmoothConfig)
     smooth_poses: bool = False
+    pose_deg: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -337,6 +345,12 @@ def _noisy(body: Any, track: SmoothedTrack, noise: TrackNoise, seed: int) -> Smo
     e2 = np.cross(ray, e1)
     lateral = noise.lateral_m * (rng.standard_normal((t.size, 1)) * e1 + rng.standard_normal((t.size, 1)) * e2)
     transl = track.transl + depth[:, None] * ray + lateral
+    if noise.pose_deg > 0:
+        axes = rng.standard_normal((21, 3))
+        turn = Rotation.from_rotvec(axes / np.linalg.norm(axes, axis=1, keepdims=True) * np.radians(noise.pose_deg))
+        joints = Rotation.from_rotvec(track.body_pose.reshape(-1, 21, 3).reshape(-1, 3).astype(np.float64))
+        posed = (joints * Rotation.concatenate([turn] * t.size)).as_rotvec().reshape(t.size, 63)
+        track = dataclasses.replace(track, body_pose=posed.astype(np.float32))
     if noise.smooth is None:
         return dataclasses.replace(track, transl=transl.astype(np.float32))
     if not noise.smooth_poses:
@@ -415,6 +429,63 @@ class LabCalibration:
         back = dataclasses.replace(frame, world_from_camera=self.lab_from_world.T @ frame.world_from_camera,
                                    camera_position=self.lab_from_world.T @ (frame.camera_position - self.shift))
         return dataclasses.replace(result, frame=back)
+
+
+def write_calibrated_run(out: Any, body: Any, scene: SyntheticScene, calibration: LabCalibration,
+                         ids: dict[int, int] | None = None, config: Any = None) -> Any:
+    """A finished ``wbcap run --world --calibration`` folder of ``scene`` (``out``, created): its
+    noisy tracks grounded on ``calibration``'s floor (:func:`wbcap.world.estimate.ground_tracks`),
+    written as the run writes them (``track_<id>.npz`` in the calibration's world, ``meta.json``
+    with the world and the calibration's pose), for ``wbcap fuse``. ``ids``: the run's track id
+    of each person (default their own). Returns the :class:`~wbcap.world.estimate.WorldResult`.
+    """
+    from pathlib import Path
+
+    import torch
+
+    from wbcap.camera import camera_to_dict
+    from wbcap.export.animation import AnimationExport, write_track_files
+    from wbcap.io.run_folder import write_meta
+    from wbcap.world.estimate import WorldConfig, ground_tracks
+
+    out = Path(out)
+    out.mkdir(parents=True)
+    ids = ids or {k: k for k in scene.people}
+    tracks = {ids[k]: p.noisy for k, p in scene.people.items()}
+    result = ground_tracks(tracks, body, "cpu", scene.camera, config or WorldConfig(), pose=calibration.pose)
+    fps = 1.0 / float(np.median(np.diff(scene.times)))
+    with torch.no_grad():
+        write_track_files(out, result.tracks, body, "cpu", fps, 1.0, "neutral", AnimationExport(formats=("npz",)),
+                          scene.camera, world=result.frame, contacts=result.contacts)
+    write_meta(out, {"source": f"{out.name}.mp4", "fps": fps, "gender": "neutral", "max_gap": 1.0,
+                     "tracks": sorted(result.tracks), "camera": camera_to_dict(scene.camera),
+                     "frame": "world" if result.frame else "camera", "world": result.to_meta(),
+                     "calibration": {"file": "/lab/Calib.toml", **calibration.pose.to_dict()}})
+    return result
+
+
+def amass_body_joints(body: Any, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """``(T, 22, 3)`` float64 metres: the 22 body joints of an AMASS file's arrays (its frame)."""
+    import torch
+
+    n = len(arrays["trans"])
+
+    def t(a: Any) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(a, np.float32))
+
+    with torch.no_grad():
+        out = body(betas=t(np.repeat(np.asarray(arrays["betas"]).reshape(1, -1), n, 0)),
+                   global_orient=t(arrays["poses"][:, :3]), body_pose=t(arrays["poses"][:, 3:66]),
+                   left_hand_pose=torch.zeros(n, 45), right_hand_pose=torch.zeros(n, 45), jaw_pose=torch.zeros(n, 3),
+                   expression=torch.zeros(n, 10), transl=t(arrays["trans"]))
+    return out.joints.numpy()[:, SMPLX_BODY_JOINTS.start:SMPLX_BODY_JOINTS.stop].astype(np.float64)
+
+
+def true_body_joints(body: Any, person: SyntheticPerson) -> np.ndarray:
+    """``(T, 22, 3)`` float64 metres: a person's true body joints in the scene's world."""
+    w = person.world
+    return amass_body_joints(body, {"betas": w["betas"], "trans": w["transl"],
+                                    "poses": np.concatenate([w["global_orient"], w["body_pose"]], 1)})
 
 
 def evaluate(body: Any, scene: SyntheticScene, result: Any) -> dict[str, Any]:

@@ -52,7 +52,10 @@ write the board's, often millimetres). Then steps 5-6 are solved on that floor i
 fitted one: planted feet touch it, which also takes out the network's depth-scale error that the
 feet's ground cannot see (``TrackNoise.depth_bias``). A calibration whose world is not level (an
 Anipose world in a camera's frame) or whose ``z = 0`` is not the floor is not used, with a
-warning, and the feet's ground written instead.
+warning, and the feet's ground written instead. Where the feet give no ground (pose errors
+scatter the soles off one plane), the people check the calibration instead: its ``+z`` within
+twice ``max_calibration_angle_deg`` of their trunks, the camera's height against its height
+above their lowest soles along it.
 """
 
 from __future__ import annotations
@@ -489,51 +492,90 @@ def _check(fit: GroundFit, points: np.ndarray, times: np.ndarray, config: WorldC
     return None
 
 
-def calibrated_floor(pose: CameraPose, found: WorldFrame, config: WorldConfig = WorldConfig()
+def _soles_height(feet: dict[int, FeetTrack], camera: ImageCamera, up: np.ndarray, config: WorldConfig
+                  ) -> float | str:
+    """Without a ground fitted to the feet: the camera's height above the people's lowest soles
+    along ``up`` (the median over the person-frames with a sole in the image, metres); or why not
+    (one line)."""
+    lows = []
+    for f in feet.values():
+        seen = _visible(f.anchors, camera, config.image_margin)  # (N, R)
+        low = np.where(seen, f.lowest(up) @ up, np.inf).min(1)
+        lows.append(low[np.isfinite(low)])
+    lows = np.concatenate(lows) if lows else np.zeros(0)
+    if lows.size < config.min_contacts:
+        return f"too few frames with feet in the image ({lows.size}, {config.min_contacts} needed) to check it"
+    height = -float(np.median(lows))
+    if height <= 0:
+        return "the people's soles are not below the camera along its z axis"
+    return height
+
+
+def calibrated_floor(pose: CameraPose, found: WorldFrame | None, config: WorldConfig = WorldConfig(),
+                     feet: dict[int, FeetTrack] | None = None, camera: ImageCamera | None = None
                      ) -> tuple[WorldFrame | None, str | None]:
     """A calibrated camera's world as a :class:`WorldFrame`, checked against the ground ``found``
-    from the feet (the module docstring).
+    from the feet, or where none was found (pose errors can scatter the soles off one plane), against
+    the people themselves (the module docstring).
 
     The calibration's world: ``+z`` up, ``z = 0`` the floor (Pose2Sim's and a lab's convention),
     its translations in the one of :data:`CALIBRATION_UNITS` that puts the camera's height above
-    ``z = 0`` nearest ``found``'s (metres).
+    ``z = 0`` nearest the people's (metres).
 
     Args:
         pose: the camera's pose in the calibration's world (:class:`~wbcap.camera.CameraPose`;
             ``x_c = R x_w + t``, its units).
-        found: the ground the feet give (:func:`ground_feet`).
+        found: the ground the feet give (:func:`ground_feet`), or None: then ``feet`` (the
+            tracks' soles, camera frame) and ``camera`` give the people's up (their trunks,
+            within twice ``max_calibration_angle_deg``) and the camera's height above their
+            lowest soles along the calibration's z axis.
 
     Returns:
         ``(frame, None)``: ``ground`` the floor in the camera frame, ``world_from_camera`` ``R^T``,
         ``camera_position`` the camera's centre in metres, ``ground_from`` ``"calibration"``,
-        ``check`` the comparison (contacts and fit statistics are :func:`ground_feet`'s to fill);
-        or ``(None, reason)``, one line: the calibration's ``+z`` more than
-        ``max_calibration_angle_deg`` from the feet's up, the camera not above its ``z = 0``, or
-        its height there in no unit within ``max_calibration_height_ratio`` of the feet's.
+        ``check`` the comparison (``checked_by``: ``"feet's ground"`` or ``"soles and trunks"``;
+        contacts and fit statistics are :func:`ground_feet`'s to fill); or ``(None, reason)``,
+        one line: the calibration's ``+z`` too far from the people's up, the camera not above
+        its ``z = 0``, its height there in no unit within ``max_calibration_height_ratio`` of
+        the people's, too few soles seen.
     """
     rotation = np.asarray(pose.rotation, np.float64)
     up = rotation[:, 2]  # the calibration's +z in camera axes
-    angle = float(np.degrees(np.arccos(np.clip(up @ found.ground.normal, -1.0, 1.0))))
-    if angle > config.max_calibration_angle_deg:
-        return None, (f"its z axis is {angle:.0f} deg from the up direction the people's feet give (more than "
-                      f"{config.max_calibration_angle_deg:g}): its world is not z-up (a camera's frame, as Anipose's "
-                      "may be; level it, z up and z = 0 the floor)")
+    if found is not None:
+        people_up, height, max_angle, by = (found.ground.normal, found.camera_height, config.max_calibration_angle_deg,
+                                            "feet's ground")
+        whose, above = "the people's feet give", "the ground the feet give"
+    elif not feet:
+        return None, "no person tracked to check it"
+    else:
+        people_up, height, max_angle, by = _people_up(feet), None, 2 * config.max_calibration_angle_deg, (
+            "soles and trunks")
+        whose, above = "the people's trunks give", "the people's soles"
+    angle = float(np.degrees(np.arccos(np.clip(up @ people_up, -1.0, 1.0))))
+    if angle > max_angle:
+        return None, (f"its z axis is {angle:.0f} deg from the up direction {whose} (more than {max_angle:g}): its world "
+                      "is not z-up (a camera's frame, as Anipose's may be; level it, z up and z = 0 the floor)")
+    if height is None:
+        height = _soles_height(feet, camera, up, config)
+        if isinstance(height, str):
+            return None, height
     centre = pose.centre
     if centre[2] <= 0:
         return None, f"the camera is not above its z = 0 plane (z = {centre[2]:.4g} in its units)"
-    ratio = float(centre[2]) / found.camera_height
+    ratio = float(centre[2]) / height
     units, per_metre = min(CALIBRATION_UNITS.items(), key=lambda kv: abs(math.log(ratio / kv[1])))
     off = ratio / per_metre
     limit = config.max_calibration_height_ratio
     if not 1.0 / limit <= off <= limit:
-        return None, (f"the camera is {centre[2]:.4g} of its units above its z = 0 plane and {found.camera_height:.2f} m "
-                      f"above the ground the feet give: {off:.3g} times as high in {units}, more than {limit:g} times "
-                      "apart (is its z = 0 the floor?)")
+        return None, (f"the camera is {centre[2]:.4g} of its units above its z = 0 plane and {height:.2f} m above "
+                      f"{above}: {off:.3g} times as high in {units}, more than {limit:g} times apart (is its z = 0 "
+                      "the floor?)")
     if np.abs(centre).max() / per_metre > 1e4:
         return None, (f"the camera is {np.abs(centre).max() / per_metre:.3g} m from its world's origin (in {units}): "
                       "track files so far from their origin lose their millimetres; move the origin into the room")
     floor = GroundPlane(normal=up, offset=float(centre[2]) / per_metre)
-    check = {"units": units, "angle_deg": angle, "feet_camera_height_m": found.camera_height, "height_ratio": off}
+    check = {"units": units, "angle_deg": angle, "feet_camera_height_m": height, "height_ratio": off,
+             "checked_by": by}
     return WorldFrame(ground=floor, world_from_camera=rotation.T, camera_position=centre / per_metre,
                       ground_from="calibration", check=check), None
 
@@ -567,13 +609,18 @@ def ground_tracks(tracks: dict[int, Any], body: Any, device: Any, camera: ImageC
     regions = SoleRegions.from_body(body, band=config.sole_band)
     feet = {tid: feet_track(tr, body, device, regions) for tid, tr in tracks.items()}
     frame, reason, corr, labels, left_out = _ground_feet(feet, camera, config, None)
+    if pose is not None:
+        on_floor, why = _on_calibrated_floor(pose, feet, camera, config, frame)
+        if on_floor is not None:
+            frame, corr, labels, left_out = on_floor
+        elif frame is not None:
+            log.warning("%s: the calibration's world is not used: %s; writing the ground found from the feet instead",
+                        setting("world"), why)
+        else:
+            reason += f"; the calibration's world is not used either: {why}"
     if frame is None:
-        if pose is not None:
-            reason += " (the calibration's floor is checked against the feet's ground, so it is not used either)"
         log.warning("%s: %s; writing the camera frame instead", setting("world"), reason)
         return WorldResult(frame=None, reason=reason, tracks=dict(tracks))
-    if pose is not None:
-        frame, corr, labels, left_out = _on_calibrated_floor(pose, feet, camera, config, (frame, corr, labels, left_out))
     _say_left_out(left_out, config)
     out = {tid: dataclasses.replace(tr, transl=(np.asarray(tr.transl, np.float64) + corr[tid]).astype(np.float32))
            for tid, tr in tracks.items()}
@@ -585,22 +632,21 @@ def ground_tracks(tracks: dict[int, Any], body: Any, device: Any, camera: ImageC
 
 
 def _on_calibrated_floor(pose: CameraPose, feet: dict[int, FeetTrack], camera: ImageCamera, config: WorldConfig,
-                         found: tuple) -> tuple:
-    """``(frame, corrections, labels, left out)`` on the calibration's floor (:func:`calibrated_floor`),
-    or ``found`` (the same of the feet's ground), with a warning saying why, where it is not used."""
-    lab, why = calibrated_floor(pose, found[0], config)
-    if lab is not None:
-        frame, why, corr, labels, left_out = _ground_feet(feet, camera, config, lab.ground)
-        if frame is not None:
-            check = lab.check
-            log.info("%s: the calibration's world (z up, z = 0 the floor; its units %s: the camera %.2f m above its "
-                     "floor, %.2f m above the feet's ground; its z axis %.1f deg from their up)", setting("world"),
-                     check["units"], lab.camera_height, check["feet_camera_height_m"], check["angle_deg"])
-            return (dataclasses.replace(frame, world_from_camera=lab.world_from_camera,
-                                        camera_position=lab.camera_position, ground_from="calibration", check=check),
-                    corr, labels, left_out)
-        why = (f"planting the feet on its z = 0 (the camera {lab.camera_height:.2f} m above it, "
-               f"{found[0].camera_height:.2f} m above the feet's ground) failed: {why}; is its z = 0 the floor?")
-    log.warning("%s: the calibration's world is not used: %s; writing the ground found from the feet instead",
-                setting("world"), why)
-    return found
+                         found: WorldFrame | None) -> tuple[tuple | None, str | None]:
+    """``((frame, corrections, labels, left out), None)`` on the calibration's floor
+    (:func:`calibrated_floor`, checked against ``found``, the feet's ground, or None), the info
+    line said; or ``(None, why)`` where it is not used."""
+    lab, why = calibrated_floor(pose, found, config, feet=feet, camera=camera)
+    if lab is None:
+        return None, why
+    frame, why, corr, labels, left_out = _ground_feet(feet, camera, config, lab.ground)
+    check = lab.check
+    by = "the feet's ground" if check["checked_by"] == "feet's ground" else "the people's soles"
+    if frame is None:
+        return None, (f"planting the feet on its z = 0 (the camera {lab.camera_height:.2f} m above it, "
+                      f"{check['feet_camera_height_m']:.2f} m above {by}) failed: {why}; is its z = 0 the floor?")
+    log.info("%s: the calibration's world (z up, z = 0 the floor; its units %s: the camera %.2f m above its floor, "
+             "%.2f m above %s; its z axis %.1f deg from the people's up)", setting("world"), check["units"],
+             lab.camera_height, check["feet_camera_height_m"], by, check["angle_deg"])
+    return (dataclasses.replace(frame, world_from_camera=lab.world_from_camera, camera_position=lab.camera_position,
+                                ground_from="calibration", check=check), corr, labels, left_out), None

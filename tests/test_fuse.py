@@ -1,0 +1,201 @@
+"""``wbcap fuse``: several calibrated cameras' runs into one motion per person (:mod:`wbcap.fuse`).
+
+Synthetic people on a known floor seen by two cameras (:mod:`wbcap.testing.world_scenes`), each
+camera's run written as ``wbcap run --world --calibration`` writes it; the fusion finds each person
+across the cameras and lands nearer the truth than either camera; the association's and the
+fusion's rules on toy tracks; bad inputs in one line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from scipy.spatial.transform import Rotation
+
+from wbcap.cli import cli
+from wbcap.fuse.views import FuseConfig, ViewTrack, associate, fuse_person
+from wbcap.testing.world_scenes import (
+    LabCalibration,
+    SceneCamera,
+    Stand,
+    TrackNoise,
+    Walk,
+    amass_body_joints,
+    make_scene,
+    true_body_joints,
+    write_calibrated_run,
+)
+
+CAMERAS = (SceneCamera(), SceneCamera(ground_xy=(5.5, 5.0), yaw_deg=90, roll_deg=-2))
+
+
+def invoke(*args):
+    r = CliRunner().invoke(cli, [str(a) for a in args])
+    return r, [x for x in r.output.splitlines() if x.strip()]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, body_layer):
+    """Two cameras' calibrated runs of one walker and one person standing (3 s at 30 fps, depths 5 %
+    too far, each its own noise), the second camera's track ids 7 (the walker) and 5; and the truth."""
+    root = tmp_path_factory.mktemp("fuse")
+    people = [Walk(start=(-1.0, 3.8), heading_deg=45), Stand(position=(1.0, 5.5))]
+    truth = None
+    for i, camera in enumerate(CAMERAS):
+        scene = make_scene(body_layer, people, camera=camera, seconds=3.0,
+                           noise=TrackNoise(seed=7 * i, depth_bias=0.05))
+        truth = {k: true_body_joints(body_layer, p) for k, p in scene.people.items()}
+        calibration = LabCalibration.of(scene.world_from_camera[0], scene.camera_position[0], yaw_deg=0.0,
+                                        shift=(0.0, 0.0, 0.0))
+        result = write_calibrated_run(root / f"cam0{i + 1}", body_layer, scene, calibration,
+                                      ids={0: 7, 1: 5} if i else None)
+        assert result.frame is not None and result.frame.ground_from == "calibration", result.reason
+    return root, truth
+
+
+def _mpjpe(body, path, truth) -> float:
+    with np.load(path) as z:
+        return float(np.linalg.norm(amass_body_joints(body, dict(z)) - truth, axis=2).mean())
+
+
+def test_fuse_finds_each_person_across_the_cameras_and_lands_nearer_the_truth(runs, tmp_path, body_dir, body_layer):
+    root, truth = runs
+    out = tmp_path / "fused"
+    r, lines = invoke("fuse", root / "cam01", root / "cam02", "-o", out, "--format", "npz,trc", "--body-models",
+                      body_dir)
+    assert r.exit_code == 0, r.output
+    assert lines[-1] == f"2 people from 4 track file(s) of 2 cameras -> {out}"
+    record = json.loads((out / "fuse.json").read_text())
+    assert [p["tracks"] for p in record["people"]] == [["cam01/track_0", "cam02/track_7"],
+                                                       ["cam01/track_1", "cam02/track_5"]]
+    assert all(0 < d < 0.2 for p in record["people"] for d in p["median_distance_m"].values())
+    assert [p["cameras_per_row"] for p in record["people"]] == [[2.0], [2.0]]
+    assert sorted(p.name for p in out.iterdir()) == ["fuse.json", "track_0.npz", "track_0.trc", "track_1.npz",
+                                                     "track_1.trc"]
+    for k, (mine, theirs) in enumerate((("track_0", "track_7"), ("track_1", "track_5"))):
+        with np.load(out / f"track_{k}.npz") as z:
+            fused = dict(z)
+        with np.load(root / "cam01" / f"{mine}.npz") as z:
+            first = dict(z)
+        assert str(fused["frame"]) == "world" and str(fused["ground_from"]) == "calibration"
+        np.testing.assert_allclose(fused["camera_position"], first["camera_position"], atol=1e-12)  # (cam01 saw more)
+        np.testing.assert_array_equal(fused["times"], first["times"])
+        assert fused["valid"].all() and fused["contact"].shape == (len(fused["times"]), 2)
+        alone = [_mpjpe(body_layer, root / "cam01" / f"{mine}.npz", truth[k]),
+                 _mpjpe(body_layer, root / "cam02" / f"{theirs}.npz", truth[k])]
+        both = _mpjpe(body_layer, out / f"track_{k}.npz", truth[k])
+        assert both < 0.3 * min(alone), (k, both, alone)  # (the rays of two cameras fix each other's depth)
+    # again into the same folder: refused without --overwrite, replaced with it
+    r, lines = invoke("fuse", root / "cam01", root / "cam02", "-o", out, "--body-models", body_dir)
+    assert r.exit_code == 2 and len(lines) == 1 and lines[0] == (
+        f"error: {out}: holds an earlier fusion's files (track_0.npz, ...); pass --overwrite to replace them, or "
+        "choose another folder"), r.output
+    r, _ = invoke("fuse", root / "cam01", root / "cam02", "-o", out, "--overwrite", "--body-models", body_dir)
+    assert r.exit_code == 0 and sorted(p.name for p in out.iterdir()) == [
+        "fuse.json", "track_0.glb", "track_0.npz", "track_1.glb", "track_1.npz"], r.output
+
+
+def test_offsets_line_up_the_cameras_clocks(runs, tmp_path, body_dir):
+    """A camera whose video started 0.5 s later: its times shifted; `--offsets 0,-0.5` gives the
+    same fusion as the synchronised runs."""
+    root, _ = runs
+    late = tmp_path / "cam02"
+    shutil.copytree(root / "cam02", late)
+    for path in late.glob("track_*.npz"):
+        with np.load(path) as z:
+            arrays = dict(z)
+        arrays["times"] = arrays["times"] + 0.5
+        np.savez(path, **arrays)
+    for name, second, extra in (("same", root / "cam02", ()), ("shifted", late, ("--offsets", "0,-0.5"))):
+        r, _ = invoke("fuse", root / "cam01", second, "-o", tmp_path / name, "--format", "npz", "--body-models",
+                      body_dir, *extra)
+        assert r.exit_code == 0, r.output
+    for k in (0, 1):
+        with np.load(tmp_path / "same" / f"track_{k}.npz") as a, np.load(tmp_path / "shifted" / f"track_{k}.npz") as b:
+            np.testing.assert_allclose(a["trans"], b["trans"], atol=1e-6)
+            np.testing.assert_allclose(a["poses"], b["poses"], atol=1e-5)
+
+
+def test_bad_inputs_are_one_line_each(runs, tmp_path, body_dir):
+    root, _ = runs
+    feet = tmp_path / "feet"
+    shutil.copytree(root / "cam02", feet)
+    with np.load(feet / "track_5.npz") as z:
+        arrays = dict(z)
+    arrays["ground_from"] = np.array("feet")
+    np.savez(feet / "track_5.npz", **arrays)
+    cases = [
+        (("fuse", root / "cam01", "-o", tmp_path / "x"), "fuse takes two or more run folders (one a camera); got 1"),
+        (("fuse", root / "cam01", root / "cam01", "-o", tmp_path / "x"), "a run folder is given twice"),
+        (("fuse", root / "cam01", root / "cam02", "-o", tmp_path / "x", "--offsets", "0"),
+         "--offsets: 1 offset(s) for 2 runs; give one a run"),
+        (("fuse", root / "cam01", root / "cam02", "-o", root / "cam02"), f"{root / 'cam02'}: a run's folder"),
+        (("fuse", root / "cam01", feet, "-o", tmp_path / "x"),
+         f"{feet / 'track_5.npz'}: on the ground found from the feet, not in the calibration's world; fuse takes "
+         "runs made with --world --calibration FILE"),
+        (("fuse", root / "cam01", tmp_path / "none", "-o", tmp_path / "x"), f"{tmp_path / 'none'}: no such run folder"),
+    ]
+    for args, words in cases:
+        r, lines = invoke(*args, "--body-models", body_dir)
+        assert r.exit_code == 2 and len(lines) == 1 and words in lines[0], (args, r.output)
+        assert not (tmp_path / "x").exists()
+
+
+# --------------------------------------------------------------------------- the rules, on toy tracks
+
+
+def _toy(view: int, start: float, end: float, pelvis, fps: float = 10.0, camera=(0.0, 0.0, 1.5),
+         turn_deg: float = 0.0) -> ViewTrack:
+    """A camera's track standing still at ``pelvis`` (metres) from ``start`` to ``end`` s; its
+    rotations all ``turn_deg`` about z; its betas zero, its rest pelvis at the origin (toy)."""
+    times = np.arange(round(start * fps), round(end * fps) + 1) / fps
+    t = len(times)
+    poses = np.zeros((t, 55, 3))
+    poses[..., 2] = np.radians(turn_deg)
+    where = np.repeat(np.asarray(pelvis, np.float64)[None], t, 0)
+    return ViewTrack(view=view, label=f"cam{view}", times=times, valid=np.ones(t, bool), poses=poses, trans=where,
+                     betas=np.zeros(10), expression=np.zeros((t, 10)), frame_indices=np.arange(t), pelvis=where,
+                     camera_position=np.asarray(camera, np.float64), fps=fps)
+
+
+def test_association_joins_one_persons_tracks_and_no_two_of_one_camera_at_once():
+    """Two people P and Q seen by cameras 0 and 1; camera 1 lost P for a moment (two tracks);
+    camera 0 has a second, duplicate track of P at the same time (it cannot join P: a camera sees
+    a person once); someone 3 m away is alone; a track too short to compare is alone."""
+    p, q = (0.0, 4.0, 0.9), (1.2, 5.0, 0.9)
+    tracks = [_toy(0, 0, 3, p), _toy(0, 0, 3, q), _toy(1, 0, 1.4, (0.1, 4.1, 0.9)), _toy(1, 1.6, 3, (0.05, 3.9, 0.9)),
+              _toy(1, 0, 3, (1.3, 5.2, 0.9)), _toy(1, 0, 3, (4.0, 4.0, 0.9)), _toy(0, 0.5, 3, (0.25, 4.0, 0.9)),
+              _toy(1, 3.0, 3.2, q)]
+    people, distances = associate(tracks)
+    assert people == [[0, 2, 3], [1, 4], [5], [6], [7]]
+    assert distances[0, 2] == pytest.approx(np.hypot(0.1, 0.1)) and (0, 5) in distances  # (compared, too far)
+    assert (1, 7) not in distances  # (one row together: under min_overlap_s)
+    assert associate(tracks, FuseConfig(max_distance=0.12))[0][:2] == [[0, 3], [1]]
+
+
+def test_one_camera_alone_is_its_own_track_and_a_camera_joining_moves_nothing_at_once():
+    alone = _toy(0, 0, 2, (0.3, 4.0, 0.9), turn_deg=30)
+    (piece,) = fuse_person([alone], lambda betas: np.zeros(3))
+    np.testing.assert_allclose(piece.trans, alone.trans, atol=1e-12)
+    np.testing.assert_allclose(Rotation.from_rotvec(piece.poses.reshape(-1, 3)).as_matrix(),
+                               Rotation.from_rotvec(alone.poses.reshape(-1, 3)).as_matrix(), atol=1e-12)
+    assert (piece.views == 1).all() and piece.valid.all()
+    # a second camera from the side joins at 1 s, 10 cm off in camera 0's depth (and 2 cm in its
+    # own), turned 10 deg: the fused pelvis and rotation move over the ramp (0.5 s), not in one row
+    side = _toy(1, 1, 3, (0.32, 4.1, 0.9), camera=(4.0, 4.0, 1.5), turn_deg=40)
+    (piece,) = fuse_person([_toy(0, 0, 3, (0.3, 4.0, 0.9), turn_deg=30), side], lambda betas: np.zeros(3))
+    steps = np.linalg.norm(np.diff(piece.trans, axis=0), axis=1)
+    total = np.linalg.norm(piece.trans[-1] - piece.trans[0])
+    assert total > 0.09 and steps.max() < total / 4, (steps.max(), total)
+    angles = np.degrees(Rotation.from_rotvec(piece.poses[:, 0]).magnitude())
+    assert angles[0] == pytest.approx(30) and 33 < angles[-1] < 37 and np.diff(angles).max() < 2
+    # seen from the side, camera 1 fixes camera 0's depth (y), and camera 0 its depth (x)
+    assert piece.trans[-1, 1] == pytest.approx(4.1, abs=2e-3) and piece.trans[-1, 0] == pytest.approx(0.3, abs=1e-2)
+    sharp = fuse_person([_toy(0, 0, 3, (0.3, 4.0, 0.9)), side], lambda betas: np.zeros(3), FuseConfig(ramp_s=0))[0]
+    assert np.linalg.norm(np.diff(sharp.trans, axis=0), axis=1).max() > 0.9 * total  # (without the ramp: a jump)
+    # a time neither camera covers splits the person
+    pieces = fuse_person([_toy(0, 0, 1, (0, 4, 0.9)), _toy(1, 2, 3, (0, 4, 0.9))], lambda betas: np.zeros(3))
+    assert [(p.times[0], p.times[-1]) for p in pieces] == [(0.0, 1.0), (2.0, 3.0)]

@@ -1,0 +1,70 @@
+"""``wbcap fuse``: parse options, build a FuseJob, call :func:`wbcap.fuse_app.fuse_runs`."""
+
+from __future__ import annotations
+
+import math
+
+import click
+
+from wbcap.cli.common import (
+    FiniteFloatRange,
+    NonEmptyPath,
+    allow_pickle_option,
+    body_models_option,
+    echo_result,
+    is_quiet,
+    root_bone_option,
+)
+
+
+def _offsets(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        offsets = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: seconds, one a run, comma-separated (e.g. 0,0.033)") from None
+    if not all(math.isfinite(v) and abs(v) <= 86400 for v in offsets):
+        raise click.BadParameter(f"{value!r}: finite seconds, within a day")
+    return offsets
+
+
+@click.command("fuse")
+@click.argument("runs", nargs=-1, required=True, type=NonEmptyPath(file_okay=False))
+@click.option("-o", "--out", required=True, type=NonEmptyPath(file_okay=False),
+              help="Folder for the fused files (created when missing; not a run's folder).")
+@click.option("--format", "--export", "formats", default="npz,glb", show_default=True,
+              metavar="glb,bvh,fbx,npz,csv,angles,trc,c3d",
+              help="Files to write per person (comma-separated), as wbcap export's --format.")
+@click.option("--exact", is_flag=True, help="GLB/FBX: per-frame morph targets so the mesh equals SMPL-X's.")
+@root_bone_option
+@click.option("--max-distance", type=FiniteFloatRange(min=0.01, max=10.0), default=0.5, show_default=True,
+              metavar="METRES",
+              help="Two cameras' tracks whose pelvises lie further apart (median over the times both saw them) are "
+                   "two people.")
+@click.option("--offsets", callback=_offsets, default=None, metavar="S1,S2,...",
+              help="Seconds added to each run's clock, one a run in their order (default all 0: the videos start "
+                   "together, as synchronised cameras' do).")
+@body_models_option
+@allow_pickle_option
+@click.option("--overwrite", is_flag=True, help="Replace an earlier fusion's files in OUT.")
+@click.pass_context
+def fuse(ctx, runs, out, formats, exact, root_bone, max_distance, offsets, body_models, allow_pickle, overwrite):
+    """Fuse the runs of several calibrated cameras (RUNS: `wbcap run --world --calibration` folders,
+    one a camera, of synchronised videos) into one motion per person, in the calibration's world:
+    each person's tracks found across the cameras, the pelvis triangulated from the cameras' rays,
+    the rotations and shape averaged. Writes OUT/track_<k>.<format> per person and OUT/fuse.json
+    (which tracks each person holds)."""
+    import dataclasses
+
+    from wbcap.export.animation import AnimationExport
+    from wbcap.fuse.views import FuseConfig
+    from wbcap.fuse_app import FuseJob, fuse_runs
+
+    export = AnimationExport.parse(formats, exact=exact, option="--format", none_alone=False, root_bone=root_bone)
+    job = FuseJob(runs=tuple(runs), out=out, export=export,
+                  config=dataclasses.replace(FuseConfig(), max_distance=max_distance), offsets=offsets,
+                  body_models=body_models, allow_pickle=allow_pickle, overwrite=overwrite)
+    result = fuse_runs(job)
+    if not is_quiet(ctx):
+        echo_result(f"{result.people} people from {result.tracks} track file(s) of {len(runs)} cameras -> {result.out}")

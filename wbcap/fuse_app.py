@@ -1,0 +1,321 @@
+"""``wbcap fuse``: several calibrated cameras' runs into one motion per person.
+
+Reads each run folder's track files (``track_<id>.npz``: AMASS files in the calibration's world,
+written by ``wbcap run --world --calibration`` where the calibration's floor was taken:
+``ground_from`` ``"calibration"``), finds which tracks are one person and fuses them
+(:mod:`wbcap.fuse.views`), and writes each person's files into OUT as ``wbcap run`` writes a
+track's (``track_<k>.npz``, ``.glb``, ``.trc``, ...: :func:`wbcap.export.animation.write_animations`)
+with ``fuse.json``: which tracks of which runs each person holds, how far apart the cameras put
+them, the runs' cameras and the settings.
+
+A fused person's files carry the camera that saw them longest as their ``source_camera`` (the
+npz's ``camera_rotation``, ``camera_position`` and intrinsics, the GLB's camera node); their frame
+is the calibration's world (``frame`` ``"world"``, ``ground_from`` ``"calibration"``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wbcap.errors import InputError, setting
+from wbcap.export.animation import AnimationExport
+from wbcap.fuse.views import FuseConfig, FusedPiece, ViewTrack
+
+__all__ = ["FUSE_FILE", "FuseJob", "FuseResult", "fuse_runs"]
+
+log = logging.getLogger(__name__)
+
+#: The record of a fusion in its output folder.
+FUSE_FILE = "fuse.json"
+
+#: The AMASS arrays a run's track file must hold to be fused.
+_KEYS = ("poses", "trans", "betas", "expression", "times", "valid", "frame_indices", "mocap_framerate",
+         "camera_rotation", "camera_position")
+
+
+@dataclass(frozen=True)
+class FuseJob:
+    """What ``wbcap fuse`` does (built once by the CLI).
+
+    Attributes:
+        runs: two or more ``wbcap run --world --calibration`` folders, one a camera, of the same
+            moments (synchronised videos).
+        out: the folder the fused files go into (created when missing).
+        export: the formats written per person (``npz`` always among them in the CLI).
+        config: association and fusion settings.
+        offsets: seconds added to each run's clock (one per run), or None (all 0: synchronised).
+        body_models: the SMPL-X file or folder (None: the first run's, as ``wbcap export`` finds it).
+        allow_pickle: read a pickled ``.pkl`` SMPL-X file.
+        overwrite: replace an earlier fusion's files in ``out``.
+    """
+
+    runs: tuple[str, ...]
+    out: str
+    export: AnimationExport = field(default_factory=AnimationExport)
+    config: FuseConfig = field(default_factory=FuseConfig)
+    offsets: tuple[float, ...] | None = None
+    body_models: str | None = None
+    allow_pickle: bool = False
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class FuseResult:
+    """What :func:`fuse_runs` wrote: the folder, the people, the tracks read, the files."""
+
+    out: Path
+    people: int
+    tracks: int
+    files: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """One run's track file as read: its label, arrays, and the run's index and offset."""
+
+    run: int
+    path: Path
+    arrays: dict[str, np.ndarray]
+
+
+def _read_run(run: Path, index: int) -> tuple[dict, list[_Piece]]:
+    """``(meta.json, its track files)`` of one run folder.
+
+    Raises:
+        InputError: not a run folder, no track file, a track file that is not in a calibration's
+            world, or a damaged one: one line naming the file and the fix.
+    """
+    from wbcap.io.run_folder import read_meta, track_files
+
+    if not run.is_dir():
+        raise InputError(f"{run}: no such run folder; give the folders of `wbcap run --world --calibration` runs")
+    meta = read_meta(run)
+    if meta is None:
+        raise InputError(f"{run}: not a finished `wbcap run` folder (no meta.json); give the folder of a "
+                         "`wbcap run --world --calibration` run")
+    files = [p for p in track_files(run) if p.suffix == ".npz"]
+    if not files:
+        raise InputError(f"{run}: holds no track_<id>.npz file (no person tracked, or the files were removed); "
+                         f"write them with `wbcap export {run} --format npz`")
+    pieces = []
+    for path in files:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: np.asarray(z[k]) for k in z.files}
+        except (OSError, ValueError, EOFError) as exc:
+            raise InputError(f"{path}: not a readable track file ({exc}); write it again with "
+                             f"`wbcap export {run} --world --format npz`") from None
+        missing = [k for k in _KEYS if k not in arrays]
+        if missing:
+            raise InputError(f"{path}: not a wbcap track file of a calibrated world (no {', '.join(missing)}); write "
+                             f"it again with `wbcap export {run} --world --format npz`")
+        frame, ground = str(arrays.get("frame", "camera")), str(arrays.get("ground_from", "feet"))
+        if frame != "world" or ground != "calibration":
+            why = (meta.get("world") or {}).get("reason") if frame != "world" else None
+            where = ("in the camera's frame" + (f" (its --world fell back: {why})" if why else "") if frame != "world"
+                     else "on the ground found from the feet, not in the calibration's world")
+            raise InputError(f"{path}: {where}; fuse takes runs made with --world --calibration FILE (the camera's "
+                             "pose), whose tracks are in the calibration's world (meta.json's world: ground_from "
+                             "calibration)")
+        try:
+            t = len(arrays["times"])
+            ok = (arrays["poses"].shape == (t, 165) and arrays["trans"].shape == (t, 3) and t > 0
+                  and arrays["valid"].shape == (t,) and arrays["frame_indices"].shape == (t,)
+                  and arrays["camera_rotation"].shape == (3, 3) and arrays["camera_position"].shape == (3,)
+                  and arrays["expression"].shape[0] == t and float(arrays["mocap_framerate"]) > 0
+                  and all(np.isfinite(np.asarray(arrays[k], np.float64)).all() for k in
+                          ("poses", "trans", "betas", "times", "camera_rotation", "camera_position")))
+        except (TypeError, ValueError, IndexError):
+            ok = False
+        if not ok:
+            raise InputError(f"{path}: a damaged track file (its arrays' shapes or values); write it again with "
+                             f"`wbcap export {run} --world --format npz`")
+        pieces.append(_Piece(run=index, path=path, arrays=arrays))
+    return meta, pieces
+
+
+def _view_track(piece: _Piece, offset: float, body: Any) -> ViewTrack:
+    """A run's track file as a :class:`~wbcap.fuse.views.ViewTrack` (its pelvis from ``body``)."""
+    a = piece.arrays
+    betas = np.asarray(a["betas"], np.float64).reshape(-1)
+    trans = np.asarray(a["trans"], np.float64)
+    return ViewTrack(
+        view=piece.run, label=f"{piece.path.parent.name}/{piece.path.stem}",
+        times=np.asarray(a["times"], np.float64) + offset, valid=np.asarray(a["valid"], bool),
+        poses=np.asarray(a["poses"], np.float64).reshape(len(trans), 55, 3), trans=trans, betas=betas,
+        expression=np.asarray(a["expression"], np.float64), frame_indices=np.asarray(a["frame_indices"], np.int64),
+        pelvis=trans + _rest_root(body, betas), camera_position=np.asarray(a["camera_position"], np.float64),
+        fps=float(a["mocap_framerate"]), contact=np.asarray(a["contact"], bool) if "contact" in a else None)
+
+
+def _rest_root(body: Any, betas: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        return body.rest_root(torch.as_tensor(np.asarray(betas, np.float32)[None])).numpy()[0].astype(np.float64)
+
+
+def _camera(arrays: dict[str, np.ndarray]):
+    """The source camera's intrinsics a track file records, or None."""
+    from wbcap.camera import camera_from_dict
+
+    if not all(k in arrays for k in ("camera_focal", "camera_princpt", "camera_image_size")):
+        return None
+    try:
+        return camera_from_dict({"focal": arrays["camera_focal"].tolist(), "princpt": arrays["camera_princpt"].tolist(),
+                                 "image_size": arrays["camera_image_size"].tolist()})
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
+
+
+def _piece_arrays(piece: FusedPiece, reference: _Piece, body: Any, gender: str) -> dict[str, np.ndarray]:
+    """A fused piece as one AMASS file's arrays (:func:`wbcap.export.amass.amass_arrays`), its
+    source camera ``reference``'s."""
+    from wbcap.export.amass import amass_arrays, camera_to_world
+    from wbcap.world.estimate import WorldFrame
+    from wbcap.world.ground import GroundPlane
+
+    rotation = np.asarray(reference.arrays["camera_rotation"], np.float64)  # camera -> world
+    position = np.asarray(reference.arrays["camera_position"], np.float64)
+    rest = _rest_root(body, piece.betas)
+    t = len(piece.times)
+    # (amass_arrays takes camera-frame parameters and the world's pose: the reference camera's)
+    orient, transl = camera_to_world(piece.poses[:, 0], piece.trans, rest, rotation.T, -rotation.T @ position)
+    hands_mean = body.hands_mean()
+    frame = WorldFrame(ground=GroundPlane(normal=rotation[2], offset=float(position[2])), world_from_camera=rotation,
+                       camera_position=position, ground_from="calibration")
+    return amass_arrays(
+        global_orient=orient, body_pose=piece.poses[:, 1:22].reshape(t, 63), jaw_pose=piece.poses[:, 22],
+        leye_pose=piece.poses[:, 23], reye_pose=piece.poses[:, 24],
+        left_hand_pose=piece.poses[:, 25:40].reshape(t, 45) - np.asarray(hands_mean[0], np.float64).reshape(1, 45),
+        right_hand_pose=piece.poses[:, 40:55].reshape(t, 45) - np.asarray(hands_mean[1], np.float64).reshape(1, 45),
+        transl=transl, betas=piece.betas, expression=piece.expression, hands_mean=hands_mean, rest_root=rest,
+        fps=piece.fps, times=piece.times, frame_indices=piece.frame_indices, valid=piece.valid, gender=gender,
+        world=frame, contact=piece.contact, camera=_camera(reference.arrays))
+
+
+def _prepare_out(out: Path, runs: list[Path], overwrite: bool) -> bool:
+    """Check OUT (not a run folder; an earlier fusion's files only with ``overwrite``, then removed)
+    and create it; True when this call created it.
+
+    Raises:
+        InputError: one line naming the folder and the fix.
+    """
+    from wbcap.io.run_folder import track_files
+
+    resolved = out.resolve()
+    if any(resolved == r.resolve() for r in runs) or (out / "params.jsonl").exists():
+        raise InputError(f"{out}: a run's folder; give fuse another folder with -o")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: is a file; give fuse a folder with -o")
+    earlier = ([*track_files(out), *([out / FUSE_FILE] if (out / FUSE_FILE).exists() else [])]
+               if out.is_dir() else [])
+    if earlier and not overwrite:
+        raise InputError(f"{out}: holds an earlier fusion's files ({earlier[0].name}, ...); pass "
+                         f"{setting('overwrite', api='overwrite=True')} to replace them, or choose another folder")
+    for path in earlier:
+        path.unlink()
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot create the folder ({exc.strerror or exc}); choose another folder") from None
+    return created
+
+
+def fuse_runs(job: FuseJob) -> FuseResult:
+    """Fuse the runs of ``job`` (the module docstring).
+
+    Raises:
+        InputError: fewer than two runs, a run given twice, one that is not a calibrated world's
+            (:func:`_read_run`), runs of different SMPL-X models (``--gender``), two runs of one
+            camera, offsets that are not one per run, a bad output folder.
+    """
+    from wbcap.atomic import atomic_write_text
+    from wbcap.body.model_files import BodyModelNotFoundError, find_body_model
+    from wbcap.body.smplx_layer import SMPLXLayer
+    from wbcap.export.animation import write_animations
+    from wbcap.fuse.views import associate, fuse_person
+    from wbcap.io.run_folder import missing_body_model, recorded_body_models
+
+    runs = [Path(r).expanduser() for r in job.runs]
+    if len(runs) < 2:
+        raise InputError(f"fuse takes two or more run folders (one a camera); got {len(runs)}")
+    if len({r.resolve() for r in runs}) < len(runs):
+        raise InputError("a run folder is given twice; give each camera's run once")
+    offsets = tuple(job.offsets) if job.offsets is not None else (0.0,) * len(runs)
+    if len(offsets) != len(runs):
+        raise InputError(f"{setting('offsets')}: {len(offsets)} offset(s) for {len(runs)} runs; give one a run, in "
+                         "their order (0 for the first)")
+    read = [_read_run(run, i) for i, run in enumerate(runs)]
+    genders = {str(meta.get("gender", "neutral")) for meta, _ in read}
+    if len(genders) > 1:
+        raise InputError(f"the runs use different SMPL-X models ({', '.join(sorted(genders))}); run every camera with "
+                         "the same --gender")
+    gender = genders.pop()
+    positions = [np.asarray(pieces[0].arrays["camera_position"], np.float64) for _, pieces in read]
+    for i in range(len(runs)):
+        for j in range(i + 1, len(runs)):
+            if np.linalg.norm(positions[i] - positions[j]) < 0.01:
+                raise InputError(f"{runs[i]} and {runs[j]}: the same camera (its calibrated centre within 1 cm); give "
+                                 "each camera's run once")
+    files = {str((meta.get("calibration") or {}).get("file", "")) for meta, _ in read}
+    if len(files) > 1:
+        log.warning("the runs' calibrations come from different files (%s): their worlds must be one (the same "
+                    "lab frame)", ", ".join(sorted(Path(f).name or "?" for f in files)))
+    body_models = job.body_models if job.body_models is not None else recorded_body_models(runs[0], gender)
+    try:
+        body_file = find_body_model(gender, body_models, allow_pickle=job.allow_pickle,
+                                    named_by=None if job.body_models is not None else "the run's record")
+    except BodyModelNotFoundError as exc:
+        if body_models is not None:
+            raise
+        raise missing_body_model(exc, runs[0], resume=False) from None
+    body = SMPLXLayer.from_file(body_file, allow_pickle=job.allow_pickle)
+    pieces = [p for _, run_pieces in read for p in run_pieces]
+    tracks = [_view_track(p, offsets[p.run], body) for p in pieces]
+    people, distances = associate(tracks, job.config)
+    out = Path(job.out).expanduser()
+    created = _prepare_out(out, runs, job.overwrite)
+    written: list[Path] = []
+    record: dict[str, Any] = {
+        "runs": [{"folder": os.path.abspath(run), "offset_s": offsets[i],
+                  "calibration_file": (meta.get("calibration") or {}).get("file"),
+                  "camera_position_m": [float(v) for v in positions[i]]} for i, (run, (meta, _)) in
+                 enumerate(zip(runs, read))],
+        "settings": asdict(job.config), "gender": gender, "people": []}
+    try:
+        for k, members in enumerate(people):
+            group = [tracks[i] for i in members]
+            reference = pieces[max(members, key=lambda i: (int(tracks[i].valid.sum()), -i))]
+            fused = fuse_person(group, lambda b: _rest_root(body, b), job.config)
+            names = [f"track_{k}" if len(fused) == 1 else f"track_{k}_part{n + 1}" for n in range(len(fused))]
+            for name, piece in zip(names, fused):
+                written += write_animations(out, name, _piece_arrays(piece, reference, body, gender), body, job.export,
+                                            camera=_camera(reference.arrays))
+            apart = {f"{tracks[i].label} ~ {tracks[j].label}": round(d, 4) for (i, j), d in distances.items()
+                     if i in members and j in members}
+            record["people"].append({
+                "track": k, "tracks": [tracks[i].label for i in members],
+                "source_camera": f"{reference.path.parent.name}/{reference.path.stem}",
+                "median_distance_m": apart, "files": names,
+                "rows": [len(p.times) for p in fused], "cameras_per_row": [float(np.mean(p.views)) for p in fused]})
+            log.info("person %d: %s (%s) -> %s", k, ", ".join(tracks[i].label for i in members),
+                     ", ".join(f"{d:.2f} m apart" for d in apart.values()) or "one camera", ", ".join(names))
+        atomic_write_text(out / FUSE_FILE, json.dumps(record, indent=1) + "\n")
+    except BaseException:  # (Ctrl-C included) no partial fusion stays
+        for path in written:
+            path.unlink(missing_ok=True)
+        if created:
+            with contextlib.suppress(OSError):  # (not empty: something else went in meanwhile)
+                out.rmdir()
+        raise
+    return FuseResult(out=out, people=len(people), tracks=len(tracks), files=(*written, out / FUSE_FILE))
