@@ -135,6 +135,9 @@ def _hex(rgb: tuple[float, float, float]) -> str:
 
 
 def _not_a_run(out: Path) -> InputError:
+    if (out / "fuse.json").is_file():  # (wbcap fuse's folder: files of several cameras, no one video to show)
+        return InputError(f"{out}: a `wbcap fuse` folder (its GLB files open in Blender or three.js); view a "
+                          "camera's run folder (one of those fuse.json lists) instead")
     return InputError(f"{out}: not a finished `wbcap run` or `wbcap image` folder (no params.jsonl, no "
                       f"<image>/person_<k>/smplx_param.json); pass the -o folder of one of those commands")
 
