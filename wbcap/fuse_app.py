@@ -240,11 +240,10 @@ def fuse_runs(job: FuseJob) -> FuseResult:
             camera, offsets that are not one per run, a bad output folder.
     """
     from wbcap.atomic import atomic_write_text
-    from wbcap.body.model_files import BodyModelNotFoundError, find_body_model
     from wbcap.body.smplx_layer import SMPLXLayer
     from wbcap.export.animation import write_animations
     from wbcap.fuse.views import associate, fuse_person
-    from wbcap.io.run_folder import missing_body_model, recorded_body_models
+    from wbcap.io.run_folder import run_body_model
 
     runs = [Path(r).expanduser() for r in job.runs]
     if len(runs) < 2:
@@ -271,15 +270,8 @@ def fuse_runs(job: FuseJob) -> FuseResult:
     if len(files) > 1:
         log.warning("the runs' calibrations come from different files (%s): their worlds must be one (the same "
                     "lab frame)", ", ".join(sorted(Path(f).name or "?" for f in files)))
-    body_models = job.body_models if job.body_models is not None else recorded_body_models(runs[0], gender)
-    try:
-        body_file = find_body_model(gender, body_models, allow_pickle=job.allow_pickle,
-                                    named_by=None if job.body_models is not None else "the run's record")
-    except BodyModelNotFoundError as exc:
-        if body_models is not None:
-            raise
-        raise missing_body_model(exc, runs[0], resume=False) from None
-    body = SMPLXLayer.from_file(body_file, allow_pickle=job.allow_pickle)
+    body = SMPLXLayer.from_file(run_body_model(runs[0], gender, job.body_models, job.allow_pickle),
+                                allow_pickle=job.allow_pickle)
     pieces = [p for _, run_pieces in read for p in run_pieces]
     tracks = [_view_track(p, offsets[p.run], body) for p in pieces]
     people, distances = associate(tracks, job.config)

@@ -256,18 +256,11 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
     import torch
 
     from wbcap.atomic import final_path
-    from wbcap.body.model_files import BodyModelNotFoundError, find_body_model
     from wbcap.body.smplx_layer import SMPLXLayer
     from wbcap.camera import camera_from_dict
     from wbcap.export.animation import write_track_files
     from wbcap.export.params_jsonl import read_params_jsonl
-    from wbcap.io.run_folder import (
-        PARAMS_FILE,
-        missing_body_model,
-        read_meta,
-        recorded_body_models,
-        remove_temporary_files,
-    )
+    from wbcap.io.run_folder import PARAMS_FILE, read_meta, remove_temporary_files, run_body_model
 
     meta = read_meta(run)
     frames, tracks, camera = read_params_jsonl(run / PARAMS_FILE)
@@ -290,15 +283,8 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
     export = job.export
     gender = job.gender or (meta or {}).get("gender", "neutral")
     max_gap = job.max_gap if job.max_gap is not None else float((meta or {}).get("max_gap", 1.0))
-    body_models = job.body_models if job.body_models is not None else recorded_body_models(run, gender)
-    try:
-        body_file = find_body_model(gender, body_models, allow_pickle=job.allow_pickle,
-                                    named_by=None if job.body_models is not None else "the run's record")
-    except BodyModelNotFoundError as exc:
-        if body_models is not None:
-            raise
-        raise missing_body_model(exc, run, resume=False) from None
-    body = SMPLXLayer.from_file(body_file, allow_pickle=job.allow_pickle)
+    body = SMPLXLayer.from_file(run_body_model(run, gender, job.body_models, job.allow_pickle),
+                                allow_pickle=job.allow_pickle)
     created = [f for f in (dest, *dest.parents) if not f.exists()]  # (leaf first)
     try:
         dest.mkdir(parents=True, exist_ok=True)

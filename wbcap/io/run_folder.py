@@ -924,6 +924,27 @@ def recorded_body_models(out: Path, gender: str | None = None) -> str | None:
     return None
 
 
+def run_body_model(out: Path, gender: str, body_models: str | None, allow_pickle: bool = False) -> Path:
+    """The SMPL-X file for the finished run in OUT (``wbcap export``, ``wbcap fuse``):
+    ``body_models`` where the user names it, else the run's record (:func:`recorded_body_models`),
+    else the usual search (:func:`wbcap.body.model_files.find_body_model`).
+
+    Raises:
+        BodyModelNotFoundError: none found where the user or the record says, or anywhere;
+            one the run was made with that no longer exists is said so (:func:`missing_body_model`).
+    """
+    from wbcap.body.model_files import BodyModelNotFoundError, find_body_model
+
+    where = body_models if body_models is not None else recorded_body_models(out, gender)
+    try:
+        return find_body_model(gender, where, allow_pickle=allow_pickle,
+                               named_by=None if body_models is not None else "the run's record")
+    except BodyModelNotFoundError as exc:
+        if where is not None:
+            raise
+        raise missing_body_model(exc, out, resume=False) from None
+
+
 def missing_body_model(exc: Exception, out: Path, *, resume: bool) -> Exception:
     """The error for an SMPL-X model of the run in OUT that the usual search did not find
     (``exc``, a :class:`~wbcap.body.model_files.BodyModelNotFoundError`), for a ``--resume`` of
