@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import os
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ class FuseJob:
         runs: two or more ``wbcap run --world --calibration`` folders, one a camera, of the same
             moments (synchronised videos).
         out: the folder the fused files go into (created when missing).
-        export: the formats written per person (``npz`` always among them in the CLI).
+        export: the formats written per person (at least one).
         config: association and fusion settings.
         offsets: seconds added to each run's clock (one per run), or None (all 0: synchronised).
         body_models: the SMPL-X file or folder (None: the first run's, as ``wbcap export`` finds it).
@@ -93,7 +94,7 @@ def _read_run(run: Path, index: int) -> tuple[dict, list[_Piece]]:
         InputError: not a run folder, no track file, a track file that is not in a calibration's
             world, or a damaged one: one line naming the file and the fix.
     """
-    from wbcap.io.run_folder import read_meta, track_files
+    from wbcap.io.run_folder import read_meta, track_file
 
     if not run.is_dir():
         raise InputError(f"{run}: no such run folder; give the folders of `wbcap run --world --calibration` runs")
@@ -101,7 +102,8 @@ def _read_run(run: Path, index: int) -> tuple[dict, list[_Piece]]:
     if meta is None:
         raise InputError(f"{run}: not a finished `wbcap run` folder (no meta.json); give the folder of a "
                          "`wbcap run --world --calibration` run")
-    files = [p for p in track_files(run) if p.suffix == ".npz"]
+    # (by name, not by wbcap's marks: a damaged file, which lost them, is said, not left out: a review)
+    files = sorted(p for p in run.glob("track_*.npz") if track_file(p.name) is not None and p.is_file())
     if not files:
         raise InputError(f"{run}: holds no track_<id>.npz file (no person tracked, or the files were removed); "
                          f"write them with `wbcap export {run} --format npz`")
@@ -110,7 +112,7 @@ def _read_run(run: Path, index: int) -> tuple[dict, list[_Piece]]:
         try:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: np.asarray(z[k]) for k in z.files}
-        except (OSError, ValueError, EOFError) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise InputError(f"{path}: not a readable track file ({exc}); write it again with "
                              f"`wbcap export {run} --world --format npz`") from None
         missing = [k for k in _KEYS if k not in arrays]
@@ -130,9 +132,12 @@ def _read_run(run: Path, index: int) -> tuple[dict, list[_Piece]]:
             ok = (arrays["poses"].shape == (t, 165) and arrays["trans"].shape == (t, 3) and t > 0
                   and arrays["valid"].shape == (t,) and arrays["frame_indices"].shape == (t,)
                   and arrays["camera_rotation"].shape == (3, 3) and arrays["camera_position"].shape == (3,)
-                  and arrays["expression"].shape[0] == t and float(arrays["mocap_framerate"]) > 0
+                  and arrays["expression"].ndim == 2 and arrays["expression"].shape[0] == t
+                  and np.isfinite(float(arrays["mocap_framerate"])) and float(arrays["mocap_framerate"]) > 0
+                  and ("contact" not in arrays or arrays["contact"].shape == (t, 2))
+                  and bool(np.all(np.diff(np.asarray(arrays["times"], np.float64)) > 0))
                   and all(np.isfinite(np.asarray(arrays[k], np.float64)).all() for k in
-                          ("poses", "trans", "betas", "times", "camera_rotation", "camera_position")))
+                          ("poses", "trans", "betas", "expression", "times", "camera_rotation", "camera_position")))
         except (TypeError, ValueError, IndexError):
             ok = False
         if not ok:
@@ -202,14 +207,15 @@ def _piece_arrays(piece: FusedPiece, reference: _Piece, body: Any, gender: str) 
         world=frame, contact=piece.contact, camera=_camera(reference.arrays))
 
 
-def _prepare_out(out: Path, runs: list[Path], overwrite: bool) -> bool:
-    """Check OUT (not a run folder; an earlier fusion's files only with ``overwrite``, then removed)
-    and create it; True when this call created it.
+def _prepare_out(out: Path, runs: list[Path], overwrite: bool) -> tuple[bool, list[Path]]:
+    """Check OUT (not a run folder; an earlier fusion's files only with ``overwrite``; no file of
+    the names fuse writes that wbcap did not write) and create it: ``(created, earlier files)``,
+    the earlier fusion's files to remove once the new ones are made.
 
     Raises:
         InputError: one line naming the folder and the fix.
     """
-    from wbcap.io.run_folder import track_files
+    from wbcap.io.run_folder import track_file, track_files
 
     resolved = out.resolve()
     if any(resolved == r.resolve() for r in runs) or (out / "params.jsonl").exists():
@@ -221,14 +227,17 @@ def _prepare_out(out: Path, runs: list[Path], overwrite: bool) -> bool:
     if earlier and not overwrite:
         raise InputError(f"{out}: holds an earlier fusion's files ({earlier[0].name}, ...); pass "
                          f"{setting('overwrite', api='overwrite=True')} to replace them, or choose another folder")
-    for path in earlier:
-        path.unlink()
+    others = sorted(p.name for p in out.glob("track_*") if track_file(p.name) is not None and p not in earlier) if (
+        out.is_dir()) else []
+    if others:
+        raise InputError(f"{out}: holds {others[0]}, which wbcap did not write, of a name fuse writes; choose another "
+                         "folder")
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"{out}: cannot create the folder ({exc.strerror or exc}); choose another folder") from None
-    return created
+    return created, earlier
 
 
 def fuse_runs(job: FuseJob) -> FuseResult:
@@ -241,9 +250,9 @@ def fuse_runs(job: FuseJob) -> FuseResult:
     """
     from wbcap.atomic import atomic_write_text
     from wbcap.body.smplx_layer import SMPLXLayer
-    from wbcap.export.animation import write_animations
-    from wbcap.fuse.views import associate, fuse_person
+    from wbcap.fuse.views import associate
     from wbcap.io.run_folder import run_body_model
+    from wbcap.temp_folders import temp_folder
 
     runs = [Path(r).expanduser() for r in job.runs]
     if len(runs) < 2:
@@ -275,9 +284,9 @@ def fuse_runs(job: FuseJob) -> FuseResult:
     pieces = [p for _, run_pieces in read for p in run_pieces]
     tracks = [_view_track(p, offsets[p.run], body) for p in pieces]
     people, distances = associate(tracks, job.config)
+    job.export.check_available()  # (FBX without Blender: said before any work)
     out = Path(job.out).expanduser()
-    created = _prepare_out(out, runs, job.overwrite)
-    written: list[Path] = []
+    created, earlier = _prepare_out(out, runs, job.overwrite)
     record: dict[str, Any] = {
         "runs": [{"folder": os.path.abspath(run), "offset_s": offsets[i],
                   "calibration_file": (meta.get("calibration") or {}).get("file"),
@@ -285,29 +294,47 @@ def fuse_runs(job: FuseJob) -> FuseResult:
                  enumerate(zip(runs, read))],
         "settings": asdict(job.config), "gender": gender, "people": []}
     try:
-        for k, members in enumerate(people):
-            group = [tracks[i] for i in members]
-            reference = pieces[max(members, key=lambda i: (int(tracks[i].valid.sum()), -i))]
-            fused = fuse_person(group, lambda b: _rest_root(body, b), job.config)
-            names = [f"track_{k}" if len(fused) == 1 else f"track_{k}_part{n + 1}" for n in range(len(fused))]
-            for name, piece in zip(names, fused):
-                written += write_animations(out, name, _piece_arrays(piece, reference, body, gender), body, job.export,
-                                            camera=_camera(reference.arrays))
-            apart = {f"{tracks[i].label} ~ {tracks[j].label}": round(d, 4) for (i, j), d in distances.items()
-                     if i in members and j in members}
-            record["people"].append({
-                "track": k, "tracks": [tracks[i].label for i in members],
-                "source_camera": f"{reference.path.parent.name}/{reference.path.stem}",
-                "median_distance_m": apart, "files": names,
-                "rows": [len(p.times) for p in fused], "cameras_per_row": [float(np.mean(p.views)) for p in fused]})
-            log.info("person %d: %s (%s) -> %s", k, ", ".join(tracks[i].label for i in members),
-                     ", ".join(f"{d:.2f} m apart" for d in apart.values()) or "one camera", ", ".join(names))
-        atomic_write_text(out / FUSE_FILE, json.dumps(record, indent=1) + "\n")
-    except BaseException:  # (Ctrl-C included) no partial fusion stays
-        for path in written:
-            path.unlink(missing_ok=True)
+        with temp_folder(".fuse-", parent=out) as stage:  # (made there, then moved onto their names at once)
+            names = _write_people(stage.path, people, tracks, pieces, distances, body, gender, job, record)
+            atomic_write_text(stage.path / FUSE_FILE, json.dumps(record, indent=1) + "\n")
+            for path in earlier:  # (an earlier fusion's files: gone only now that the new ones are made)
+                if path.name not in {*names, FUSE_FILE}:  # (those of the new ones' names are replaced as they move)
+                    path.unlink(missing_ok=True)
+            written = []
+            for name in [*names, FUSE_FILE]:
+                os.replace(stage.path / name, out / name)
+                written.append(out / name)
+    except BaseException:  # (Ctrl-C included) a folder this fusion made and nothing went into goes again
         if created:
-            with contextlib.suppress(OSError):  # (not empty: something else went in meanwhile)
+            with contextlib.suppress(OSError):
                 out.rmdir()
         raise
-    return FuseResult(out=out, people=len(people), tracks=len(tracks), files=(*written, out / FUSE_FILE))
+    return FuseResult(out=out, people=len(people), tracks=len(tracks), files=tuple(written))
+
+
+def _write_people(stage: Path, people: list[list[int]], tracks: list[ViewTrack], pieces: list[_Piece],
+                  distances: dict, body: Any, gender: str, job: FuseJob, record: dict) -> list[str]:
+    """Each person's fused files written into ``stage``, their entries added to ``record``;
+    returns the names of the files written."""
+    from wbcap.export.animation import write_animations
+    from wbcap.fuse.views import fuse_person
+
+    written: list[str] = []
+    for k, members in enumerate(people):
+        group = [tracks[i] for i in members]
+        reference = pieces[max(members, key=lambda i: (int(tracks[i].valid.sum()), -i))]
+        fused = fuse_person(group, lambda b: _rest_root(body, b), job.config)
+        names = [f"track_{k}" if len(fused) == 1 else f"track_{k}_part{n + 1}" for n in range(len(fused))]
+        for name, piece in zip(names, fused):
+            written += [p.name for p in write_animations(stage, name, _piece_arrays(piece, reference, body, gender),
+                                                         body, job.export, camera=_camera(reference.arrays))]
+        apart = {f"{tracks[i].label} ~ {tracks[j].label}": round(d, 4) for (i, j), d in distances.items()
+                 if i in members and j in members}
+        record["people"].append({
+            "track": k, "tracks": [tracks[i].label for i in members],
+            "source_camera": f"{reference.path.parent.name}/{reference.path.stem}",
+            "median_distance_m": apart, "files": names,
+            "rows": [len(p.times) for p in fused], "cameras_per_row": [float(np.mean(p.views)) for p in fused]})
+        log.info("person %d: %s (%s) -> %s", k, ", ".join(tracks[i].label for i in members),
+                 ", ".join(f"{d:.2f} m apart" for d in apart.values()) or "one camera", ", ".join(names))
+    return written

@@ -127,17 +127,19 @@ def remove_abandoned(prefix: str, parent: str | os.PathLike[str] | None = None) 
 
 
 @contextlib.contextmanager
-def temp_folder(prefix: str) -> Iterator[TempFolder]:
+def temp_folder(prefix: str, parent: str | os.PathLike[str] | None = None) -> Iterator[TempFolder]:
     """A new folder ``<temporary folder>/<prefix>XXXXXXXX`` (``tempfile.mkdtemp``) for the block,
     made after removing the folders of ``prefix`` that killed processes left
     (:func:`remove_abandoned`), locked and marked while the block runs, and removed when it ends,
     whatever the exit, unless :meth:`TempFolder.keep` was called (then only its mark goes).
+    ``parent``: make it there instead (an output folder whose files are then moved out of it
+    onto their names: the same file system, so each move is a rename).
 
     Raises:
         OSError: the temporary folder is not writable (as ``tempfile.mkdtemp``).
     """
-    remove_abandoned(prefix)
-    folder = TempFolder(Path(tempfile.mkdtemp(prefix=prefix)))
+    remove_abandoned(prefix, parent)
+    folder = TempFolder(Path(tempfile.mkdtemp(prefix=prefix, dir=parent)))
     fd = None
     try:
         fd = _open_folder(folder.path)

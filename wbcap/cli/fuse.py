@@ -62,6 +62,8 @@ def fuse(ctx, runs, out, formats, exact, root_bone, max_distance, offsets, body_
     from wbcap.fuse_app import FuseJob, fuse_runs
 
     export = AnimationExport.parse(formats, exact=exact, option="--format", none_alone=False, root_bone=root_bone)
+    if not export.formats:
+        raise click.UsageError("--format: give at least one format (glb, bvh, fbx, npz, csv, angles, trc, c3d)")
     job = FuseJob(runs=tuple(runs), out=out, export=export,
                   config=dataclasses.replace(FuseConfig(), max_distance=max_distance), offsets=offsets,
                   body_models=body_models, allow_pickle=allow_pickle, overwrite=overwrite)

@@ -27,9 +27,13 @@ camera at a time (a camera's track split by an occlusion joins as two).
   moves nothing at once (its estimate may differ from the others' by centimetres); for the
   pelvis the weight is the chance the camera is counted (:func:`_pelvis`).
 
-A person's rows run over every time any of its tracks has a row (seen, or filled by its run);
-``valid`` where at least one camera saw them; a time no track covers splits the person into
-pieces.
+Each track is read at the fused clock's times between its two rows around each (linear for the
+pelvis and expression, normalised linear for the quaternions, 1/fps apart), so cameras of other
+frame rates, or clocks moved by part of a frame, give smooth motion. A row a camera's run filled
+across a miss (``valid`` False) weighs less the deeper it lies in the miss, down to
+:data:`FILLED_WEIGHT` (a camera that saw the person is trusted over one that interpolated). A
+person's rows run over every time any of its tracks covers; ``valid`` where at least one camera
+saw them; a time no track covers splits the person into pieces.
 """
 
 from __future__ import annotations
@@ -118,12 +122,11 @@ class FusedPiece:
     """One person's fused motion over one stretch of time, in the calibration's world.
 
     Attributes:
-        times: ``(T,)`` seconds, regular at ``fps`` (each row the time of its first
-            contributing camera's row: synchronised cameras' times kept to the bit); valid:
-            ``(T,)`` bool, seen by a camera.
+        times: ``(T,)`` seconds, regular at ``fps`` (a row on a camera's own row time keeps it
+            to the bit); valid: ``(T,)`` bool, seen by a camera (its nearest row).
         poses: ``(T, 55, 3)``, trans: ``(T, 3)``, betas: ``(B,)``, expression: ``(T, E)``, as
-            :class:`ViewTrack`'s; frame_indices: ``(T,)`` the first contributing camera's
-            source frame (-1 where it filled the row or had none).
+            :class:`ViewTrack`'s; frame_indices: ``(T,)`` the source frame (its nearest row) of
+            the heaviest camera that saw the person then, -1 where none did.
         views: ``(T,)`` int, how many cameras had a row.
         contact: ``(T, 2)`` bool, a foot planted by the weighted majority of the cameras, or None
             where some camera's track has no contacts.
@@ -196,16 +199,77 @@ def associate(tracks: Sequence[ViewTrack], config: FuseConfig = FuseConfig()
     return people, distances
 
 
-def _weights(track: ViewTrack, rows: np.ndarray, grid: np.ndarray, ramp_s: float) -> np.ndarray:
-    """``(G,)`` a camera's weight on a piece's ``grid``: 0 where it has no row, rising over
-    ``ramp_s`` from its track's start where that is inside the piece (another camera saw the person
-    before) and falling to its end likewise (a small floor: a track shorter than the ramps counts;
-    the weights are normalised by :func:`_fuse_rows` and taken as chances by :func:`_pelvis`)."""
+#: The weight of a camera's filled row (valid False: interpolated by its run across a miss)
+#: deep inside the miss, against 1 for a row it saw; it falls from 1 over ``ramp_s`` into the miss.
+FILLED_WEIGHT = 0.02
+
+
+@dataclass(frozen=True)
+class _Sample:
+    """A track at a piece's grid times (:func:`_sample`): ``present (G,)`` within its span; for
+    the present rows, in grid order: ``pelvis (P, 3)`` and ``expression (P, E)`` linear between
+    its rows, ``quats (P, 55, 4)`` normalised linear (its rows 1/fps apart), ``seen (P,)`` the
+    weight of its seen and filled rows (:data:`FILLED_WEIGHT`) interpolated, ``valid (P,)``,
+    ``frame (P,)`` and ``contact (P, 2)`` (or None) of its nearest row."""
+
+    present: np.ndarray
+    pelvis: np.ndarray
+    expression: np.ndarray
+    quats: np.ndarray
+    seen: np.ndarray
+    valid: np.ndarray
+    frame: np.ndarray
+    contact: np.ndarray | None
+
+
+def _seen_weight(track: ViewTrack, ramp_s: float) -> np.ndarray:
+    """``(T,)`` 1 on a row the camera saw, falling over ``ramp_s`` into a run of filled rows to
+    :data:`FILLED_WEIGHT` (all :data:`FILLED_WEIGHT` where it saw none)."""
+    seen_times = track.times[track.valid]
+    if seen_times.size == 0:
+        return np.full(track.times.shape, FILLED_WEIGHT)
+    at = np.clip(np.searchsorted(seen_times, track.times), 1, seen_times.size) - 1
+    nearest = np.minimum(np.abs(track.times - seen_times[at]),
+                         np.abs(track.times - seen_times[np.minimum(at + 1, seen_times.size - 1)]))
     if ramp_s <= 0:
-        return np.where(rows >= 0, 1.0, 0.0)
+        return np.where(nearest > 0, FILLED_WEIGHT, 1.0)
+    return np.clip(1.0 - nearest / ramp_s, FILLED_WEIGHT, 1.0)
+
+
+def _sample(track: ViewTrack, grid: np.ndarray, ramp_s: float) -> _Sample:
+    """``track`` at the times ``grid`` (:class:`_Sample`): between its two rows around each time,
+    so that cameras of other rates, or clocks moved by a fraction of a frame (``--offsets``),
+    give smooth motion (a camera's row repeated on a faster one's clock stepped: a review)."""
+    u = (grid - track.times[0]) * track.fps
+    last = len(track.times) - 1
+    present = (u >= -1e-6) & (u <= last + 1e-6)
+    u = np.clip(u[present], 0.0, float(last))
+    i0 = np.minimum(np.floor(u).astype(np.int64), max(last - 1, 0))
+    i1 = np.minimum(i0 + 1, last)
+    a = (u - i0)[:, None]
+    nearest = np.where(a[:, 0] < 0.5, i0, i1)
+    q0, q1 = _quaternions(track.poses[i0]), _quaternions(track.poses[i1])
+    q1 = np.where((np.sum(q0 * q1, axis=-1) < 0)[..., None], -q1, q1)
+    quats = (1 - a[:, :, None]) * q0 + a[:, :, None] * q1
+    quats /= np.linalg.norm(quats, axis=-1, keepdims=True)
+    seen = _seen_weight(track, ramp_s)
+    return _Sample(present=present, pelvis=(1 - a) * track.pelvis[i0] + a * track.pelvis[i1],
+                   expression=(1 - a) * track.expression[i0] + a * track.expression[i1], quats=quats,
+                   seen=(1 - a[:, 0]) * seen[i0] + a[:, 0] * seen[i1], valid=track.valid[nearest],
+                   frame=track.frame_indices[nearest],
+                   contact=None if track.contact is None else track.contact[nearest])
+
+
+def _ramp(track: ViewTrack, grid: np.ndarray, ramp_s: float) -> np.ndarray:
+    """``(G,)`` a camera's weight on a piece's ``grid`` by its track's ends: rising over ``ramp_s``
+    from its start where that is inside the piece (another camera saw the person before) and
+    falling to its end likewise (a small floor: a track shorter than the ramps counts); 1 where
+    the piece starts or ends with it."""
+    if ramp_s <= 0:
+        return np.ones(grid.shape)
     rise = grid - track.start if track.start > grid[0] + 1e-9 else np.full(grid.shape, np.inf)
     fall = track.end - grid if track.end < grid[-1] - 1e-9 else np.full(grid.shape, np.inf)
-    return np.where(rows >= 0, np.clip(np.minimum(rise, fall) / ramp_s, 1e-3, 1.0), 0.0)
+    return np.clip(np.minimum(rise, fall) / ramp_s, 1e-3, 1.0)
 
 
 def _quaternions(rotvec: np.ndarray) -> np.ndarray:
@@ -228,97 +292,119 @@ def fuse_person(tracks: Sequence[ViewTrack], rest_root: Callable[[np.ndarray], n
     """
     fps = max(t.fps for t in tracks)
     start, end = min(t.start for t in tracks), max(t.end for t in tracks)
-    grid = start + np.arange(int(round((end - start) * fps)) + 1) / fps
-    rows = np.stack([t.rows_at(grid) for t in tracks])  # (M, G)
+    grid = start + np.arange(int(np.floor((end - start) * fps + 1e-6)) + 1) / fps
+    for t in tracks:  # (a row on a camera's own time keeps it to the bit: synchronised cameras' times unchanged)
+        rows = t.rows_at(grid)
+        exact = rows >= 0
+        exact[exact] = np.abs(t.times[rows[exact]] - grid[exact]) < 1e-6
+        grid[exact] = t.times[rows[exact]]
     seen_rows = np.array([float(t.valid.sum()) for t in tracks])
     betas = (np.average(np.stack([t.betas for t in tracks]), axis=0, weights=seen_rows)
              if seen_rows.sum() > 0 else np.mean([t.betas for t in tracks], axis=0))
     rest = np.asarray(rest_root(betas), np.float64)
-    covered = (rows >= 0).any(0)
+    covered = np.zeros(grid.size, bool)
+    for t in tracks:
+        covered |= (grid >= t.start - 1e-6) & (grid <= t.end + 1e-6)
     pieces = []
     cuts = np.flatnonzero(np.diff(covered.astype(np.int8)))  # (stretches of covered rows)
     bounds = np.concatenate([[0], cuts + 1, [grid.size]])
     for lo, hi in zip(bounds[:-1], bounds[1:]):
-        if not covered[lo]:
-            continue
-        weights = np.stack([_weights(t, r, grid[lo:hi], config.ramp_s) for t, r in zip(tracks, rows[:, lo:hi])])
-        pieces.append(_fuse_rows(tracks, rows[:, lo:hi], weights, betas, rest, fps, config))
+        if covered[lo]:
+            pieces.append(_fuse_rows(tracks, grid[lo:hi], betas, rest, fps, config))
     return pieces
 
 
-#: The most tracks of one person whose pelvis is fused as the expectation over their subsets
-#: (:func:`_pelvis`); beyond, by the plain precision-weighted sum (no ramps for the pelvis).
-_MAX_SUBSET_TRACKS = 10
+#: The most cameras at once whose pelvis estimates are fused as the expectation over their
+#: subsets (:func:`_pelvis`); beyond, by the plain precision-weighted sum.
+_MAX_SUBSET_CAMERAS = 12
 
 
-def _pelvis(tracks: Sequence[ViewTrack], take: np.ndarray, weights: np.ndarray, config: FuseConfig) -> np.ndarray:
+def _pelvis(tracks: Sequence[ViewTrack], samples: list[_Sample], weights: np.ndarray, config: FuseConfig) -> np.ndarray:
     """``(G, 3)`` the fused pelvis: the least-squares point of the cameras' estimates, each with
     its precision (``1 / (depth_sigma d)^2`` along its ray, ``1 / lateral_sigma_m^2`` across).
 
-    A camera in its ramp (weight ``w`` below 1) cannot just have its precision scaled: its
-    precision across its ray outweighs another camera's along that camera's ray hundreds of
-    times, so a tenth of it would still move the point nearly all the way at once. The point is
-    instead the expectation of the least-squares points over the subsets of cameras, each camera
-    in a subset with the probability ``w``: the estimate moves from the one without that camera to
-    the one with it in proportion to ``w``. With every weight 1 (or 0) it is the plain least-squares
-    point.
+    A camera of weight ``w`` below 1 (joining, leaving, or in a miss its run filled) cannot just
+    have its precision scaled: its precision across its ray outweighs another camera's along that
+    camera's ray hundreds of times, so a tenth of it would still move the point nearly all the
+    way. The point is instead the expectation of the least-squares points over the subsets of the
+    cameras present at that row, each in a subset with the chance ``w``: it moves from the point
+    without a camera to the point with it in proportion to ``w``. With every weight 1 it is the
+    plain least-squares point.
     """
     m, g = weights.shape
-    precisions, moments = [], []
-    for k, t in enumerate(tracks):
-        p = t.pelvis[take[k]]
-        ray = p - t.camera_position
+    precisions, moments = np.zeros((m, g, 3, 3)), np.zeros((m, g, 3))
+    for k, (t, s) in enumerate(zip(tracks, samples)):
+        if not s.present.any():
+            continue
+        ray = s.pelvis - t.camera_position
         dist = np.maximum(np.linalg.norm(ray, axis=1), 1e-6)
         r = ray / dist[:, None]
         along = np.einsum("gi,gj->gij", r, r)
         p_k = along / (config.depth_sigma * dist)[:, None, None] ** 2 + (np.eye(3) - along) / config.lateral_sigma_m ** 2
-        precisions.append(p_k)
-        moments.append(np.einsum("gij,gj->gi", p_k, p))
-    precisions, moments = np.stack(precisions), np.stack(moments)  # (M, G, 3, 3), (M, G, 3)
-    if m > _MAX_SUBSET_TRACKS:
-        seen = (weights > 0)[..., None]
-        return np.linalg.solve((precisions * seen[..., None]).sum(0), (moments * seen).sum(0)[..., None])[..., 0]
-    out, total = np.zeros((g, 3)), np.zeros(g)
-    for subset in range(1, 2 ** m):
-        inside = np.array([(subset >> k) & 1 for k in range(m)], bool)
-        chance = np.prod(np.where(inside[:, None], weights, 1.0 - weights), axis=0)  # (G,)
-        rows = chance > 0
-        if not rows.any():
+        precisions[k, s.present] = p_k
+        moments[k, s.present] = np.einsum("gij,gj->gi", p_k, s.pelvis)
+    present = weights > 0
+    out = np.zeros((g, 3))
+    patterns, which = np.unique(present.T, axis=0, return_inverse=True)
+    for n, pattern in enumerate(patterns):
+        rows = np.flatnonzero(which.reshape(-1) == n)
+        members = np.flatnonzero(pattern)
+        if len(members) > _MAX_SUBSET_CAMERAS:
+            out[rows] = np.linalg.solve(precisions[members][:, rows].sum(0),
+                                        moments[members][:, rows].sum(0)[..., None])[..., 0]
             continue
-        point = np.linalg.solve(precisions[inside][:, rows].sum(0), moments[inside][:, rows].sum(0)[..., None])[..., 0]
-        out[rows] += chance[rows, None] * point
-        total[rows] += chance[rows]
-    return out / total[:, None]
+        w = weights[members][:, rows]  # (K, R)
+        total, point = np.zeros(rows.size), np.zeros((rows.size, 3))
+        for subset in range(1, 2 ** len(members)):
+            inside = np.array([(subset >> k) & 1 for k in range(len(members))], bool)
+            chance = np.prod(np.where(inside[:, None], w, 1.0 - w), axis=0)
+            if not (chance > 0).any():
+                continue
+            chosen = members[inside]
+            estimate = np.linalg.solve(precisions[chosen][:, rows].sum(0), moments[chosen][:, rows].sum(0)[..., None])
+            point += chance[:, None] * estimate[..., 0]
+            total += chance
+        out[rows] = point / total[:, None]
+    return out
 
 
-def _fuse_rows(tracks: Sequence[ViewTrack], rows: np.ndarray, weights: np.ndarray, betas: np.ndarray,
-               rest: np.ndarray, fps: float, config: FuseConfig) -> FusedPiece:
-    """:func:`fuse_person` over rows every one of which some track covers."""
+def _fuse_rows(tracks: Sequence[ViewTrack], grid: np.ndarray, betas: np.ndarray, rest: np.ndarray, fps: float,
+               config: FuseConfig) -> FusedPiece:
+    """:func:`fuse_person` over a piece's ``grid``, every time of which some track covers."""
     from scipy.spatial.transform import Rotation
 
-    g = rows.shape[1]
-    take = np.maximum(rows, 0)
-    weight = weights / weights.sum(0, keepdims=True)  # (M, G), each column sums to 1
-    pelvis = _pelvis(tracks, take, weights, config)
+    g = grid.size
+    samples = [_sample(t, grid, config.ramp_s) for t in tracks]
+    weights = np.zeros((len(tracks), g))
+    for k, (t, s) in enumerate(zip(tracks, samples)):
+        weights[k, s.present] = _ramp(t, grid, config.ramp_s)[s.present] * s.seen
+    share = weights / weights.sum(0, keepdims=True)  # (M, G), each column sums to 1
+    pelvis = _pelvis(tracks, samples, weights, config)
     # every rotation: the weighted sum of its quaternions, signs aligned with the heaviest camera's
-    quats = np.stack([_quaternions(t.poses[take[k]]) for k, t in enumerate(tracks)])  # (M, G, 55, 4)
-    heaviest = np.argmax(weight, axis=0)
-    reference = quats[heaviest, np.arange(g)]  # (G, 55, 4)
-    signs = np.where(np.einsum("mgjq,gjq->mgj", quats, reference) < 0, -1.0, 1.0)
-    mean = np.einsum("mgjq,mgj,mg->gjq", quats, signs, weight)
+    heaviest = np.argmax(weights, axis=0)
+    reference = np.zeros((g, 55, 4))
+    for k, s in enumerate(samples):
+        mine = heaviest[s.present] == k
+        reference[np.flatnonzero(s.present)[mine]] = s.quats[mine]
+    mean = np.zeros((g, 55, 4))
+    expression = np.zeros((g, tracks[0].expression.shape[1]))
+    valid = np.zeros(g, bool)
+    frames, frame_weight = np.full(g, -1, np.int64), np.zeros(g)
+    votes = np.zeros((g, 2)) if all(t.contact is not None for t in tracks) else None
+    for k, s in enumerate(samples):
+        rows = np.flatnonzero(s.present)
+        w = share[k, rows]
+        sign = np.where(np.einsum("gjq,gjq->gj", s.quats, reference[rows]) < 0, -1.0, 1.0)
+        mean[rows] += s.quats * (sign * w[:, None])[..., None]
+        expression[rows] += s.expression * w[:, None]
+        valid[rows] |= s.valid
+        better = s.valid & (weights[k, rows] > frame_weight[rows])  # (the heaviest camera that saw the row)
+        frames[rows[better]] = s.frame[better]
+        frame_weight[rows[better]] = weights[k, rows][better]
+        if votes is not None:
+            votes[rows] += s.contact * w[:, None]
     mean /= np.linalg.norm(mean, axis=-1, keepdims=True)
     poses = Rotation.from_quat(mean.reshape(-1, 4)).as_rotvec().reshape(g, -1, 3)
-    expression = np.einsum("mge,mg->ge", np.stack([t.expression[take[k]] for k, t in enumerate(tracks)]), weight)
-    present = rows >= 0
-    seen = np.stack([t.valid[take[k]] for k, t in enumerate(tracks)]) & present
-    first = np.argmax(present, axis=0)
-    frames = np.stack([t.frame_indices[take[k]] for k, t in enumerate(tracks)])[first, np.arange(g)]
-    times = np.stack([t.times[take[k]] for k, t in enumerate(tracks)])[first, np.arange(g)]  # (the row's own time)
-    contact = None
-    if all(t.contact is not None for t in tracks):
-        votes = np.einsum("mgs,mg->gs", np.stack([t.contact[take[k]] for k, t in enumerate(tracks)]).astype(float),
-                          weight)
-        contact = votes >= 0.5
-    return FusedPiece(times=times, valid=seen.any(0), poses=poses, trans=pelvis - rest, betas=np.asarray(betas),
-                      expression=expression, frame_indices=frames.astype(np.int64), views=present.sum(0),
-                      fps=fps, contact=contact)
+    return FusedPiece(times=grid, valid=valid, poses=poses, trans=pelvis - rest, betas=np.asarray(betas),
+                      expression=expression, frame_indices=frames, views=(weights > 0).sum(0), fps=fps,
+                      contact=None if votes is None else votes >= 0.5)
