@@ -80,7 +80,7 @@ class FuseResult:
 
 @dataclass(frozen=True)
 class _Piece:
-    """One run's track file as read: its label, arrays, and the run's index and offset."""
+    """One run's track file as read: the run's index, the file, its arrays."""
 
     run: int
     path: Path
@@ -263,6 +263,8 @@ def fuse_runs(job: FuseJob) -> FuseResult:
     if len(offsets) != len(runs):
         raise InputError(f"{setting('offsets')}: {len(offsets)} offset(s) for {len(runs)} runs; give one a run, in "
                          "their order (0 for the first)")
+    if not all(isinstance(v, (int, float)) and np.isfinite(v) and abs(v) <= 86400 for v in offsets):
+        raise InputError(f"{setting('offsets')}: {list(offsets)}: finite seconds, within a day")
     read = [_read_run(run, i) for i, run in enumerate(runs)]
     genders = {str(meta.get("gender", "neutral")) for meta, _ in read}
     if len(genders) > 1:
