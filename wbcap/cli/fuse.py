@@ -43,8 +43,9 @@ def _offsets(ctx, param, value):
               help="Two cameras' tracks whose pelvises lie further apart (median over the times both saw them) are "
                    "two people.")
 @click.option("--offsets", callback=_offsets, default=None, metavar="S1,S2,...",
-              help="Seconds added to each run's clock, one a run in their order (default all 0: the videos start "
-                   "together, as synchronised cameras' do).")
+              help="Seconds added to each run's clock, one a run in their order: a camera that started recording "
+                   "0.5 s after the first gets 0.5 (default all 0: the videos start together, as synchronised "
+                   "cameras' do).")
 @body_models_option
 @allow_pickle_option
 @click.option("--overwrite", is_flag=True, help="Replace an earlier fusion's files in OUT.")
