@@ -989,6 +989,8 @@ def test_run_world_writes_the_world_when_found(tmp_path, base_args, monkeypatch)
         assert list(cuts) == []  # (one shot)
         poses.append(pose)
         frame = estimate.WorldFrame.from_ground(GroundPlane(normal=np.array([0.0, -1.0, 0.0]), offset=1.5), contacts=12)
+        if pose is not None and estimate.calibrated_floor(pose, frame)[0] is not None:  # (its world, as the stage's)
+            frame = estimate.calibrated_floor(pose, frame)[0]
         return estimate.WorldResult(frame=frame, reason=None, tracks=dict(tracks),
                                     contacts={t: np.tile([True, False], (len(tr), 1)) for t, tr in tracks.items()},
                                     corrections={t: np.zeros((len(tr), 3)) for t, tr in tracks.items()})
@@ -1034,6 +1036,23 @@ def test_run_world_writes_the_world_when_found(tmp_path, base_args, monkeypatch)
     recorded = json.loads((tmp_path / "lab" / "meta.json").read_text())["calibration"]
     np.testing.assert_allclose(recorded["rotation"], expected, atol=1e-12)
     assert recorded["translation"] == [500.0, 1000.0, 3000.0]
+    # two such runs (the same video as two cameras' in one lab) fuse: wbcap fuse reads what wbcap run writes
+    level = Rotation.from_rotvec([np.pi / 2, 0.0, 0.0]).as_matrix()  # (a level camera: the lab's z up is its -y)
+    for name, x in (("east", 0.0), ("west", 2000.0)):
+        cal = tmp_path / f"{name}.toml"
+        t = -level @ np.array([x, 0.0, 1500.0])
+        cal.write_text(calib.read_text().replace("rotation = [ 1.2, -0.3, 0.1]", "rotation = [ 1.5707963267948966, 0.0, 0.0]")
+                       .replace("translation = [ 500.0, 1000.0, 3000.0]", f"translation = [ {t[0]}, {t[1]}, {t[2]}]"))
+        assert run("run", video, "-o", tmp_path / name, "--world", "--calibration", cal, *args).exit_code == 0
+        assert str(np.load(tmp_path / name / "track_0.npz")["ground_from"]) == "calibration"
+    r = run("fuse", tmp_path / "east", tmp_path / "west", "-o", tmp_path / "fused", "--format", "npz,trc",
+            "--body-models", base_args[base_args.index("--body-models") + 1])
+    assert r.exit_code == 0, r.output
+    record = json.loads((tmp_path / "fused" / "fuse.json").read_text())
+    assert [run_["camera_position_m"] for run_ in record["runs"]] == [pytest.approx([0, 0, 1.5]),
+                                                                       pytest.approx([2, 0, 1.5])]
+    assert {len(p["tracks"]) for p in record["people"]} == {1}  # (2 m apart: no one joins across them)
+    assert len(record["people"]) == 4 and (tmp_path / "fused" / "track_3.trc").is_file()
 
 
 @pytest.mark.slow  # the demo's full-size untrained network on a few frames

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,7 +69,7 @@ def test_fuse_finds_each_person_across_the_cameras_and_lands_nearer_the_truth(ru
     r, lines = invoke("fuse", root / "cam01", root / "cam02", "-o", out, "--format", "npz,trc", "--body-models",
                       body_dir)
     assert r.exit_code == 0, r.output
-    assert lines[-1] == f"2 people from 4 track file(s) of 2 cameras -> {out}"
+    assert lines[-1] == f"2 people from 4 track files of 2 cameras -> {out}"
     record = json.loads((out / "fuse.json").read_text())
     assert [p["tracks"] for p in record["people"]] == [["cam01/track_0", "cam02/track_7"],
                                                        ["cam01/track_1", "cam02/track_5"]]
@@ -295,3 +296,58 @@ def test_damaged_inputs_and_an_interrupted_fusion_leave_nothing_behind(runs, tmp
         assert not (tmp_path / "x").exists()
     r, lines = invoke("fuse", root / "cam01", root / "cam02", "-o", tmp_path / "x", "--format", "")
     assert r.exit_code == 2 and "--format: give at least one format" in r.output and not (tmp_path / "x").exists()
+
+
+def test_tracks_far_apart_are_not_chained_into_one_person_and_frames_are_the_reference_cameras():
+    """Three cameras' tracks 0.4 m apart in a row: the first two join, the third (0.8 m from the
+    first) stays apart (a review: each join looked at its closest pair only, so they chained).
+    `frame_indices` are the reference camera's own frames (its intrinsics are the files')."""
+    row = [_toy(k, 0, 2, (0.4 * k, 4.0, 0.9), camera=((0, 0, 1.5), (4, 4, 1.5), (-4, 4, 1.5))[k]) for k in range(3)]
+    people, distances = associate(row)
+    assert people == [[0, 1], [2]] and distances[0, 2] == pytest.approx(0.8)
+    other = dataclasses.replace(row[1], frame_indices=row[1].frame_indices + 1000)
+    for view, first in ((0, 0), (1, 1000)):
+        (piece,) = fuse_person([row[0], other], lambda betas: np.zeros(3), reference_view=view)
+        np.testing.assert_array_equal(piece.frame_indices, np.arange(21) + first)
+
+
+def test_runs_of_other_sizes_and_damaged_clocks_are_refused_and_a_failed_swap_puts_the_earlier_back(
+        runs, tmp_path, body_dir, monkeypatch):
+    from wbcap import fuse_app
+
+    root, _ = runs
+    for how, words in (("betas", "16 betas coefficients where"), ("clock", "its times are not on its regular clock")):
+        other = tmp_path / how
+        shutil.copytree(root / "cam02", other)
+        with np.load(other / "track_5.npz") as z:
+            arrays = dict(z)
+        if how == "betas":
+            arrays["betas"] = np.zeros(16, np.float32)
+        else:
+            arrays["times"] = arrays["times"].copy()
+            arrays["times"][10] += 0.005
+        np.savez(other / "track_5.npz", **arrays)
+        r, lines = invoke("fuse", root / "cam01", other, "-o", tmp_path / "x", "--body-models", body_dir)
+        assert r.exit_code == 2 and len(lines) == 1 and words in lines[0] and str(other / "track_5.npz") in lines[0], (
+            how, r.output)
+    out = tmp_path / "fused"
+    assert invoke("fuse", root / "cam01", root / "cam02", "-o", out, "--format", "npz", "--body-models",
+                  body_dir)[0].exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real, calls = fuse_app.os.replace, []
+
+    def failing(source, dest):
+        source, dest = Path(source), Path(dest)
+        moving_in = source.parent.name.startswith(".fuse-") and not source.parent.name.startswith(".fuse-old-")
+        if moving_in and dest.parent == out:
+            calls.append(dest.name)
+            if len(calls) == 2:  # (the earlier files set aside, one new file in: then the disk fails)
+                raise OSError(28, "No space left on device")
+        return real(source, dest)
+
+    monkeypatch.setattr(fuse_app.os, "replace", failing)
+    r, _ = invoke("fuse", root / "cam01", root / "cam02", "-o", out, "--format", "npz,trc", "--overwrite",
+                  "--body-models", body_dir)
+    monkeypatch.setattr(fuse_app.os, "replace", real)
+    assert r.exit_code != 0 and calls == ["track_0.npz", "track_0.trc"], (calls, r.output)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -1175,11 +1175,11 @@ class LensCalibration:
             out[ok] = self._normalised(flat[ok] - 0.5) * np.asarray(camera.focal) + np.asarray(camera.princpt)
         return out.reshape(uv.shape)
 
-    def to_dict(self) -> dict:
+    def to_dict(self, pose: bool = True) -> dict:
         """JSON-able (``meta.json``'s ``calibration``, a resume's fingerprint): ``image_size``,
         ``matrix``, ``distortion``, ``fisheye``, ``name``, ``file``, ``scale``, and with a pose
-        its ``rotation`` and ``translation`` (:meth:`CameraPose.to_dict`)."""
+        (unless ``pose`` is False) its ``rotation`` and ``translation`` (:meth:`CameraPose.to_dict`)."""
         return {"image_size": None if self.image_size is None else list(self.image_size),
                 "matrix": [list(r) for r in self.matrix], "distortion": list(self.distortion),
                 "fisheye": self.fisheye, "name": self.name, "file": self.file, "scale": self.scale,
-                **(self.pose.to_dict() if self.pose is not None else {})}
+                **(self.pose.to_dict() if pose and self.pose is not None else {})}

@@ -19,7 +19,6 @@ import contextlib
 import json
 import logging
 import os
-import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,9 +36,8 @@ log = logging.getLogger(__name__)
 #: The record of a fusion in its output folder.
 FUSE_FILE = "fuse.json"
 
-#: The AMASS arrays a run's track file must hold to be fused.
-_KEYS = ("poses", "trans", "betas", "expression", "times", "valid", "frame_indices", "mocap_framerate",
-         "camera_rotation", "camera_position")
+#: The largest ``--offsets`` value, seconds (a day: anything more is no synchronisation).
+MAX_OFFSET_S = 86400.0
 
 
 @dataclass(frozen=True)
@@ -107,18 +105,14 @@ def _read_run(run: Path, index: int) -> tuple[dict, list[_Piece]]:
     if not files:
         raise InputError(f"{run}: holds no track_<id>.npz file (no person tracked, or the files were removed); "
                          f"write them with `wbcap export {run} --format npz`")
+    from wbcap.export.amass import read_track_npz
+
     pieces = []
     for path in files:
         try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: np.asarray(z[k]) for k in z.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-            raise InputError(f"{path}: not a readable track file ({exc}); write it again with "
-                             f"`wbcap export {run} --world --format npz`") from None
-        missing = [k for k in _KEYS if k not in arrays]
-        if missing:
-            raise InputError(f"{path}: not a wbcap track file of a calibrated world (no {', '.join(missing)}); write "
-                             f"it again with `wbcap export {run} --world --format npz`")
+            arrays = read_track_npz(path)
+        except ValueError as exc:
+            raise InputError(f"{path}: {exc}; write it again with `wbcap export {run} --world --format npz`") from None
         frame, ground = str(arrays.get("frame", "camera")), str(arrays.get("ground_from", "feet"))
         if frame != "world" or ground != "calibration":
             why = (meta.get("world") or {}).get("reason") if frame != "world" else None
@@ -127,33 +121,17 @@ def _read_run(run: Path, index: int) -> tuple[dict, list[_Piece]]:
             raise InputError(f"{path}: {where}; fuse takes runs made with --world --calibration FILE (the camera's "
                              "pose), whose tracks are in the calibration's world (meta.json's world: ground_from "
                              "calibration)")
-        try:
-            t = len(arrays["times"])
-            ok = (arrays["poses"].shape == (t, 165) and arrays["trans"].shape == (t, 3) and t > 0
-                  and arrays["valid"].shape == (t,) and arrays["frame_indices"].shape == (t,)
-                  and arrays["camera_rotation"].shape == (3, 3) and arrays["camera_position"].shape == (3,)
-                  and arrays["expression"].ndim == 2 and arrays["expression"].shape[0] == t
-                  and np.isfinite(float(arrays["mocap_framerate"])) and float(arrays["mocap_framerate"]) > 0
-                  and ("contact" not in arrays or arrays["contact"].shape == (t, 2))
-                  and bool(np.all(np.diff(np.asarray(arrays["times"], np.float64)) > 0))
-                  and all(np.isfinite(np.asarray(arrays[k], np.float64)).all() for k in
-                          ("poses", "trans", "betas", "expression", "times", "camera_rotation", "camera_position")))
-        except (TypeError, ValueError, IndexError):
-            ok = False
-        if not ok:
-            raise InputError(f"{path}: a damaged track file (its arrays' shapes or values); write it again with "
-                             f"`wbcap export {run} --world --format npz`")
         pieces.append(_Piece(run=index, path=path, arrays=arrays))
     return meta, pieces
 
 
-def _view_track(piece: _Piece, offset: float, body: Any) -> ViewTrack:
+def _view_track(piece: _Piece, label: str, offset: float, body: Any) -> ViewTrack:
     """A run's track file as a :class:`~wbcap.fuse.views.ViewTrack` (its pelvis from ``body``)."""
     a = piece.arrays
     betas = np.asarray(a["betas"], np.float64).reshape(-1)
     trans = np.asarray(a["trans"], np.float64)
     return ViewTrack(
-        view=piece.run, label=f"{piece.path.parent.name}/{piece.path.stem}",
+        view=piece.run, label=label,
         times=np.asarray(a["times"], np.float64) + offset, valid=np.asarray(a["valid"], bool),
         poses=np.asarray(a["poses"], np.float64).reshape(len(trans), 55, 3), trans=trans, betas=betas,
         expression=np.asarray(a["expression"], np.float64), frame_indices=np.asarray(a["frame_indices"], np.int64),
@@ -168,23 +146,10 @@ def _rest_root(body: Any, betas: np.ndarray) -> np.ndarray:
         return body.rest_root(torch.as_tensor(np.asarray(betas, np.float32)[None])).numpy()[0].astype(np.float64)
 
 
-def _camera(arrays: dict[str, np.ndarray]):
-    """The source camera's intrinsics a track file records, or None."""
-    from wbcap.camera import camera_from_dict
-
-    if not all(k in arrays for k in ("camera_focal", "camera_princpt", "camera_image_size")):
-        return None
-    try:
-        return camera_from_dict({"focal": arrays["camera_focal"].tolist(), "princpt": arrays["camera_princpt"].tolist(),
-                                 "image_size": arrays["camera_image_size"].tolist()})
-    except (KeyError, TypeError, ValueError, OverflowError):
-        return None
-
-
 def _piece_arrays(piece: FusedPiece, reference: _Piece, body: Any, gender: str) -> dict[str, np.ndarray]:
     """A fused piece as one AMASS file's arrays (:func:`wbcap.export.amass.amass_arrays`), its
     source camera ``reference``'s."""
-    from wbcap.export.amass import amass_arrays, camera_to_world
+    from wbcap.export.amass import amass_arrays, camera_to_world, npz_camera
     from wbcap.world.estimate import WorldFrame
     from wbcap.world.ground import GroundPlane
 
@@ -204,7 +169,7 @@ def _piece_arrays(piece: FusedPiece, reference: _Piece, body: Any, gender: str) 
         right_hand_pose=piece.poses[:, 40:55].reshape(t, 45) - np.asarray(hands_mean[1], np.float64).reshape(1, 45),
         transl=transl, betas=piece.betas, expression=piece.expression, hands_mean=hands_mean, rest_root=rest,
         fps=piece.fps, times=piece.times, frame_indices=piece.frame_indices, valid=piece.valid, gender=gender,
-        world=frame, contact=piece.contact, camera=_camera(reference.arrays))
+        world=frame, contact=piece.contact, camera=npz_camera(reference.arrays))
 
 
 def _prepare_out(out: Path, runs: list[Path], overwrite: bool) -> tuple[bool, list[Path]]:
@@ -263,8 +228,8 @@ def fuse_runs(job: FuseJob) -> FuseResult:
     if len(offsets) != len(runs):
         raise InputError(f"{setting('offsets')}: {len(offsets)} offset(s) for {len(runs)} runs; give one a run, in "
                          "their order (0 for the first)")
-    if not all(isinstance(v, (int, float)) and np.isfinite(v) and abs(v) <= 86400 for v in offsets):
-        raise InputError(f"{setting('offsets')}: {list(offsets)}: finite seconds, within a day")
+    if not all(isinstance(v, (int, float)) and np.isfinite(v) and abs(v) <= MAX_OFFSET_S for v in offsets):
+        raise InputError(f"{setting('offsets')}: {list(offsets)}: finite seconds, within a day ({MAX_OFFSET_S:g})")
     read = [_read_run(run, i) for i, run in enumerate(runs)]
     genders = {str(meta.get("gender", "neutral")) for meta, _ in read}
     if len(genders) > 1:
@@ -281,10 +246,18 @@ def fuse_runs(job: FuseJob) -> FuseResult:
     if len(files) > 1:
         log.warning("the runs' calibrations come from different files (%s): their worlds must be one (the same "
                     "lab frame)", ", ".join(sorted(Path(f).name or "?" for f in files)))
+    pieces = [p for _, run_pieces in read for p in run_pieces]
+    for piece in pieces[1:]:  # (one network's sizes: runs of other weights have other ones)
+        for key, size in (("betas", pieces[0].arrays["betas"].size), ("expression", pieces[0].arrays["expression"].shape[1])):
+            mine = piece.arrays[key].size if key == "betas" else piece.arrays[key].shape[1]
+            if mine != size:
+                raise InputError(f"{piece.path}: {mine} {key} coefficients where {pieces[0].path} has {size}: runs of "
+                                 "networks of other sizes; run every camera with the same checkpoint")
     body = SMPLXLayer.from_file(run_body_model(runs[0], gender, job.body_models, job.allow_pickle),
                                 allow_pickle=job.allow_pickle)
-    pieces = [p for _, run_pieces in read for p in run_pieces]
-    tracks = [_view_track(p, offsets[p.run], body) for p in pieces]
+    names = [r.name for r in runs]
+    folder = [r.name if names.count(r.name) == 1 else str(r) for r in runs]  # (runs a/cam and b/cam: their paths)
+    tracks = [_view_track(p, f"{folder[p.run]}/{p.path.stem}", offsets[p.run], body) for p in pieces]
     people, distances = associate(tracks, job.config)
     job.export.check_available()  # (FBX without Blender: said before any work)
     out = Path(job.out).expanduser()
@@ -296,16 +269,10 @@ def fuse_runs(job: FuseJob) -> FuseResult:
                  enumerate(zip(runs, read))],
         "settings": asdict(job.config), "gender": gender, "people": []}
     try:
-        with temp_folder(".fuse-", parent=out) as stage:  # (made there, then moved onto their names at once)
-            names = _write_people(stage.path, people, tracks, pieces, distances, body, gender, job, record)
+        with temp_folder(".fuse-", parent=out) as stage, temp_folder(".fuse-old-", parent=out) as old:
+            made = _write_people(stage.path, people, tracks, pieces, distances, body, gender, job, record)
             atomic_write_text(stage.path / FUSE_FILE, json.dumps(record, indent=1) + "\n")
-            for path in earlier:  # (an earlier fusion's files: gone only now that the new ones are made)
-                if path.name not in {*names, FUSE_FILE}:  # (those of the new ones' names are replaced as they move)
-                    path.unlink(missing_ok=True)
-            written = []
-            for name in [*names, FUSE_FILE]:
-                os.replace(stage.path / name, out / name)
-                written.append(out / name)
+            written = _swap(out, stage.path, [*made, FUSE_FILE], earlier, old.path)
     except BaseException:  # (Ctrl-C included) a folder this fusion made and nothing went into goes again
         if created:
             with contextlib.suppress(OSError):
@@ -314,27 +281,54 @@ def fuse_runs(job: FuseJob) -> FuseResult:
     return FuseResult(out=out, people=len(people), tracks=len(tracks), files=tuple(written))
 
 
+def _swap(out: Path, stage: Path, names: list[str], earlier: list[Path], old: Path) -> list[Path]:
+    """Put the files ``names`` made in ``stage`` in ``out`` in place of an earlier fusion's files
+    (``earlier``): those moved aside into ``old`` first, the new ones moved in (renames in one
+    file system); on any failure or interruption the new ones taken out and the earlier ones put
+    back, so ``out`` is as it was. Returns the new files' paths."""
+    aside: list[Path] = []
+    moved: list[Path] = []
+    try:
+        for path in earlier:
+            os.replace(path, old / path.name)
+            aside.append(path)
+        for name in names:
+            os.replace(stage / name, out / name)
+            moved.append(out / name)
+    except BaseException:
+        for path in moved:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        for path in aside:
+            with contextlib.suppress(OSError):
+                os.replace(old / path.name, path)
+        raise
+    return moved
+
+
 def _write_people(stage: Path, people: list[list[int]], tracks: list[ViewTrack], pieces: list[_Piece],
                   distances: dict, body: Any, gender: str, job: FuseJob, record: dict) -> list[str]:
     """Each person's fused files written into ``stage``, their entries added to ``record``;
     returns the names of the files written."""
+    from wbcap.export.amass import npz_camera
     from wbcap.export.animation import write_animations
     from wbcap.fuse.views import fuse_person
 
     written: list[str] = []
     for k, members in enumerate(people):
         group = [tracks[i] for i in members]
-        reference = pieces[max(members, key=lambda i: (int(tracks[i].valid.sum()), -i))]
-        fused = fuse_person(group, lambda b: _rest_root(body, b), job.config)
+        chosen = max(members, key=lambda i: (int(tracks[i].valid.sum()), -i))  # (the camera that saw them most)
+        reference = pieces[chosen]
+        fused = fuse_person(group, lambda b: _rest_root(body, b), job.config, reference_view=tracks[chosen].view)
         names = [f"track_{k}" if len(fused) == 1 else f"track_{k}_part{n + 1}" for n in range(len(fused))]
         for name, piece in zip(names, fused):
             written += [p.name for p in write_animations(stage, name, _piece_arrays(piece, reference, body, gender),
-                                                         body, job.export, camera=_camera(reference.arrays))]
+                                                         body, job.export, camera=npz_camera(reference.arrays))]
         apart = {f"{tracks[i].label} ~ {tracks[j].label}": round(d, 4) for (i, j), d in distances.items()
                  if i in members and j in members}
         record["people"].append({
             "track": k, "tracks": [tracks[i].label for i in members],
-            "source_camera": f"{reference.path.parent.name}/{reference.path.stem}",
+            "source_camera": tracks[chosen].label,
             "median_distance_m": apart, "files": names,
             "rows": [len(p.times) for p in fused], "cameras_per_row": [float(np.mean(p.views)) for p in fused]})
         log.info("person %d: %s (%s) -> %s", k, ", ".join(tracks[i].label for i in members),

@@ -278,9 +278,8 @@ def _calibration_record(calibration: LensCalibration) -> dict:
     undistorted otherwise, into another camera, is not continued: a review)."""
     from wbcap.camera import UNDISTORTION_VERSION
 
-    record = calibration.to_dict()
-    for key in ("file", "rotation", "translation"):
-        record.pop(key, None)
+    record = calibration.to_dict(pose=False)
+    record.pop("file")
     return {**record, "undistortion": UNDISTORTION_VERSION}
 
 

@@ -415,6 +415,67 @@ def amass_arrays(
     return arrays
 
 
+#: The arrays :func:`read_track_npz` needs of a track file.
+TRACK_NPZ_KEYS = ("poses", "trans", "betas", "expression", "times", "valid", "frame_indices", "mocap_framerate",
+                  "camera_rotation", "camera_position")
+
+
+def read_track_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """A wbcap track file's arrays (:func:`amass_arrays`, written by :func:`write_amass_npz`),
+    checked: every key of :data:`TRACK_NPZ_KEYS`, their shapes (``T`` rows, ``T >= 1``), finite
+    values, the regular clock (``times[0] + k / mocap_framerate``, to 1 µs), ``contact (T, 2)``
+    where present. Read without pickles.
+
+    Raises:
+        ValueError: one sentence saying what is wrong (the caller names the file); a file that
+            cannot be read at all (cut short, emptied, not a zip) is one too.
+    """
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: np.asarray(z[k]) for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"not a readable track file ({exc})") from None
+    missing = [k for k in TRACK_NPZ_KEYS if k not in arrays]
+    if missing:
+        raise ValueError(f"not a wbcap track file (no {', '.join(missing)})")
+    try:
+        t = len(arrays["times"])
+        fps = float(arrays["mocap_framerate"])
+        ok = (t > 0 and arrays["poses"].shape == (t, 165) and arrays["trans"].shape == (t, 3)
+              and arrays["valid"].shape == (t,) and arrays["frame_indices"].shape == (t,)
+              and arrays["betas"].ndim == 1 and arrays["expression"].ndim == 2 and arrays["expression"].shape[0] == t
+              and arrays["camera_rotation"].shape == (3, 3) and arrays["camera_position"].shape == (3,)
+              and np.isfinite(fps) and fps > 0 and ("contact" not in arrays or arrays["contact"].shape == (t, 2))
+              and all(np.isfinite(np.asarray(arrays[k], np.float64)).all() for k in
+                      ("poses", "trans", "betas", "expression", "times", "camera_rotation", "camera_position")))
+        times = np.asarray(arrays["times"], np.float64)
+        regular = ok and bool(np.all(np.abs(times - times[0] - np.arange(t) / fps) <= 1e-6))
+    except (TypeError, ValueError, IndexError, OverflowError):
+        ok = regular = False
+    if not ok:
+        raise ValueError("a damaged track file (its arrays' shapes or values)")
+    if not regular:
+        raise ValueError("a damaged track file (its times are not on its regular clock)")
+    return arrays
+
+
+def npz_camera(arrays: dict[str, np.ndarray]) -> ImageCamera | None:
+    """The source camera's intrinsics a track file records (``camera_focal``, ``camera_princpt``,
+    ``camera_image_size``), or None where it records none or damaged ones."""
+    from wbcap.camera import camera_from_dict
+
+    if not all(k in arrays for k in ("camera_focal", "camera_princpt", "camera_image_size")):
+        return None
+    try:
+        return camera_from_dict({"focal": np.asarray(arrays["camera_focal"]).tolist(),
+                                 "princpt": np.asarray(arrays["camera_princpt"]).tolist(),
+                                 "image_size": np.asarray(arrays["camera_image_size"]).tolist()})
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
+
+
 def write_amass_npz(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> Path:
     """Write ``arrays`` (from :func:`amass_arrays`) as an uncompressed ``.npz``, atomically.
 

@@ -38,6 +38,7 @@ saw them; a time no track covers splits the person into pieces.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -66,6 +67,16 @@ class FuseConfig:
     depth_sigma: float = 0.08
     lateral_sigma_m: float = 0.015
     ramp_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        """Raises ValueError for a setting that is not a finite number of its range (above 0; the
+        ramp and the overlap 0 or more)."""
+        for name in ("max_distance", "depth_sigma", "lateral_sigma_m", "min_overlap_s", "ramp_s"):
+            value = getattr(self, name)
+            low_ok = value >= 0 if name in ("min_overlap_s", "ramp_s") else value > 0
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not low_ok:
+                raise ValueError(f"{name} {value!r}: a finite number "
+                                 + ("of 0 or more" if name in ("min_overlap_s", "ramp_s") else "above 0"))
 
 
 @dataclass(frozen=True)
@@ -101,10 +112,12 @@ class ViewTrack:
 
     @property
     def start(self) -> float:
+        """Seconds: the first row's time."""
         return float(self.times[0])
 
     @property
     def end(self) -> float:
+        """Seconds: the last row's time."""
         return float(self.times[-1])
 
     def rows_at(self, times: np.ndarray) -> np.ndarray:
@@ -126,8 +139,10 @@ class FusedPiece:
             to the bit); valid: ``(T,)`` bool, seen by a camera (its nearest row).
         poses: ``(T, 55, 3)``, trans: ``(T, 3)``, betas: ``(B,)``, expression: ``(T, E)``, as
             :class:`ViewTrack`'s; frame_indices: ``(T,)`` the source frame (its nearest row) of
-            the heaviest camera that saw the person then, -1 where none did.
+            the reference camera (``reference_view`` of :func:`fuse_person`, whose intrinsics
+            and pose the files carry) where it saw the person then, else -1.
         views: ``(T,)`` int, how many cameras had a row.
+        fps: rows per second (the fastest camera's).
         contact: ``(T, 2)`` bool, a foot planted by the weighted majority of the cameras, or None
             where some camera's track has no contacts.
     """
@@ -161,7 +176,9 @@ def associate(tracks: Sequence[ViewTrack], config: FuseConfig = FuseConfig()
 
     Pairs of tracks of different cameras closer than ``max_distance`` (:func:`_distance`) are
     joined, the closest first, where the two groups have no two tracks of one camera at the same
-    time (a camera sees a person once).
+    time (a camera sees a person once) and no two tracks compared further apart than
+    ``max_distance`` (complete linkage: tracks 0.4 m apart in a row of three cameras do not chain
+    a person 0.8 m wide; a review).
 
     Args:
         tracks: every camera's tracks.
@@ -184,8 +201,9 @@ def associate(tracks: Sequence[ViewTrack], config: FuseConfig = FuseConfig()
     members = {i: [i] for i in range(len(tracks))}
 
     def clash(x: list[int], y: list[int]) -> bool:
-        return any(tracks[p].view == tracks[q].view and not (tracks[p].end < tracks[q].start or
-                                                             tracks[q].end < tracks[p].start) for p in x for q in y)
+        return any((tracks[p].view == tracks[q].view and not (tracks[p].end < tracks[q].start or
+                                                              tracks[q].end < tracks[p].start))
+                   or distances.get((min(p, q), max(p, q)), 0.0) > config.max_distance for p in x for q in y)
 
     for (i, j), d in sorted(distances.items(), key=lambda kv: (kv[1], kv[0])):
         gi, gj = group[i], group[j]
@@ -279,13 +297,16 @@ def _quaternions(rotvec: np.ndarray) -> np.ndarray:
 
 
 def fuse_person(tracks: Sequence[ViewTrack], rest_root: Callable[[np.ndarray], np.ndarray],
-                config: FuseConfig = FuseConfig()) -> list[FusedPiece]:
+                config: FuseConfig = FuseConfig(), reference_view: int | None = None) -> list[FusedPiece]:
     """One person's tracks (:func:`associate`) fused (the module docstring).
 
     Args:
-        tracks: the person's tracks (at most one per camera at any time).
+        tracks: the person's tracks (at most one per camera at any time), of one body model's
+            sizes (betas, expression).
         rest_root: ``betas (B,) -> (3,)`` the rest pelvis of a shape, metres
             (:meth:`wbcap.body.smplx_layer.SMPLXLayer.rest_root`).
+        reference_view: the camera whose source frames ``frame_indices`` gives (the one whose
+            intrinsics and pose go into the files); None: the first track's.
 
     Returns:
         The pieces, in time order (one unless no track covers some time between them).
@@ -310,7 +331,8 @@ def fuse_person(tracks: Sequence[ViewTrack], rest_root: Callable[[np.ndarray], n
     bounds = np.concatenate([[0], cuts + 1, [grid.size]])
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         if covered[lo]:
-            pieces.append(_fuse_rows(tracks, grid[lo:hi], betas, rest, fps, config))
+            view = tracks[0].view if reference_view is None else reference_view
+            pieces.append(_fuse_rows(tracks, grid[lo:hi], betas, rest, fps, config, view))
     return pieces
 
 
@@ -369,7 +391,7 @@ def _pelvis(tracks: Sequence[ViewTrack], samples: list[_Sample], weights: np.nda
 
 
 def _fuse_rows(tracks: Sequence[ViewTrack], grid: np.ndarray, betas: np.ndarray, rest: np.ndarray, fps: float,
-               config: FuseConfig) -> FusedPiece:
+               config: FuseConfig, reference_view: int) -> FusedPiece:
     """:func:`fuse_person` over a piece's ``grid``, every time of which some track covers."""
     from scipy.spatial.transform import Rotation
 
@@ -389,7 +411,7 @@ def _fuse_rows(tracks: Sequence[ViewTrack], grid: np.ndarray, betas: np.ndarray,
     mean = np.zeros((g, 55, 4))
     expression = np.zeros((g, tracks[0].expression.shape[1]))
     valid = np.zeros(g, bool)
-    frames, frame_weight = np.full(g, -1, np.int64), np.zeros(g)
+    frames = np.full(g, -1, np.int64)
     votes = np.zeros((g, 2)) if all(t.contact is not None for t in tracks) else None
     for k, s in enumerate(samples):
         rows = np.flatnonzero(s.present)
@@ -398,9 +420,8 @@ def _fuse_rows(tracks: Sequence[ViewTrack], grid: np.ndarray, betas: np.ndarray,
         mean[rows] += s.quats * (sign * w[:, None])[..., None]
         expression[rows] += s.expression * w[:, None]
         valid[rows] |= s.valid
-        better = s.valid & (weights[k, rows] > frame_weight[rows])  # (the heaviest camera that saw the row)
-        frames[rows[better]] = s.frame[better]
-        frame_weight[rows[better]] = weights[k, rows][better]
+        if tracks[k].view == reference_view:  # (the reference camera's own frames: its intrinsics are the files')
+            frames[rows[s.valid]] = s.frame[s.valid]
         if votes is not None:
             votes[rows] += s.contact * w[:, None]
     mean /= np.linalg.norm(mean, axis=-1, keepdims=True)

@@ -1020,11 +1020,13 @@ def _pose_ok(value: object) -> bool:
     --world`` reads it: :meth:`wbcap.camera.CameraPose.from_record`)."""
     from wbcap.camera import CameraPose
 
+    if not isinstance(value, dict):
+        return False
     try:
         CameraPose.from_record(value)
     except (TypeError, ValueError):
         return False
-    return isinstance(value, dict)
+    return True
 
 
 def _gender_ok(value: object) -> bool:

@@ -367,12 +367,15 @@ def ground_feet(feet: dict[int, FeetTrack], camera: ImageCamera, config: WorldCo
     return frame, reason, corr, labels
 
 
-def _say_left_out(left_out: dict[int, float], config: WorldConfig) -> None:
-    """One warning per track left out of the ground (``{track id: depth change}``)."""
+def _say_left_out(left_out: dict[int, float], config: WorldConfig, fitted: bool = True) -> None:
+    """One warning per track left out of the ground (``{track id: depth change}``); ``fitted``:
+    a ground fitted to the feet (else a calibration's floor, on which its feet are not planted)."""
+    after = ("the ground is fitted without it" if fitted else
+             "its feet are not planted on the calibration's floor")
     for tid, change in left_out.items():
         log.warning("%s: keeping track %d's feet still would move it %.0f%% of its distance along the camera ray "
-                    "(more than %.0f%%): its feet slide (a gliding body, a cyclist?); the ground is fitted without "
-                    "it", setting("world"), tid, 100 * change, 100 * config.max_depth_change)
+                    "(more than %.0f%%): its feet slide (a gliding body, a cyclist?); %s", setting("world"), tid,
+                    100 * change, 100 * config.max_depth_change, after)
 
 
 def _ground_feet(feet: dict[int, FeetTrack], camera: ImageCamera, config: WorldConfig, floor: GroundPlane | None
@@ -538,7 +541,12 @@ def calibrated_floor(pose: CameraPose, found: WorldFrame | None, config: WorldCo
         one line: the calibration's ``+z`` too far from the people's up, the camera not above
         its ``z = 0``, its height there in no unit within ``max_calibration_height_ratio`` of
         the people's, too few soles seen.
+
+    Raises:
+        ValueError: ``found`` None without ``feet`` and ``camera``.
     """
+    if found is None and (feet is None or camera is None):
+        raise ValueError("calibrated_floor: without a ground found, give the tracks' feet and the camera")
     rotation = np.asarray(pose.rotation, np.float64)
     up = rotation[:, 2]  # the calibration's +z in camera axes
     if found is not None:
@@ -621,7 +629,7 @@ def ground_tracks(tracks: dict[int, Any], body: Any, device: Any, camera: ImageC
     if frame is None:
         log.warning("%s: %s; writing the camera frame instead", setting("world"), reason)
         return WorldResult(frame=None, reason=reason, tracks=dict(tracks))
-    _say_left_out(left_out, config)
+    _say_left_out(left_out, config, fitted=frame.ground_from == "feet")
     out = {tid: dataclasses.replace(tr, transl=(np.asarray(tr.transl, np.float64) + corr[tid]).astype(np.float32))
            for tid, tr in tracks.items()}
     contacts = {tid: np.stack([lab[:, k == REGION_FOOT].any(1) for k in (0, 1)], 1) for tid, lab in labels.items()}
