@@ -99,7 +99,7 @@ def test_fuse_finds_each_person_across_the_cameras_and_lands_nearer_the_truth(ru
     assert r.exit_code == 2 and lines == [f"error: {out}: a `wbcap fuse` folder (its GLB files open in Blender or "
                                           "three.js); view a camera's run folder (one of those fuse.json lists) "
                                           "instead"], r.output
-    r, _ = invoke("fuse", root / "cam01", root / "cam02", "-o", out, "--overwrite", "--body-models", body_dir)
+    r, _ = invoke("fuse", root, "-o", out, "--overwrite", "--body-models", body_dir)  # (the folder of the runs)
     assert r.exit_code == 0 and sorted(p.name for p in out.iterdir()) == [
         "fuse.json", "track_0.glb", "track_0.npz", "track_1.glb", "track_1.npz"], r.output
 

@@ -46,7 +46,7 @@ class FuseJob:
 
     Attributes:
         runs: two or more ``wbcap run --world --calibration`` folders, one a camera, of the same
-            moments (synchronised videos).
+            moments (synchronised videos); or one folder holding them (its subfolders that are runs).
         out: the folder the fused files go into (created when missing).
         export: the formats written per person (at least one).
         config: association and fusion settings.
@@ -123,6 +123,20 @@ def _read_run(run: Path, index: int) -> tuple[dict, list[_Piece]]:
                              "calibration)")
         pieces.append(_Piece(run=index, path=path, arrays=arrays))
     return meta, pieces
+
+
+def _run_folders(given: list[Path]) -> list[Path]:
+    """The run folders of ``given``: a single folder that is no run but holds runs
+    (``runs/cam01``, ``runs/cam02``: its subfolders with a ``meta.json``, by name) stands for
+    them; anything else as given."""
+    from wbcap.io.run_folder import META_FILE
+
+    if len(given) == 1 and given[0].is_dir() and not (given[0] / META_FILE).exists():
+        inside = sorted(p for p in given[0].iterdir() if p.is_dir() and (p / META_FILE).is_file())
+        if inside:
+            log.info("%s: the runs in it: %s", given[0], ", ".join(p.name for p in inside))
+            return inside
+    return given
 
 
 def _view_track(piece: _Piece, label: str, offset: float, body: Any) -> ViewTrack:
@@ -219,7 +233,7 @@ def fuse_runs(job: FuseJob) -> FuseResult:
     from wbcap.io.run_folder import run_body_model
     from wbcap.temp_folders import temp_folder
 
-    runs = [Path(r).expanduser() for r in job.runs]
+    runs = _run_folders([Path(r).expanduser() for r in job.runs])
     if len(runs) < 2:
         raise InputError(f"fuse takes two or more run folders (one a camera); got {len(runs)}")
     if len({r.resolve() for r in runs}) < len(runs):
