@@ -1027,6 +1027,9 @@ def test_run_world_writes_the_world_when_found(tmp_path, base_args, monkeypatch)
                      "matrix = [ [ 400.0, 0.0, 159.5], [ 0.0, 400.0, 119.5], [ 0.0, 0.0, 1.0]]\n"
                      "distortions = [ 0.0, 0.0, 0.0, 0.0]\nrotation = [ 1.2, -0.3, 0.1]\n"
                      "translation = [ 500.0, 1000.0, 3000.0]\nfisheye = false\n")
+    r = run("run", video, "-o", tmp_path / "trusting", "--trust-calibration", "--calibration", calib, *args)
+    assert r.exit_code == 2 and "--trust-calibration goes with --world and a --calibration holding the camera's pose" \
+        in " ".join(r.output.split()) and not (tmp_path / "trusting").exists(), r.output
     assert run("run", video, "-o", tmp_path / "lab", "--world", "--calibration", calib, *args).exit_code == 0
     from scipy.spatial.transform import Rotation
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -123,6 +124,15 @@ def test_offsets_line_up_the_cameras_clocks(runs, tmp_path, body_dir):
         with np.load(tmp_path / "same" / f"track_{k}.npz") as a, np.load(tmp_path / "shifted" / f"track_{k}.npz") as b:
             np.testing.assert_allclose(a["trans"], b["trans"], atol=1e-6)
             np.testing.assert_allclose(a["poses"], b["poses"], atol=1e-5)
+    # offsets 6 frames off: a warning with the offset that lines the clocks up (a trial: fused worse than
+    # either camera without a word)
+    r, lines = invoke("fuse", root / "cam01", late, "-o", tmp_path / "off", "--format", "npz", "--body-models",
+                      body_dir, "--offsets", "0,-0.3")
+    said = [x for x in lines if "may not be synchronised" in x]
+    assert r.exit_code == 0 and len(said) == 1, r.output
+    found = re.search(r"try --offsets with about (-?[0-9.]+) for cam02 \(its run's offset now -0.300\)",
+                      " ".join(r.output.split()))
+    assert found and abs(float(found[1]) + 0.5) <= 2 / 30, r.output  # (the clocks' true offset, to 2 frames)
 
 
 def test_bad_inputs_are_one_line_each(runs, tmp_path, body_dir):
@@ -141,13 +151,19 @@ def test_bad_inputs_are_one_line_each(runs, tmp_path, body_dir):
         (("fuse", root / "cam01", root / "cam02", "-o", root / "cam02"), f"{root / 'cam02'}: a run's folder"),
         (("fuse", root / "cam01", feet, "-o", tmp_path / "x"),
          f"{feet / 'track_5.npz'}: on the ground found from the feet, not in the calibration's world; fuse takes "
-         "runs made with --world --calibration FILE"),
+         f"tracks in the calibration's world: if its calibration is right, `wbcap export {feet} --world "
+         "--trust-calibration --format npz` writes the run's tracks in its world"),
+        (("fuse", tmp_path / "none", "-o", tmp_path / "x"), f"{tmp_path / 'none'}: no such run folder"),
+        (("fuse", tmp_path / "x", "-o", tmp_path / "y"), f"{tmp_path / 'x'}: neither a run folder nor a folder of them"),
+        (("fuse", root, "-o", root), f"{root}: holds the runs; give fuse another folder with -o"),
         (("fuse", root / "cam01", tmp_path / "none", "-o", tmp_path / "x"), f"{tmp_path / 'none'}: no such run folder"),
     ]
+    (tmp_path / "x").mkdir()  # (empty: no runs in it)
     for args, words in cases:
         r, lines = invoke(*args, "--body-models", body_dir)
+        lines = [x for x in lines if not x.startswith("INFO ")]  # (a folder of runs: which it found, at info)
         assert r.exit_code == 2 and len(lines) == 1 and words in lines[0], (args, r.output)
-        assert not (tmp_path / "x").exists()
+        assert list((tmp_path / "x").iterdir()) == [] and not (tmp_path / "y").exists()
 
 
 # --------------------------------------------------------------------------- the rules, on toy tracks

@@ -328,8 +328,10 @@ def test_a_calibration_whose_world_is_not_level_gives_the_feets_ground(walk_stan
                               pose=CameraPose(rotation=np.eye(3), translation=(0.0, 0.0, 0.0)))
     lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(lines) == 1 and lines[0].startswith("world: the calibration's world is not used: its z axis is ")
-    assert lines[0].endswith("writing the ground found from the feet instead")
-    assert again.frame.ground_from == "feet" and again.frame.to_dict() == result.frame.to_dict()
+    assert lines[0].endswith("writing the ground found from the feet instead (check_calibration=False takes it "
+                             "unchecked)")
+    assert again.frame.ground_from == "feet" and again.frame.to_dict()["calibration_note"].startswith("its z axis is ")
+    assert {k: v for k, v in again.frame.to_dict().items() if k != "calibration_note"} == result.frame.to_dict()
     for tid in tracks:
         np.testing.assert_array_equal(again.tracks[tid].transl, result.tracks[tid].transl)
     # a z = 0 0.3 m above the floor (a board on a box) passes the height check (1.1 m for 1.4 m),
@@ -343,7 +345,21 @@ def test_a_calibration_whose_world_is_not_level_gives_the_feets_ground(walk_stan
         "world: the calibration's world is not used: planting the feet on its z = 0 (the camera 1.10 m above it, "
         f"{result.frame.camera_height:.2f} m above the feet's ground) failed: "), lines
     assert "is its z = 0 the floor?; writing the ground found from the feet instead" in lines[0]
-    assert again.frame.ground_from == "feet" and again.frame.to_dict() == result.frame.to_dict()
+    assert again.frame.ground_from == "feet" and again.frame.note.startswith("planting the feet on its z = 0")
+    # trusted (a lab that knows its calibration): its world kept, the tracks placed rigidly in it
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="wbcap.world.estimate"):
+        trusted = ground_tracks(tracks, body_layer, "cpu", scene.camera, WorldConfig(check_calibration=False),
+                                pose=boxed.pose)
+    frame = trusted.frame
+    assert frame.ground_from == "calibration" and frame.note.startswith("the feet are not planted on its floor: ")
+    assert frame.check["checked_by"] == "not checked; units from the feet's ground" and frame.check["units"] == "millimetres"
+    np.testing.assert_allclose(frame.camera_position, boxed.centre, atol=1e-12)
+    assert all(not c.any() for c in trusted.contacts.values())
+    for tid in tracks:
+        np.testing.assert_array_equal(trusted.tracks[tid].transl, tracks[tid].transl)
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(lines) == 1 and "the calibration's world, taken unchecked (check_calibration=False)" in lines[0], lines
 
 
 # --------------------------------------------------------------------------- the pieces

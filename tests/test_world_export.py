@@ -505,6 +505,10 @@ def test_export_world_of_a_calibrated_run_writes_the_calibrations_world(run_fold
     rows = [line.split("\t") for line in (dest / "track_1.trc").read_text().splitlines()[5:] if line.strip()]
     heels = np.array([[float(v) for v in row[2:]] for row in rows]).reshape(len(rows), -1, 3)
     assert abs(np.median(heels[:, :, 1].min(1))) < 0.1  # (the standing person's lowest marker near Y = 0, the floor)
+    r = invoke("export", run_folder, "--world", "--trust-calibration", "--format", "npz", "--dest", tmp_path / "t",
+               "--body-models", body_dir)  # (a run without a calibration: nothing to trust)
+    assert r.exit_code == 2 and "meta.json: records no calibration with the camera's pose, which --trust-calibration " \
+                                "takes" in " ".join(r.output.split()) and not (tmp_path / "t").exists(), r.output
     record["rotation"] = [[2, 0, 0], [0, 1, 0], [0, 0, 1]]
     (run / "meta.json").write_text(json.dumps({**meta, "calibration": record}))
     r = invoke("export", run, "--world", "--format", "npz", "--dest", tmp_path / "bad", "--body-models", body_dir)

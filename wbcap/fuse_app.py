@@ -68,12 +68,13 @@ class FuseJob:
 
 @dataclass(frozen=True)
 class FuseResult:
-    """What :func:`fuse_runs` wrote: the folder, the people, the tracks read, the files."""
+    """What :func:`fuse_runs` wrote: the folder, the people, the tracks read, the files, the cameras."""
 
     out: Path
     people: int
     tracks: int
     files: tuple[Path, ...]
+    cameras: int = 0
 
 
 @dataclass(frozen=True)
@@ -115,12 +116,16 @@ def _read_run(run: Path, index: int) -> tuple[dict, list[_Piece]]:
             raise InputError(f"{path}: {exc}; write it again with `wbcap export {run} --world --format npz`") from None
         frame, ground = str(arrays.get("frame", "camera")), str(arrays.get("ground_from", "feet"))
         if frame != "world" or ground != "calibration":
-            why = (meta.get("world") or {}).get("reason") if frame != "world" else None
+            world = meta.get("world") or {}
+            why = world.get("reason") if frame != "world" else world.get("calibration_note")
             where = ("in the camera's frame" + (f" (its --world fell back: {why})" if why else "") if frame != "world"
-                     else "on the ground found from the feet, not in the calibration's world")
-            raise InputError(f"{path}: {where}; fuse takes runs made with --world --calibration FILE (the camera's "
-                             "pose), whose tracks are in the calibration's world (meta.json's world: ground_from "
-                             "calibration)")
+                     else "on the ground found from the feet, not in the calibration's world" +
+                     (f" (its --world did not take the calibration: {why})" if why else ""))
+            posed = isinstance(meta.get("calibration"), dict) and meta["calibration"].get("rotation") is not None
+            fix = (f"if its calibration is right, `wbcap export {run} --world --trust-calibration --format npz` writes "
+                   "the run's tracks in its world" if posed else
+                   "run its video with --world --calibration FILE (the camera's pose)")
+            raise InputError(f"{path}: {where}; fuse takes tracks in the calibration's world: {fix}")
         pieces.append(_Piece(run=index, path=path, arrays=arrays))
     return meta, pieces
 
@@ -131,11 +136,16 @@ def _run_folders(given: list[Path]) -> list[Path]:
     them; anything else as given."""
     from wbcap.io.run_folder import META_FILE
 
+    if len(given) == 1 and not given[0].exists():
+        raise InputError(f"{given[0]}: no such run folder; give the folders of `wbcap run --world --calibration` runs "
+                         "(or one folder holding them)")
     if len(given) == 1 and given[0].is_dir() and not (given[0] / META_FILE).exists():
         inside = sorted(p for p in given[0].iterdir() if p.is_dir() and (p / META_FILE).is_file())
-        if inside:
-            log.info("%s: the runs in it: %s", given[0], ", ".join(p.name for p in inside))
-            return inside
+        if not inside:
+            raise InputError(f"{given[0]}: neither a run folder nor a folder of them (no meta.json in it or its "
+                             "subfolders); give the folders of `wbcap run --world --calibration` runs")
+        log.info("%s: the runs in it, in this order (for --offsets): %s", given[0], ", ".join(p.name for p in inside))
+        return inside
     return given
 
 
@@ -199,6 +209,8 @@ def _prepare_out(out: Path, runs: list[Path], overwrite: bool) -> tuple[bool, li
     resolved = out.resolve()
     if any(resolved == r.resolve() for r in runs) or (out / "params.jsonl").exists():
         raise InputError(f"{out}: a run's folder; give fuse another folder with -o")
+    if any(resolved == r.resolve().parent for r in runs):
+        raise InputError(f"{out}: holds the runs; give fuse another folder with -o (e.g. {out / 'fused'})")
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: is a file; give fuse a folder with -o")
     earlier = ([*track_files(out), *([out / FUSE_FILE] if (out / FUSE_FILE).exists() else [])]
@@ -229,7 +241,7 @@ def fuse_runs(job: FuseJob) -> FuseResult:
     """
     from wbcap.atomic import atomic_write_text
     from wbcap.body.smplx_layer import SMPLXLayer
-    from wbcap.fuse.views import associate
+    from wbcap.fuse.views import associate, clock_hints
     from wbcap.io.run_folder import run_body_model
     from wbcap.temp_folders import temp_folder
 
@@ -273,6 +285,12 @@ def fuse_runs(job: FuseJob) -> FuseResult:
     folder = [r.name if names.count(r.name) == 1 else str(r) for r in runs]  # (runs a/cam and b/cam: their paths)
     tracks = [_view_track(p, f"{folder[p.run]}/{p.path.stem}", offsets[p.run], body) for p in pieces]
     people, distances = associate(tracks, job.config)
+    for hint in clock_hints(tracks, job.config):  # (a clock a few frames off fuses worse than either camera)
+        a, b = tracks[hint.first], tracks[hint.second]
+        log.warning("%s and %s match %.2f m apart with %s's clock %+.3f s later, %.2f m apart without: the videos "
+                    "may not be synchronised; try %s with about %.3f for %s (its run's offset now %.3f)", a.label, b.label,
+                    hint.apart_m, runs[b.view].name, hint.shift_s, hint.unshifted_m, setting("offsets"),
+                    offsets[b.view] - hint.shift_s, runs[b.view].name, offsets[b.view])
     job.export.check_available()  # (FBX without Blender: said before any work)
     out = Path(job.out).expanduser()
     created, earlier = _prepare_out(out, runs, job.overwrite)
@@ -292,7 +310,7 @@ def fuse_runs(job: FuseJob) -> FuseResult:
             with contextlib.suppress(OSError):
                 out.rmdir()
         raise
-    return FuseResult(out=out, people=len(people), tracks=len(tracks), files=tuple(written))
+    return FuseResult(out=out, people=len(people), tracks=len(tracks), files=tuple(written), cameras=len(runs))
 
 
 def _swap(out: Path, stage: Path, names: list[str], earlier: list[Path], old: Path) -> list[Path]:

@@ -46,26 +46,33 @@ from wbcap.cli.common import (
                    "warning. Default (neither --world nor --camera): the run's frame (meta.json). Into RUN itself, a "
                    "change of frame rewrites the tracks' files of every format there, so all stay in one frame.")
 @click.option("--camera", is_flag=True, default=False, help="Write the files in the camera's frame (not with --world).")
+@click.option("--trust-calibration", is_flag=True,
+              help="With --world, for a run made with a --calibration holding the camera's pose: take its world "
+                   "unchecked (as wbcap run --trust-calibration).")
 @body_models_option
 @click.option("--gender", type=click.Choice(["neutral", "male", "female"]), default=None,
               help="SMPL-X model to use (default: the run's).")
 @allow_pickle_option
 @click.pass_context
-def export_cmd(ctx, run, formats, exact, root_bone, dest, start_at_zero, tracks, max_gap, world, camera, body_models,
-               gender, allow_pickle):
+def export_cmd(ctx, run, formats, exact, root_bone, dest, start_at_zero, tracks, max_gap, world, camera,
+               trust_calibration, body_models, gender, allow_pickle):
     """Write the animation files of a finished `wbcap run` folder (RUN) again, from its params.jsonl:
     no video is decoded and no network runs. Prints the files written, one a line (not with `wbcap -q`)."""
     from wbcap.export.animation import AnimationExport
     from wbcap.export.from_run import ExportJob, export_run
+    from wbcap.world.estimate import WorldConfig
 
     if world and camera:  # (one switch pair took the last of the two silently: a researcher's trial)
         raise click.UsageError("use either --world or --camera")
+    if trust_calibration and not world:
+        raise click.UsageError("--trust-calibration goes with --world")
 
     job = ExportJob(
         run=run, export=AnimationExport.parse(formats, exact=exact, option="--format", none_alone=False,
                                                 root_bone=root_bone, start_at_zero=start_at_zero), dest=dest,
         max_gap=max_gap, tracks=tuple(tracks) or None, body_models=body_models, gender=gender, allow_pickle=allow_pickle,
         frame="world" if world else "camera" if camera else None,
+        world=WorldConfig(check_calibration=False) if trust_calibration else None,
     )
     written = export_run(job)
     if not is_quiet(ctx):

@@ -66,4 +66,5 @@ def fuse(ctx, runs, out, formats, exact, root_bone, max_distance, offsets, body_
     if not is_quiet(ctx):
         people = f"{result.people} {'person' if result.people == 1 else 'people'}"
         files = f"{result.tracks} track file{'' if result.tracks == 1 else 's'}"
-        echo_result(f"{people} from {files} of {len(runs)} cameras -> {result.out}")
+        cameras = f"{result.cameras} camera{'' if result.cameras == 1 else 's'}"
+        echo_result(f"{people} from {files} of {cameras} -> {result.out}")

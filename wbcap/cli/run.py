@@ -108,6 +108,11 @@ def _principal_point(ctx, param, value):
                    "down, ground at height 0, planted feet kept still on it); falls back to the camera frame, with a "
                    "warning, when the camera moves or no feet are seen. With a --calibration holding the camera's "
                    "pose: its world (its axes and origin, z = 0 the floor), where the feet's ground agrees.")
+@click.option("--trust-calibration", is_flag=True,
+              help="With --world and a --calibration holding the camera's pose: take its world (z up, z = 0 the "
+                   "floor) without checking it against the people (the feet's ground, their trunks), for a lab that "
+                   "knows its calibration; its units the nearest of m, cm, mm to the people's height (metres where "
+                   "none), the tracks placed rigidly where the feet cannot stand on its floor.")
 @click.option("--obj", "write_obj", is_flag=True, help="Also write meshes/<track>/<frame>.obj.")
 @click.option("--openpose", "write_openpose", is_flag=True,
               help="Also write openpose/<video>_<frame>_keypoints.json: every processed frame's people as 2D "
@@ -128,7 +133,7 @@ def _principal_point(ctx, param, value):
 def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, detector_model, score_threshold, min_height_frac,
         max_people, offline,
         iou_threshold, max_age, reid_age, no_appearance, min_length, keep_static, cut_threshold, no_cuts, smooth, min_cutoff, beta, sigma, focal, principal_point, calibration, calibration_camera, undistort_scale, max_gap, export, exact, root_bone,
-        world,
+        world, trust_calibration,
         write_obj, write_openpose, no_render, resume, overwrite,
         checkpoint, body_models, gender, allow_pickle, device, batch_size, precision, fix_left_hand_flip):
     """Track and reconstruct every person in a video, image folder or glob (SOURCE).
@@ -160,6 +165,9 @@ def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, de
                              if v is not None)
         raise click.UsageError(f"--calibration sets the camera's focal length and principal point: drop {given}")
     lens = read_calibration_option(calibration, calibration_camera, source, undistort_scale)
+    if trust_calibration and (not world or lens is None or lens.pose is None):
+        raise click.UsageError("--trust-calibration goes with --world and a --calibration holding the camera's pose "
+                               "(rotation and translation)" + (f": {calibration} holds none" if lens is not None else ""))
     dev = resolve_device(device)
     for flag, value, method in (("--min-cutoff", min_cutoff, "oneeuro"), ("--beta", beta, "oneeuro"),
                                 ("--sigma", sigma, "gaussian")):
@@ -182,7 +190,7 @@ def run(ctx, source, out, start, end, every, max_frames, image_fps, detector, de
         tracker=TrackerConfig(iou_threshold=iou_threshold, max_age=max_age, reid_age=reid_age,
                               appearance=not no_appearance, min_length=min_length,
                               drop_static=not keep_static, cut_threshold=None if no_cuts else cut_threshold),
-        smooth=smooth_cfg, focal=focal, principal_point=principal_point, calibration=lens, max_gap=max_gap, export=animation, world=WorldConfig() if world else None,
+        smooth=smooth_cfg, focal=focal, principal_point=principal_point, calibration=lens, max_gap=max_gap, export=animation, world=WorldConfig(check_calibration=not trust_calibration) if world else None,
         write_obj=write_obj, write_openpose=write_openpose, render=not no_render, resume=resume, overwrite=overwrite,
         command=tuple(ctx.meta.get("wbcap.args", ())),
     )

@@ -260,7 +260,7 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
     from wbcap.camera import camera_from_dict
     from wbcap.export.animation import write_track_files
     from wbcap.export.params_jsonl import read_params_jsonl
-    from wbcap.io.run_folder import PARAMS_FILE, read_meta, remove_temporary_files, run_body_model
+    from wbcap.io.run_folder import META_FILE, PARAMS_FILE, read_meta, remove_temporary_files, run_body_model
 
     meta = read_meta(run)
     frames, tracks, camera = read_params_jsonl(run / PARAMS_FILE)
@@ -304,6 +304,10 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
 
             cuts = (meta or {}).get("cuts") or []  # (checked by read_meta)
             pose = CameraPose.from_record((meta or {}).get("calibration"))  # (checked by read_meta)
+            if pose is None and job.world is not None and not job.world.check_calibration:
+                raise InputError(f"{run / META_FILE}: records no calibration with the camera's pose, which "
+                                 f"{setting('trust_calibration', api='check_calibration=False')} takes; run the video "
+                                 "with --calibration FILE (its rotation and translation)")
             grounded = ground_tracks(tracks, body, torch.device("cpu"), camera, job.world or WorldConfig(), cuts=cuts,
                                      pose=pose)
             frame, contacts, tracks = grounded.frame, grounded.contacts, grounded.tracks

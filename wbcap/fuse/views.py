@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["FuseConfig", "FusedPiece", "ViewTrack", "associate", "fuse_person"]
+__all__ = ["ClockHint", "FuseConfig", "FusedPiece", "ViewTrack", "associate", "clock_hints", "fuse_person"]
 
 
 @dataclass(frozen=True)
@@ -429,3 +429,69 @@ def _fuse_rows(tracks: Sequence[ViewTrack], grid: np.ndarray, betas: np.ndarray,
     return FusedPiece(times=grid, valid=valid, poses=poses, trans=pelvis - rest, betas=np.asarray(betas),
                       expression=expression, frame_indices=frames, views=(weights > 0).sum(0), fps=fps,
                       contact=None if votes is None else votes >= 0.5)
+
+
+@dataclass(frozen=True)
+class ClockHint:
+    """Two cameras' clocks that look shifted (:func:`clock_hints`): the second camera's track
+    matches the first's best when read ``shift_s`` seconds later on its own clock.
+
+    Attributes:
+        first, second: the tracks (indices into the tracks given) that matched best.
+        shift_s: seconds; add ``-shift_s`` to the second camera's offset to line the clocks up.
+        apart_m: their pelvises' median distance at the shift found; unshifted_m: without it.
+    """
+
+    first: int
+    second: int
+    shift_s: float
+    apart_m: float
+    unshifted_m: float
+
+
+def _shifted_distance(a: ViewTrack, b: ViewTrack, shift: float, min_rows: float) -> float | None:
+    """The median pelvis distance of ``a``'s seen rows and ``b``'s seen rows ``shift`` s later on
+    ``b``'s clock, or None where fewer than ``min_rows`` pairs."""
+    rows = b.rows_at(a.times + shift)
+    both = a.valid & (rows >= 0)
+    both[both] &= b.valid[rows[both]]
+    if both.sum() < max(1.0, min_rows):
+        return None
+    return float(np.median(np.linalg.norm(a.pelvis[both] - b.pelvis[rows[both]], axis=1)))
+
+
+def clock_hints(tracks: Sequence[ViewTrack], config: FuseConfig = FuseConfig(), max_shift_s: float = 2.0
+                ) -> list[ClockHint]:
+    """For each pair of cameras, whether their clocks look shifted against each other: over their
+    pairs of tracks, the time shift of the second camera (up to ``max_shift_s``, a row at a time)
+    that brings the closest pair's pelvises nearest, reported where it is at least 1.5 rows, the
+    pair was more than 10 cm apart unshifted and comes within half that (a person who moves:
+    one standing still matches at every shift, and says nothing). A hint, for the ``--offsets``
+    a user gives (the videos are taken as synchronised)."""
+    hints = []
+    views = sorted({t.view for t in tracks})
+    for n, first_view in enumerate(views):
+        for second_view in views[n + 1:]:
+            best = None
+            for i, a in enumerate(tracks):
+                if a.view != first_view:
+                    continue
+                for j, b in enumerate(tracks):
+                    if b.view != second_view or a.end + max_shift_s < b.start or b.end + max_shift_s < a.start:
+                        continue
+                    step = 1.0 / max(a.fps, b.fps)
+                    shifts = np.arange(-int(max_shift_s / step), int(max_shift_s / step) + 1) * step
+                    curve = [(_shifted_distance(a, b, float(s), config.min_overlap_s * a.fps), float(s)) for s in shifts]
+                    curve = [(d, s) for d, s in curve if d is not None]
+                    if not curve:
+                        continue
+                    d, s = min(curve)
+                    unshifted = _shifted_distance(a, b, 0.0, config.min_overlap_s * a.fps)
+                    if best is None or d < best[0]:
+                        best = (d, s, unshifted, i, j, step)
+            if best is None:
+                continue
+            d, s, unshifted, i, j, step = best
+            if unshifted is not None and unshifted > 0.1 and d < 0.5 * unshifted and abs(s) >= 1.5 * step:
+                hints.append(ClockHint(first=i, second=j, shift_s=s, apart_m=d, unshifted_m=unshifted))
+    return hints

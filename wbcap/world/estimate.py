@@ -125,6 +125,10 @@ class WorldConfig:
         max_calibration_height_ratio: the camera's height above a calibration's ``z = 0`` (in the
             nearest of :data:`CALIBRATION_UNITS`) and above the feet's ground must agree within
             this ratio (a floor elsewhere, a table-top board, is not taken as the floor).
+        check_calibration: False (``--trust-calibration``): a calibration's world is taken
+            without those two checks (a lab that knows its calibration; the people's height then
+            only picks its units, metres where there is none), and kept where its floor cannot
+            hold the feet (the tracks then placed rigidly, without planted feet).
     """
 
     speed_on: float = 0.3
@@ -153,6 +157,7 @@ class WorldConfig:
     max_depth_change: float = 0.25
     max_calibration_angle_deg: float = 10.0
     max_calibration_height_ratio: float = 1.4
+    check_calibration: bool = True
 
 
 @dataclass(frozen=True)
@@ -175,7 +180,9 @@ class WorldFrame:
         ground_from: ``"feet"`` (fitted to the planted feet) or ``"calibration"`` (a calibrated
             camera's floor, :func:`calibrated_floor`).
         check: with a calibration, how the feet's ground agreed with it (``units``,
-            ``angle_deg``, ``feet_camera_height_m``, ``height_ratio``); else empty.
+            ``angle_deg``, ``feet_camera_height_m``, ``height_ratio``, ``checked_by``); else empty.
+        note: why a calibration's world was not used (the feet's ground written instead), or
+            what was not done in it (the feet not planted); else None.
     """
 
     ground: GroundPlane
@@ -186,6 +193,7 @@ class WorldFrame:
     contacts: int = 0
     ground_from: str = "feet"
     check: dict[str, Any] = field(default_factory=dict)
+    note: str | None = None
 
     @classmethod
     def from_ground(cls, ground: GroundPlane, **stats: Any) -> WorldFrame:
@@ -227,6 +235,7 @@ class WorldFrame:
             "contact_person_frames": int(self.contacts),
             "ground_from": self.ground_from,
             **({"calibration_check": dict(self.check)} if self.check else {}),
+            **({"calibration_note": self.note} if self.note else {}),
         }
 
 
@@ -549,6 +558,8 @@ def calibrated_floor(pose: CameraPose, found: WorldFrame | None, config: WorldCo
         raise ValueError("calibrated_floor: without a ground found, give the tracks' feet and the camera")
     rotation = np.asarray(pose.rotation, np.float64)
     up = rotation[:, 2]  # the calibration's +z in camera axes
+    if not config.check_calibration:
+        return _trusted_floor(pose, found, config, feet, camera)
     if found is not None:
         people_up, height, max_angle, by = (found.ground.normal, found.camera_height, config.max_calibration_angle_deg,
                                             "feet's ground")
@@ -588,6 +599,33 @@ def calibrated_floor(pose: CameraPose, found: WorldFrame | None, config: WorldCo
                       ground_from="calibration", check=check), None
 
 
+def _trusted_floor(pose: CameraPose, found: WorldFrame | None, config: WorldConfig,
+                   feet: dict[int, FeetTrack] | None, camera: ImageCamera | None) -> tuple[WorldFrame | None, str | None]:
+    """:func:`calibrated_floor` unchecked (``check_calibration`` False): its units the nearest of
+    :data:`CALIBRATION_UNITS` to the people's height (the feet's ground, else their soles), metres
+    where there is none; refused only where the camera is not above its ``z = 0`` or 10 km out."""
+    rotation = np.asarray(pose.rotation, np.float64)
+    up = rotation[:, 2]
+    centre = pose.centre
+    if centre[2] <= 0:
+        return None, f"the camera is not above its z = 0 plane (z = {centre[2]:.4g} in its units)"
+    height: float | str | None = found.camera_height if found is not None else (
+        _soles_height(feet, camera, up, config) if feet else None)
+    if isinstance(height, (int, float)) and height > 0:
+        ratio = float(centre[2]) / height
+        units, per_metre = min(CALIBRATION_UNITS.items(), key=lambda kv: abs(math.log(ratio / kv[1])))
+        by = "not checked; units from the feet's ground" if found is not None else "not checked; units from soles"
+    else:
+        units, per_metre, height, ratio, by = "metres", 1.0, None, None, "not checked; units taken as metres"
+    if np.abs(centre).max() / per_metre > 1e4:
+        return None, (f"the camera is {np.abs(centre).max() / per_metre:.3g} m from its world's origin (in {units}): "
+                      "track files so far from their origin lose their millimetres; move the origin into the room")
+    check = {"units": units, "angle_deg": None, "feet_camera_height_m": height,
+             "height_ratio": None if ratio is None else ratio / per_metre, "checked_by": by}
+    return WorldFrame(ground=GroundPlane(normal=up, offset=float(centre[2]) / per_metre), world_from_camera=rotation.T,
+                      camera_position=centre / per_metre, ground_from="calibration", check=check), None
+
+
 def ground_tracks(tracks: dict[int, Any], body: Any, device: Any, camera: ImageCamera,
                   config: WorldConfig = WorldConfig(), cuts: Sequence[float] = (),
                   pose: CameraPose | None = None) -> WorldResult:
@@ -622,8 +660,10 @@ def ground_tracks(tracks: dict[int, Any], body: Any, device: Any, camera: ImageC
         if on_floor is not None:
             frame, corr, labels, left_out = on_floor
         elif frame is not None:
-            log.warning("%s: the calibration's world is not used: %s; writing the ground found from the feet instead",
-                        setting("world"), why)
+            log.warning("%s: the calibration's world is not used: %s; writing the ground found from the feet instead "
+                        "(%s takes it unchecked)", setting("world"), why,
+                        setting("trust_calibration", api="check_calibration=False"))
+            frame = dataclasses.replace(frame, note=why)
         else:
             reason += f"; the calibration's world is not used either: {why}"
     if frame is None:
@@ -650,9 +690,21 @@ def _on_calibrated_floor(pose: CameraPose, feet: dict[int, FeetTrack], camera: I
     frame, why, corr, labels, left_out = _ground_feet(feet, camera, config, lab.ground)
     check = lab.check
     by = "the feet's ground" if check["checked_by"] == "feet's ground" else "the people's soles"
+    if frame is None and not config.check_calibration:  # (trusted: its world kept, the tracks placed rigidly)
+        note = f"the feet are not planted on its floor: {why}"
+        log.warning("%s: the calibration's world, taken unchecked (%s); %s", setting("world"),
+                    setting("trust_calibration", api="check_calibration=False"), note)
+        rows = {tid: np.zeros(f.anchors.shape[:2], bool) for tid, f in feet.items()}
+        return (dataclasses.replace(lab, note=note, inlier_ratio=0.0), {tid: np.zeros((len(f.time), 3)) for tid, f in feet.items()},
+                rows, {}), None
     if frame is None:
         return None, (f"planting the feet on its z = 0 (the camera {lab.camera_height:.2f} m above it, "
                       f"{check['feet_camera_height_m']:.2f} m above {by}) failed: {why}; is its z = 0 the floor?")
+    if not config.check_calibration:
+        log.info("%s: the calibration's world, taken unchecked (its units %s: %s)", setting("world"), check["units"],
+                 check["checked_by"])
+        return (dataclasses.replace(frame, world_from_camera=lab.world_from_camera, camera_position=lab.camera_position,
+                                    ground_from="calibration", check=check), corr, labels, left_out), None
     log.info("%s: the calibration's world (z up, z = 0 the floor; its units %s: the camera %.2f m above its floor, "
              "%.2f m above %s; its z axis %.1f deg from the people's up)", setting("world"), check["units"],
              lab.camera_height, check["feet_camera_height_m"], by, check["angle_deg"])
