@@ -441,6 +441,7 @@ def test_a_world_exports_c3d_holds_the_feets_contacts_as_gait_events(run_folder,
             warnings.simplefilter("ignore", UserWarning)  # ("No analog data found in file.")
             reader = c3d.Reader(fh)
             rate, first = reader.point_rate, reader.first_frame - 1
+            assert reader.get("WBCAP:GROUND_FROM").string_value.strip() == "feet"  # (not a lab's calibrated frame)
             want = foot_events(d["contact"])
             if not want:
                 assert reader.get("EVENT:USED") is None or reader.get("EVENT:USED").int16_value == 0
@@ -489,8 +490,13 @@ def test_export_world_of_a_calibrated_run_writes_the_calibrations_world(run_fold
               **pose.to_dict()}
     (run / "meta.json").write_text(json.dumps({**meta, "calibration": record}))
     dest = tmp_path / "lab"
-    r = invoke("export", run, "--world", "--format", "npz,glb,trc", "--dest", dest, "--body-models", body_dir)
+    r = invoke("export", run, "--world", "--format", "npz,glb,trc,c3d", "--dest", dest, "--body-models", body_dir)
     assert r.exit_code == 0, r.output
+    import ezc3d
+
+    c3d = ezc3d.c3d(str(dest / "track_0.c3d"))
+    assert c3d["parameters"]["WBCAP"]["GROUND_FROM"]["value"] == ["calibration"]
+    assert c3d["parameters"]["WBCAP"]["FRAME"]["value"] == ["world"]
     d = np.load(dest / "track_0.npz")
     assert str(d["frame"]) == "world" and str(d["ground_from"]) == "calibration"
     np.testing.assert_allclose(d["camera_rotation"], lab_from_camera, atol=1e-9)

@@ -25,7 +25,9 @@ kineticstoolkit, py-c3d) read.
   ``track_<id>.csv``'s ``valid`` column says which rows are).
 * **Axes and units**: the npz's frame (z up: x the camera's right, y forward, z up; with
   ``wbcap run --world`` the estimated ground's, z = 0 on it), **millimetres** (``POINT:UNITS``
-  ``mm``, as labs write them). ``WBCAP:FRAME`` says ``camera`` or ``world``.
+  ``mm``, as labs write them). ``WBCAP:FRAME`` says ``camera`` or ``world``; in a world,
+  ``WBCAP:GROUND_FROM`` says whose: ``calibration`` (a lab's frame, ``--world --calibration``)
+  or ``feet`` (the ground fitted to the feet).
 * **Gait events** (``wbcap run --world``, whose npz holds the feet's contacts): each foot's
   ``Foot Strike`` where it becomes planted and ``Foot Off`` where it leaves the ground
   (:func:`wbcap.world.contact.foot_events`), in C3D's ``EVENT`` group as Vicon Nexus writes them
@@ -110,6 +112,8 @@ def write_c3d(path: str | Path, body: Any, clip: MotionClip, joints: np.ndarray 
     c3d["data"]["meta_points"]["camera_masks"] = np.zeros((7, m, t), bool)
     c3d.add_parameter(WBCAP_GROUP, "START_TIME", [float(clip.times[0])])
     c3d.add_parameter(WBCAP_GROUP, "FRAME", [str(clip.frame)])
+    if clip.frame == "world" and clip.ground_from:  # (a lab's calibrated world, or the ground the feet gave)
+        c3d.add_parameter(WBCAP_GROUP, "GROUND_FROM", [str(clip.ground_from)])
     c3d.add_parameter("MANUFACTURER", "COMPANY", ["wbcap"])
     c3d.add_parameter("MANUFACTURER", "SOFTWARE", [f"wbcap {__version__}"])
     with atomic_path(path) as tmp:
