@@ -314,6 +314,19 @@ def test_a_calibration_is_checked_by_the_people_where_the_feet_give_no_ground(wa
     hidden = ImageCamera(focal=scene.camera.focal, princpt=(5000.0, 5000.0), image_size=scene.camera.image_size)
     assert calibrated_floor(lab.pose, None, feet=feet, camera=hidden)[1] == (
         "too few frames with feet in the image (0, 15 needed) to check it")
+    # trusted, without feet to tell its units: metres where the camera stands at a lab's height in
+    # them, refused where it would not (a review: a mm calibration put the camera 1400 m up)
+    trusting = WorldConfig(check_calibration=False)
+    in_metres = LabCalibration.of(scene.world_from_camera[0], scene.camera_position[0], per_metre=1.0)
+    frame, _ = calibrated_floor(in_metres.pose, None, trusting, feet=feet, camera=hidden)
+    assert frame.check["units"] == "metres" and frame.camera_height == pytest.approx(1.4)
+    reason = calibrated_floor(lab.pose, None, trusting, feet=feet, camera=hidden)[1]
+    assert reason.startswith("its units are unknown (no people's soles seen to tell them), and in metres the camera "
+                             "would stand 1400 m up")
+    from wbcap.world.estimate import trust_helps
+
+    assert not trust_helps(reason) and not trust_helps("the camera is not above its z = 0 plane (z = -3 in its units)")
+    assert trust_helps("its z axis is 12 deg from the up direction the people's feet give (more than 10): ...")
 
 
 def test_a_calibration_whose_world_is_not_level_gives_the_feets_ground(walk_stand, body_layer, caplog):

@@ -107,6 +107,7 @@ def _read_run(run: Path, index: int) -> tuple[dict, list[_Piece]]:
         raise InputError(f"{run}: holds no track_<id>.npz file (no person tracked, or the files were removed); "
                          f"write them with `wbcap export {run} --format npz`")
     from wbcap.export.amass import read_track_npz
+    from wbcap.world.estimate import trust_helps
 
     pieces = []
     for path in files:
@@ -123,7 +124,8 @@ def _read_run(run: Path, index: int) -> tuple[dict, list[_Piece]]:
                      (f" (its --world did not take the calibration: {why})" if why else ""))
             posed = isinstance(meta.get("calibration"), dict) and meta["calibration"].get("rotation") is not None
             fix = (f"if its calibration is right, `wbcap export {run} --world --trust-calibration --format npz` writes "
-                   "the run's tracks in its world" if posed else
+                   "the run's tracks in its world" if posed and (why is None or trust_helps(str(why))) else
+                   "fix its calibration (the camera's pose: z up, z = 0 the floor) and run it again" if posed else
                    "run its video with --world --calibration FILE (the camera's pose)")
             raise InputError(f"{path}: {where}; fuse takes tracks in the calibration's world: {fix}")
         pieces.append(_Piece(run=index, path=path, arrays=arrays))
@@ -141,6 +143,11 @@ def _run_folders(given: list[Path]) -> list[Path]:
                          "(or one folder holding them)")
     if len(given) == 1 and given[0].is_dir() and not (given[0] / META_FILE).exists():
         inside = sorted(p for p in given[0].iterdir() if p.is_dir() and (p / META_FILE).is_file())
+        unfinished = sorted(p for p in given[0].iterdir() if p.is_dir() and not (p / META_FILE).is_file()
+                            and ((p / "params.jsonl").exists() or any(p.glob("track_*.npz"))))
+        if unfinished:  # (left out, it would move the others' --offsets: a review)
+            raise InputError(f"{unfinished[0]}: a run without meta.json (one that did not finish?) in {given[0]}; "
+                             "finish it with its --resume, or move it out of the folder")
         if not inside:
             raise InputError(f"{given[0]}: neither a run folder nor a folder of them (no meta.json in it or its "
                              "subfolders); give the folders of `wbcap run --world --calibration` runs")
@@ -241,7 +248,7 @@ def fuse_runs(job: FuseJob) -> FuseResult:
     """
     from wbcap.atomic import atomic_write_text
     from wbcap.body.smplx_layer import SMPLXLayer
-    from wbcap.fuse.views import associate, clock_hints
+    from wbcap.fuse.views import associate
     from wbcap.io.run_folder import run_body_model
     from wbcap.temp_folders import temp_folder
 
@@ -279,21 +286,9 @@ def fuse_runs(job: FuseJob) -> FuseResult:
             if mine != size:
                 raise InputError(f"{piece.path}: {mine} {key} coefficients where {pieces[0].path} has {size}: runs of "
                                  "networks of other sizes; run every camera with the same checkpoint")
-    body = SMPLXLayer.from_file(run_body_model(runs[0], gender, job.body_models, job.allow_pickle),
-                                allow_pickle=job.allow_pickle)
-    names = [r.name for r in runs]
-    folder = [r.name if names.count(r.name) == 1 else str(r) for r in runs]  # (runs a/cam and b/cam: their paths)
-    tracks = [_view_track(p, f"{folder[p.run]}/{p.path.stem}", offsets[p.run], body) for p in pieces]
-    people, distances = associate(tracks, job.config)
-    for hint in clock_hints(tracks, job.config):  # (a clock a few frames off fuses worse than either camera)
-        a, b = tracks[hint.first], tracks[hint.second]
-        log.warning("%s and %s match %.2f m apart with %s's clock %+.3f s later, %.2f m apart without: the videos "
-                    "may not be synchronised; try %s with about %.3f for %s (its run's offset now %.3f)", a.label, b.label,
-                    hint.apart_m, runs[b.view].name, hint.shift_s, hint.unshifted_m, setting("offsets"),
-                    offsets[b.view] - hint.shift_s, runs[b.view].name, offsets[b.view])
     job.export.check_available()  # (FBX without Blender: said before any work)
     out = Path(job.out).expanduser()
-    created, earlier = _prepare_out(out, runs, job.overwrite)
+    created, earlier = _prepare_out(out, runs, job.overwrite)  # (checked before the slow work)
     record: dict[str, Any] = {
         "runs": [{"folder": os.path.abspath(run), "offset_s": offsets[i],
                   "calibration_file": (meta.get("calibration") or {}).get("file"),
@@ -301,6 +296,13 @@ def fuse_runs(job: FuseJob) -> FuseResult:
                  enumerate(zip(runs, read))],
         "settings": asdict(job.config), "gender": gender, "people": []}
     try:
+        body = SMPLXLayer.from_file(run_body_model(runs[0], gender, job.body_models, job.allow_pickle),
+                                    allow_pickle=job.allow_pickle)
+        names = [r.name for r in runs]
+        folder = [r.name if names.count(r.name) == 1 else str(r) for r in runs]  # (runs a/cam and b/cam: their paths)
+        tracks = [_view_track(p, f"{folder[p.run]}/{p.path.stem}", offsets[p.run], body) for p in pieces]
+        people, distances = associate(tracks, job.config)
+        _say_clocks(tracks, runs, offsets, job.config)
         with temp_folder(".fuse-", parent=out) as stage, temp_folder(".fuse-old-", parent=out) as old:
             made = _write_people(stage.path, people, tracks, pieces, distances, body, gender, job, record)
             atomic_write_text(stage.path / FUSE_FILE, json.dumps(record, indent=1) + "\n")
@@ -311,6 +313,26 @@ def fuse_runs(job: FuseJob) -> FuseResult:
                 out.rmdir()
         raise
     return FuseResult(out=out, people=len(people), tracks=len(tracks), files=tuple(written), cameras=len(runs))
+
+
+def _say_clocks(tracks: list[ViewTrack], runs: list[Path], offsets: tuple[float, ...], config: FuseConfig) -> None:
+    """One warning where the cameras' clocks look shifted (:func:`~wbcap.fuse.views.clock_shifts`,
+    one offset a camera by :func:`~wbcap.fuse.views.clock_offsets`) by 1.5 rows or more, with the
+    ``--offsets`` that lines them up: a clock a few frames off fuses worse than either camera (a
+    trial: 79 mm against 8-22 mm)."""
+    from wbcap.fuse.views import clock_offsets, clock_shifts
+
+    shifts = clock_shifts(tracks, config)
+    clocks = clock_offsets(shifts, list(range(len(runs))))
+    step = 1.0 / max(t.fps for t in tracks)
+    if all(abs(c) < 1.5 * step for c in clocks.values()):
+        return
+    suggested = ",".join(f"{offsets[v] - clocks[v] + 0.0:.3f}" for v in range(len(runs)))
+    pairs = "; ".join(f"{tracks[s.first].label} ~ {tracks[s.second].label} {s.apart_m:.2f} m apart with "
+                      f"{runs[s.second_view].name}'s clock {s.shift_s:+.3f} s later" +
+                      (f", {s.unshifted_m:.2f} m without" if s.unshifted_m is not None else "") for s in shifts)
+    log.warning("the cameras' clocks look shifted (%s): the videos may not be synchronised; try %s %s (now %s), to "
+                "about two frames", pairs, setting("offsets"), suggested, ",".join(f"{o:.3f}" for o in offsets))
 
 
 def _swap(out: Path, stage: Path, names: list[str], earlier: list[Path], old: Path) -> list[Path]:

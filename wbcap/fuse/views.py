@@ -44,7 +44,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ClockHint", "FuseConfig", "FusedPiece", "ViewTrack", "associate", "clock_hints", "fuse_person"]
+__all__ = ["ClockShift", "FuseConfig", "FusedPiece", "ViewTrack", "associate", "clock_offsets", "clock_shifts",
+           "fuse_person"]
 
 
 @dataclass(frozen=True)
@@ -432,21 +433,24 @@ def _fuse_rows(tracks: Sequence[ViewTrack], grid: np.ndarray, betas: np.ndarray,
 
 
 @dataclass(frozen=True)
-class ClockHint:
-    """Two cameras' clocks that look shifted (:func:`clock_hints`): the second camera's track
+class ClockShift:
+    """How two cameras' clocks compare (:func:`clock_shifts`): the second camera's closest track
     matches the first's best when read ``shift_s`` seconds later on its own clock.
 
     Attributes:
-        first, second: the tracks (indices into the tracks given) that matched best.
-        shift_s: seconds; add ``-shift_s`` to the second camera's offset to line the clocks up.
-        apart_m: their pelvises' median distance at the shift found; unshifted_m: without it.
+        first_view, second_view: the cameras; first, second: the tracks (indices) that matched.
+        shift_s: seconds (0 where the clocks agree).
+        apart_m: their pelvises' median distance at that shift; unshifted_m: without it (None
+            where they were not seen together unshifted).
     """
 
+    first_view: int
+    second_view: int
     first: int
     second: int
     shift_s: float
     apart_m: float
-    unshifted_m: float
+    unshifted_m: float | None
 
 
 def _shifted_distance(a: ViewTrack, b: ViewTrack, shift: float, min_rows: float) -> float | None:
@@ -460,15 +464,13 @@ def _shifted_distance(a: ViewTrack, b: ViewTrack, shift: float, min_rows: float)
     return float(np.median(np.linalg.norm(a.pelvis[both] - b.pelvis[rows[both]], axis=1)))
 
 
-def clock_hints(tracks: Sequence[ViewTrack], config: FuseConfig = FuseConfig(), max_shift_s: float = 2.0
-                ) -> list[ClockHint]:
-    """For each pair of cameras, whether their clocks look shifted against each other: over their
-    pairs of tracks, the time shift of the second camera (up to ``max_shift_s``, a row at a time)
-    that brings the closest pair's pelvises nearest, reported where it is at least 1.5 rows, the
-    pair was more than 10 cm apart unshifted and comes within half that (a person who moves:
-    one standing still matches at every shift, and says nothing). A hint, for the ``--offsets``
-    a user gives (the videos are taken as synchronised)."""
-    hints = []
+def clock_shifts(tracks: Sequence[ViewTrack], config: FuseConfig = FuseConfig(), max_shift_s: float = 2.0
+                 ) -> list[ClockShift]:
+    """For each pair of cameras that saw a person move: the time shift of the second camera's
+    clock (up to ``max_shift_s``, a row at a time) that brings their closest pair of tracks'
+    pelvises nearest. A pair whose best tracks' distance changes by less than 10 cm over the
+    shifts (people standing still match at every shift) says nothing and is left out."""
+    shifts_found = []
     views = sorted({t.view for t in tracks})
     for n, first_view in enumerate(views):
         for second_view in views[n + 1:]:
@@ -480,18 +482,45 @@ def clock_hints(tracks: Sequence[ViewTrack], config: FuseConfig = FuseConfig(), 
                     if b.view != second_view or a.end + max_shift_s < b.start or b.end + max_shift_s < a.start:
                         continue
                     step = 1.0 / max(a.fps, b.fps)
-                    shifts = np.arange(-int(max_shift_s / step), int(max_shift_s / step) + 1) * step
-                    curve = [(_shifted_distance(a, b, float(s), config.min_overlap_s * a.fps), float(s)) for s in shifts]
+                    grid = np.arange(-int(max_shift_s / step), int(max_shift_s / step) + 1) * step
+                    curve = [(_shifted_distance(a, b, float(s), config.min_overlap_s * a.fps), float(s)) for s in grid]
                     curve = [(d, s) for d, s in curve if d is not None]
-                    if not curve:
+                    if not curve or max(d for d, _ in curve) - min(d for d, _ in curve) < 0.1:
                         continue
                     d, s = min(curve)
-                    unshifted = _shifted_distance(a, b, 0.0, config.min_overlap_s * a.fps)
                     if best is None or d < best[0]:
-                        best = (d, s, unshifted, i, j, step)
-            if best is None:
-                continue
-            d, s, unshifted, i, j, step = best
-            if unshifted is not None and unshifted > 0.1 and d < 0.5 * unshifted and abs(s) >= 1.5 * step:
-                hints.append(ClockHint(first=i, second=j, shift_s=s, apart_m=d, unshifted_m=unshifted))
-    return hints
+                        best = (d, s, i, j)
+            if best is not None:
+                d, s, i, j = best
+                unshifted = _shifted_distance(tracks[i], tracks[j], 0.0, config.min_overlap_s * tracks[i].fps)
+                shifts_found.append(ClockShift(first_view=first_view, second_view=second_view, first=i, second=j,
+                                               shift_s=s + 0.0, apart_m=d, unshifted_m=unshifted))
+    return shifts_found
+
+
+def clock_offsets(shifts: Sequence[ClockShift], views: Sequence[int]) -> dict[int, float]:
+    """Each camera's clock against the first of ``views``, seconds (what to take off its
+    ``--offsets`` value), the least-squares solution of the pairwise ``shift_s`` (``clock[second]
+    - clock[first] = shift``): one consistent answer for three or more cameras, where correcting
+    each pair on its own would move a right camera (a review); 0 for the first camera and for
+    cameras no shift links to it."""
+    others = [v for v in views[1:]]
+    column = {v: k for k, v in enumerate(others)}
+    rows, values = [], []
+    for shift in shifts:
+        row = np.zeros(len(others))
+        if shift.second_view in column:
+            row[column[shift.second_view]] += 1.0
+        if shift.first_view in column:
+            row[column[shift.first_view]] -= 1.0
+        rows.append(row)
+        values.append(shift.shift_s)
+    clocks = {views[0]: 0.0} if views else {}
+    if not rows or not others:
+        return {**clocks, **{v: 0.0 for v in others}}
+    a = np.array(rows)
+    solved = np.linalg.lstsq(a, np.array(values), rcond=None)[0]
+    linked = np.abs(a).sum(0) > 0
+    for v, k in column.items():
+        clocks[v] = float(solved[k]) + 0.0 if linked[k] else 0.0
+    return clocks

@@ -77,9 +77,10 @@ from wbcap.world.feet import REGION_FOOT, FeetTrack, SoleRegions, feet_track
 from wbcap.world.ground import GroundFit, GroundPlane, fit_ground, world_from_ground
 
 __all__ = ["CALIBRATION_UNITS", "WorldConfig", "WorldFrame", "WorldResult", "calibrated_floor", "depth_change",
-           "ground_feet", "ground_tracks"]
+           "ground_feet", "ground_tracks", "trust_helps"]
 
 log = logging.getLogger(__name__)
+
 
 #: The units a calibration's translations may be in, by how many make a metre
 #: (:func:`calibrated_floor` tells which from the camera's height).
@@ -615,7 +616,13 @@ def _trusted_floor(pose: CameraPose, found: WorldFrame | None, config: WorldConf
         ratio = float(centre[2]) / height
         units, per_metre = min(CALIBRATION_UNITS.items(), key=lambda kv: abs(math.log(ratio / kv[1])))
         by = "not checked; units from the feet's ground" if found is not None else "not checked; units from soles"
-    else:
+    else:  # (no people's height: metres, for a camera at a lab's height in them)
+        if centre[2] > 20:
+            return None, (f"its units are unknown (no people's soles seen to tell them), and in metres the camera would "
+                          f"stand {centre[2]:.4g} m up; give footage with the people's feet in view, or its calibration "
+                          "in metres")
+        log.warning("%s: the calibration's units taken as metres (no people's soles seen to tell them: the camera "
+                    "%.2f m up)", setting("world"), float(centre[2]))
         units, per_metre, height, ratio, by = "metres", 1.0, None, None, "not checked; units taken as metres"
     if np.abs(centre).max() / per_metre > 1e4:
         return None, (f"the camera is {np.abs(centre).max() / per_metre:.3g} m from its world's origin (in {units}): "
@@ -624,6 +631,14 @@ def _trusted_floor(pose: CameraPose, found: WorldFrame | None, config: WorldConf
              "height_ratio": None if ratio is None else ratio / per_metre, "checked_by": by}
     return WorldFrame(ground=GroundPlane(normal=up, offset=float(centre[2]) / per_metre), world_from_camera=rotation.T,
                       camera_position=centre / per_metre, ground_from="calibration", check=check), None
+
+
+def trust_helps(why: str) -> bool:
+    """Whether ``--trust-calibration`` gets past a calibration's refusal ``why`` (one of
+    :func:`calibrated_floor`'s or its floor's): not for a camera below its ``z = 0``, 10 km from
+    its origin, or of unknown units, which no trust fixes."""
+    return not (why.startswith(("the camera is not above its z = 0 plane", "its units are unknown"))
+                or "from its world's origin" in why)
 
 
 def ground_tracks(tracks: dict[int, Any], body: Any, device: Any, camera: ImageCamera,
@@ -660,9 +675,10 @@ def ground_tracks(tracks: dict[int, Any], body: Any, device: Any, camera: ImageC
         if on_floor is not None:
             frame, corr, labels, left_out = on_floor
         elif frame is not None:
-            log.warning("%s: the calibration's world is not used: %s; writing the ground found from the feet instead "
-                        "(%s takes it unchecked)", setting("world"), why,
-                        setting("trust_calibration", api="check_calibration=False"))
+            trust = (f" ({setting('trust_calibration', api='check_calibration=False')} takes it unchecked)"
+                     if config.check_calibration and trust_helps(why) else "")
+            log.warning("%s: the calibration's world is not used: %s; writing the ground found from the feet instead%s",
+                        setting("world"), why, trust)
             frame = dataclasses.replace(frame, note=why)
         else:
             reason += f"; the calibration's world is not used either: {why}"
