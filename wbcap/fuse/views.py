@@ -453,15 +453,15 @@ class ClockShift:
     unshifted_m: float | None
 
 
-def _shifted_distance(a: ViewTrack, b: ViewTrack, shift: float, min_rows: float) -> float | None:
-    """The median pelvis distance of ``a``'s seen rows and ``b``'s seen rows ``shift`` s later on
-    ``b``'s clock, or None where fewer than ``min_rows`` pairs."""
-    rows = b.rows_at(a.times + shift)
-    both = a.valid & (rows >= 0)
+def _shifted_distance(a: ViewTrack, b: ViewTrack, shift: float, min_rows: float, stride: int = 1) -> float | None:
+    """The median pelvis distance of ``a``'s seen rows (every ``stride``-th) and ``b``'s seen rows
+    ``shift`` s later on ``b``'s clock, or None where fewer than ``min_rows`` pairs."""
+    rows = b.rows_at(a.times[::stride] + shift)
+    both = a.valid[::stride] & (rows >= 0)
     both[both] &= b.valid[rows[both]]
-    if both.sum() < max(1.0, min_rows):
+    if both.sum() < max(1.0, min_rows / stride):
         return None
-    return float(np.median(np.linalg.norm(a.pelvis[both] - b.pelvis[rows[both]], axis=1)))
+    return float(np.median(np.linalg.norm(a.pelvis[::stride][both] - b.pelvis[rows[both]], axis=1)))
 
 
 def clock_shifts(tracks: Sequence[ViewTrack], config: FuseConfig = FuseConfig(), max_shift_s: float = 2.0
@@ -483,7 +483,9 @@ def clock_shifts(tracks: Sequence[ViewTrack], config: FuseConfig = FuseConfig(),
                         continue
                     step = 1.0 / max(a.fps, b.fps)
                     grid = np.arange(-int(max_shift_s / step), int(max_shift_s / step) + 1) * step
-                    curve = [(_shifted_distance(a, b, float(s), config.min_overlap_s * a.fps), float(s)) for s in grid]
+                    stride = max(1, len(a.times) // 2000)  # (a long track: 2000 of its rows tell the shift as well)
+                    curve = [(_shifted_distance(a, b, float(s), config.min_overlap_s * a.fps, stride), float(s))
+                             for s in grid]
                     curve = [(d, s) for d, s in curve if d is not None]
                     if not curve or max(d for d, _ in curve) - min(d for d, _ in curve) < 0.1:
                         continue
