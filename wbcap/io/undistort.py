@@ -87,7 +87,7 @@ class Undistorter:
                  *calibration.image_size, pictures, w, h)
         elif fitted == "cropped":
             warning("%s%s: calibrated on %dx%d pictures, the %s are %dx%d: taken as the same pixels cropped or "
-                    "padded at the right or bottom edge (as codecs pad 1080 lines to 1088), not resized",
+                    "padded at the right or bottom edge (as codecs pad 1080 pixels to 1088), not resized",
                     where, camera_name, *calibration.image_size, pictures, w, h)
         if self.calibration.scale is None and self.calibration.distorts:
             reached = self.calibration.border_reach[1].mean()
