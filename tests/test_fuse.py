@@ -70,6 +70,7 @@ def test_fuse_finds_each_person_across_the_cameras_and_lands_nearer_the_truth(ru
     r, lines = invoke("fuse", root / "cam01", root / "cam02", "-o", out, "--format", "npz,trc", "--body-models",
                       body_dir)
     assert r.exit_code == 0, r.output
+    assert f"wrote {out / 'track_0.npz'} (90 rows)" in r.output  # (the files as OUT's: not their staging folder's)
     assert lines[-1] == f"2 people from 4 track files of 2 cameras -> {out}"
     record = json.loads((out / "fuse.json").read_text())
     assert [p["tracks"] for p in record["people"]] == [["cam01/track_0", "cam02/track_7"],
@@ -293,6 +294,7 @@ def test_damaged_inputs_and_an_interrupted_fusion_leave_nothing_behind(runs, tmp
     monkeypatch.setattr(animation, "write_animations", real)
     assert r.exit_code != 0 and calls == ["track_0", "track_1"]
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir() if ".staging-" in p.name] == []  # (nothing left beside OUT)
     damaged = tmp_path / "cam02"
     for how in ("cut", "empty", "nan"):
         shutil.rmtree(damaged, ignore_errors=True)
@@ -353,8 +355,7 @@ def test_runs_of_other_sizes_and_damaged_clocks_are_refused_and_a_failed_swap_pu
 
     def failing(source, dest):
         source, dest = Path(source), Path(dest)
-        moving_in = source.parent.name.startswith(".fuse-") and not source.parent.name.startswith(".fuse-old-")
-        if moving_in and dest.parent == out:
+        if source.parent.name.startswith(".fused.staging-") and dest.parent == out and calls is not None:
             calls.append(dest.name)
             if len(calls) == 2:  # (the earlier files set aside, one new file in: then the disk fails)
                 raise OSError(28, "No space left on device")
@@ -364,8 +365,9 @@ def test_runs_of_other_sizes_and_damaged_clocks_are_refused_and_a_failed_swap_pu
     r, _ = invoke("fuse", root / "cam01", root / "cam02", "-o", out, "--format", "npz,trc", "--overwrite",
                   "--body-models", body_dir)
     monkeypatch.setattr(fuse_app.os, "replace", real)
-    assert r.exit_code != 0 and calls == ["track_0.npz", "track_0.trc"], (calls, r.output)
+    assert r.exit_code != 0 and calls[:2] == ["track_0.npz", "track_0.trc"], (calls, r.output)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir() if ".staging-" in p.name] == []  # (nothing left beside OUT)
 
 
 def test_three_cameras_clocks_are_solved_together():

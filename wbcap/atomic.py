@@ -415,6 +415,31 @@ def staged_dir(final_dir: str | os.PathLike[str]) -> Iterator[Path]:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def staging_sibling(final_dir: str | os.PathLike[str]) -> Iterator[Path]:
+    """A staging folder beside ``final_dir`` (``.name.staging-xxxxxxxx``: locked and marked as
+    :func:`staged_dir`'s, so that one a killed process left is swept by
+    :func:`remove_stale_staging`), for files that are then moved one by one into ``final_dir``
+    (where :func:`staged_dir` would replace the whole folder, and a user's other files in it):
+    removed when the block ends, with whatever is left in it. Messages name its files as
+    ``final_dir``'s (:func:`final_path`). Missing parent folders are created.
+
+    Raises:
+        OSError: the parent folder cannot be written.
+    """
+    final = Path(final_dir)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(final)
+    stage, fd = _new_locked_stage(final)
+    try:
+        yield stage
+    finally:
+        try:
+            shutil.rmtree(stage, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+
 def _new_locked_stage(final: Path) -> tuple[Path, int]:
     """A new staging folder for ``final``, marked (:data:`STAGING_MARKER`), and an open descriptor
     of it holding its ``flock`` (none where locks cannot be taken). The lock is waited for: another

@@ -246,11 +246,10 @@ def fuse_runs(job: FuseJob) -> FuseResult:
             (:func:`_read_run`), runs of different SMPL-X models (``--gender``), two runs of one
             camera, offsets that are not one per run, a bad output folder.
     """
-    from wbcap.atomic import atomic_write_text
+    from wbcap.atomic import atomic_write_text, staging_sibling
     from wbcap.body.smplx_layer import SMPLXLayer
     from wbcap.fuse.views import associate
     from wbcap.io.run_folder import run_body_model
-    from wbcap.temp_folders import temp_folder
 
     runs = _run_folders([Path(r).expanduser() for r in job.runs])
     if len(runs) < 2:
@@ -303,10 +302,11 @@ def fuse_runs(job: FuseJob) -> FuseResult:
         tracks = [_view_track(p, f"{folder[p.run]}/{p.path.stem}", offsets[p.run], body) for p in pieces]
         people, distances = associate(tracks, job.config)
         _say_clocks(tracks, runs, offsets, job.config)
-        with temp_folder(".fuse-", parent=out) as stage, temp_folder(".fuse-old-", parent=out) as old:
-            made = _write_people(stage.path, people, tracks, pieces, distances, body, gender, job, record)
-            atomic_write_text(stage.path / FUSE_FILE, json.dumps(record, indent=1) + "\n")
-            written = _swap(out, stage.path, [*made, FUSE_FILE], earlier, old.path)
+        # (made beside OUT, then moved in: its files named as OUT's in messages; earlier ones set aside likewise)
+        with staging_sibling(out) as stage, staging_sibling(out) as old:
+            made = _write_people(stage, people, tracks, pieces, distances, body, gender, job, record)
+            atomic_write_text(stage / FUSE_FILE, json.dumps(record, indent=1) + "\n")
+            written = _swap(out, stage, [*made, FUSE_FILE], earlier, old)
     except BaseException:  # (Ctrl-C included) a folder this fusion made and nothing went into goes again
         if created:
             with contextlib.suppress(OSError):
