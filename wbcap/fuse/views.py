@@ -121,6 +121,11 @@ class ViewTrack:
         """Seconds: the last row's time."""
         return float(self.times[-1])
 
+    def covers(self, times: np.ndarray) -> np.ndarray:
+        """``(N,)`` bool: which of ``times`` lie within its first and last rows (to a millionth of a row)."""
+        u = (np.asarray(times, np.float64) - self.times[0]) * self.fps
+        return (u >= -1e-6) & (u <= len(self.times) - 1 + 1e-6)
+
     def rows_at(self, times: np.ndarray) -> np.ndarray:
         """``(N,)`` int64: the row at each of ``times`` (within half a row's interval), else -1."""
         t = np.asarray(times, np.float64)
@@ -259,10 +264,9 @@ def _sample(track: ViewTrack, grid: np.ndarray, ramp_s: float) -> _Sample:
     """``track`` at the times ``grid`` (:class:`_Sample`): between its two rows around each time,
     so that cameras of other rates, or clocks moved by a fraction of a frame (``--offsets``),
     give smooth motion (a camera's row repeated on a faster one's clock stepped: a review)."""
-    u = (grid - track.times[0]) * track.fps
+    present = track.covers(grid)
     last = len(track.times) - 1
-    present = (u >= -1e-6) & (u <= last + 1e-6)
-    u = np.clip(u[present], 0.0, float(last))
+    u = np.clip((grid[present] - track.times[0]) * track.fps, 0.0, float(last))
     i0 = np.minimum(np.floor(u).astype(np.int64), max(last - 1, 0))
     i1 = np.minimum(i0 + 1, last)
     a = (u - i0)[:, None]
@@ -325,8 +329,8 @@ def fuse_person(tracks: Sequence[ViewTrack], rest_root: Callable[[np.ndarray], n
              if seen_rows.sum() > 0 else np.mean([t.betas for t in tracks], axis=0))
     rest = np.asarray(rest_root(betas), np.float64)
     covered = np.zeros(grid.size, bool)
-    for t in tracks:
-        covered |= (grid >= t.start - 1e-6) & (grid <= t.end + 1e-6)
+    for t in tracks:  # (as _sample reads them: every covered row has a camera)
+        covered |= t.covers(grid)
     pieces = []
     cuts = np.flatnonzero(np.diff(covered.astype(np.int8)))  # (stretches of covered rows)
     bounds = np.concatenate([[0], cuts + 1, [grid.size]])

@@ -710,19 +710,18 @@ def _on_calibrated_floor(pose: CameraPose, feet: dict[int, FeetTrack], camera: I
         note = f"the feet are not planted on its floor: {why}"
         log.warning("%s: the calibration's world, taken unchecked (%s); %s", setting("world"),
                     setting("trust_calibration", api="check_calibration=False"), note)
-        rows = {tid: np.zeros(f.anchors.shape[:2], bool) for tid, f in feet.items()}
-        return (dataclasses.replace(lab, note=note, inlier_ratio=0.0), {tid: np.zeros((len(f.time), 3)) for tid, f in feet.items()},
-                rows, {}), None
+        still = {tid: np.zeros((len(f.time), 3)) for tid, f in feet.items()}
+        unplanted = {tid: np.zeros(f.anchors.shape[:2], bool) for tid, f in feet.items()}
+        return (dataclasses.replace(lab, note=note, inlier_ratio=0.0), still, unplanted, {}), None
     if frame is None:
         return None, (f"planting the feet on its z = 0 (the camera {lab.camera_height:.2f} m above it, "
                       f"{check['feet_camera_height_m']:.2f} m above {by}) failed: {why}; is its z = 0 the floor?")
     if not config.check_calibration:
         log.info("%s: the calibration's world, taken unchecked (its units %s: %s)", setting("world"), check["units"],
                  check["checked_by"])
-        return (dataclasses.replace(frame, world_from_camera=lab.world_from_camera, camera_position=lab.camera_position,
-                                    ground_from="calibration", check=check), corr, labels, left_out), None
-    log.info("%s: the calibration's world (z up, z = 0 the floor; its units %s: the camera %.2f m above its floor, "
-             "%.2f m above %s; its z axis %.1f deg from the people's up)", setting("world"), check["units"],
-             lab.camera_height, check["feet_camera_height_m"], by, check["angle_deg"])
+    else:
+        log.info("%s: the calibration's world (z up, z = 0 the floor; its units %s: the camera %.2f m above its floor, "
+                 "%.2f m above %s; its z axis %.1f deg from the people's up)", setting("world"), check["units"],
+                 lab.camera_height, check["feet_camera_height_m"], by, check["angle_deg"])
     return (dataclasses.replace(frame, world_from_camera=lab.world_from_camera, camera_position=lab.camera_position,
                                 ground_from="calibration", check=check), corr, labels, left_out), None
