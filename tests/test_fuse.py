@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -389,6 +390,152 @@ def test_three_cameras_clocks_are_solved_together():
     standing = [_toy(k, 0, 3, (0.0, 4.0, 0.9), camera=((0, 0, 1.5), (4, 4, 1.5))[k]) for k in range(2)]
     standing[1] = dataclasses.replace(standing[1], times=standing[1].times + 0.4)
     assert clock_shifts(standing) == []  # (no one moves: nothing to tell the clocks by)
+
+
+def test_the_poses_set_a_clock_shift_to_part_of_a_row():
+    """A knee and a hip swinging (1.3 Hz, 0.7 Hz) seen by two 30 fps cameras, the second's clock
+    started 0.0115 s (0.345 rows, between the search's points) later and its joints seen turned
+    by a lasting 8 degrees: the pelvises tell the shift to a row, the poses to 0.02 rows (0.05
+    where both cameras see every joint 10 degrees off); a body that does not move tells nothing
+    (None), nor does its noise alone."""
+    from scipy.spatial.transform import Rotation
+
+    from wbcap.fuse.views import _pose_shift
+
+    def swinging(view: int, shift: float, lasting_deg: float, swing: float = 0.6, axes=((1.0, 0.0, 0.0),)) -> ViewTrack:
+        track = _toy(view, 0, 4, (0.0, 4.0, 0.9), fps=30.0, velocity=(1.0, 0.0, 0.0), offset=-shift)
+        t = track.times + shift  # (the world's clock)
+        poses = np.zeros_like(track.poses)
+        poses[:, 1 + 3, 0] = swing * np.sin(2 * np.pi * 1.3 * t) + swing  # (the left knee, SMPL-X's joint 4)
+        poses[:, 1 + 0, 0] = 0.67 * swing * np.sin(2 * np.pi * 0.7 * t + 1.0)  # (the left hip)
+        axes = np.broadcast_to(np.asarray(axes, np.float64), (21, 3))
+        lasting = Rotation.from_rotvec(np.tile(axes / np.linalg.norm(axes, axis=1, keepdims=True), (len(t), 1))
+                                       * np.radians(lasting_deg))
+        joints = Rotation.from_rotvec(poses[:, 1:22].reshape(-1, 3)) * lasting
+        return dataclasses.replace(track, poses=np.concatenate([poses[:, :1], joints.as_rotvec().reshape(-1, 21, 3),
+                                                                poses[:, 22:]], 1))
+
+    first, second = swinging(0, 0.0, 0.0), swinging(1, 0.0115, 8.0)
+    # the second's clock reads 0.0115 s less at each moment: its rows match the first's 0.0115 s earlier
+    found = _pose_shift(first, second, near=0.0)
+    assert found == pytest.approx(-0.0115, abs=0.02 / 30), found
+    assert _pose_shift(first, second, near=-1 / 30) == pytest.approx(found, abs=1e-9)  # (from a row away: the same)
+    shifts = clock_shifts([first, second])
+    assert len(shifts) == 1 and shifts[0].by_poses and shifts[0].shift_s == pytest.approx(found, abs=1e-9)
+    # each camera's every joint 10 degrees off about its own axis, smaller swings: still found (each
+    # track's mean rotation taken off; without, the costs' floor hid the minimum: None)
+    rng = np.random.default_rng(5)
+    off = [swinging(k, 0.0115 * k, 10.0, swing=0.3, axes=rng.standard_normal((21, 3))) for k in (0, 1)]
+    assert _pose_shift(off[0], off[1], near=0.0) == pytest.approx(-0.0115, abs=0.05 / 30)
+    still = [_toy(k, 0, 4, (0.0, 4.0, 0.9), fps=30.0, velocity=(1.0, 0.0, 0.0)) for k in (0, 1)]
+    assert _pose_shift(still[0], still[1], near=0.0) is None
+    rng = np.random.default_rng(3)
+    shaking = [dataclasses.replace(t, poses=np.radians(2.0) * rng.standard_normal(t.poses.shape)) for t in still]
+    assert _pose_shift(shaking[0], shaking[1], near=0.0) is None
+    shifts = clock_shifts(still)
+    assert len(shifts) == 1 and not shifts[0].by_poses and shifts[0].shift_s == 0.0
+
+
+def test_the_clocks_are_told_by_the_person_who_moves_most():
+    """A walker (the cameras' views 15 cm apart, a depth error) and a person squatting once a second
+    (their views 2 cm apart), the second camera's clock 0.4 s ahead: the squatter matches as well
+    0.6 s the other way (a trial's stander took a clock 1.4 s off); the walker, who moves most,
+    tells it right."""
+    def squatting(view: int) -> ViewTrack:
+        track = _toy(view, 0, 4, (1.0, 5.0, 0.9), fps=30.0, camera=((0, 0, 1.5), (4, 4, 1.5))[view])
+        where = track.pelvis + np.array([0.02 * view, 0.0, 0.0])
+        where[:, 2] += 0.1 * np.sin(2 * np.pi * track.times)
+        return dataclasses.replace(track, pelvis=where, trans=where)
+
+    walker = [_toy(k, 0, 4, (-1.0, 4.0 + 0.15 * k, 0.9), fps=30.0, camera=((0, 0, 1.5), (4, 4, 1.5))[k],
+                   velocity=(1.2, 0.0, 0.0)) for k in range(2)]
+    tracks = [squatting(0), walker[0], squatting(1), walker[1]]
+    tracks[2:] = [dataclasses.replace(t, times=t.times + 0.4) for t in tracks[2:]]  # (its clock 0.4 s ahead)
+    shifts = clock_shifts(tracks)
+    assert len(shifts) == 1 and (shifts[0].first, shifts[0].second) == (1, 3), shifts
+    assert shifts[0].shift_s == pytest.approx(0.4, abs=0.5 / 30), shifts
+
+
+def _clock_runs(root: Path, body, starts, people=None, seconds: float = 3.0) -> list[Path]:
+    """Calibrated runs of CAMERAS whose first frames were at ``starts`` (world seconds), poses
+    shaking (3 degrees a frame, smoothed) and 5 degrees off per camera."""
+    people = people or [Walk(start=(-1.0, 3.8), heading_deg=45), Stand(position=(1.0, 5.5))]
+    out = []
+    for i, (camera, start) in enumerate(zip(CAMERAS, starts)):
+        scene = make_scene(body, people, camera=camera, seconds=seconds, start_s=start,
+                           noise=TrackNoise(seed=11 + 7 * i, depth_bias=0.05, pose_deg=5.0, pose_white_deg=3.0,
+                                            smooth_poses=True))
+        calibration = LabCalibration.of(scene.world_from_camera[0], scene.camera_position[0], yaw_deg=0.0,
+                                        shift=(0.0, 0.0, 0.0))
+        write_calibrated_run(root / f"cam0{i + 1}", body, scene, calibration)
+        out.append(root / f"cam0{i + 1}")
+    return out
+
+
+def test_offsets_auto_finds_the_clocks_to_part_of_a_frame(tmp_path, body_dir, body_layer):
+    """The second camera started 0.2345 s before the first (7.0 frames at 30 fps): `--offsets auto`
+    finds -0.2345 to a third of a frame (the poses; the pelvises alone were a frame off), fuses as
+    the true offsets do, its rows on the source camera's frames, and fuse.json says how it found
+    them."""
+    cams = _clock_runs(tmp_path, body_layer, (0.0, -0.2345))
+    r, lines = invoke("fuse", *cams, "-o", tmp_path / "auto", "--format", "npz", "--offsets", "auto",
+                      "--body-models", body_dir)
+    assert r.exit_code == 0, r.output
+    record = json.loads((tmp_path / "auto" / "fuse.json").read_text())
+    found = record["runs"][1]["offset_s"]
+    assert record["offsets"] == "auto" and record["runs"][0]["offset_s"] == 0.0
+    assert found == pytest.approx(-0.2345, abs=0.33 / 30), found
+    assert [p["by_poses"] for p in record["clock_pairs"]] == [True]
+    said = [x for x in lines if "--offsets auto: 0.0000," in x]
+    assert len(said) == 1 and f"{found:.4f}" in said[0] and not [x for x in lines if "synchronised" in x], r.output
+    r, _ = invoke("fuse", *cams, "-o", tmp_path / "true", "--format", "npz", "--offsets", "0,-0.2345",
+                  "--body-models", body_dir)
+    assert r.exit_code == 0 and json.loads((tmp_path / "true" / "fuse.json").read_text())["offsets"] == "given"
+    for k in (0, 1):
+        with np.load(tmp_path / "auto" / f"track_{k}.npz") as a, np.load(tmp_path / "true" / f"track_{k}.npz") as b:
+            assert np.abs(a["trans"] - b["trans"]).max() < 0.01  # (a third of a frame at 1 m/s: 1 cm at most)
+            # the rows fall on the source camera's frames (its clock moved by part of a frame: not the first's)
+            source = record["people"][k]["source_camera"].split("/")[0]
+            offset = record["runs"][[Path(r["folder"]).name for r in record["runs"]].index(source)]["offset_s"]
+            mine = a["frame_indices"] >= 0
+            assert mine.sum() >= 80
+            np.testing.assert_allclose(a["times"][mine], a["frame_indices"][mine] / 30 + offset, rtol=0, atol=1e-9)
+
+
+def test_offsets_auto_without_anyone_moving_is_refused_in_one_line(tmp_path, body_dir, body_layer):
+    """Two people standing still (no squats): nothing tells the second camera's clock: one line
+    naming it, exit 2, no OUT; a word other than auto is refused too."""
+    cams = _clock_runs(tmp_path, body_layer, (0.0, 0.3),
+                       people=[Stand(position=(1.0, 5.5), squat_m=0.0), Stand(position=(-1.0, 4.0), squat_m=0.0)],
+                       seconds=2.0)
+    r, lines = invoke("fuse", *cams, "-o", tmp_path / "out", "--offsets", "auto", "--body-models", body_dir)
+    assert r.exit_code == 2 and len(lines) == 1 and "nothing tells cam02's clock" in lines[0], r.output
+    assert not (tmp_path / "out").exists()
+    r, lines = invoke("fuse", *cams, "-o", tmp_path / "out", "--offsets", "automatic")
+    assert r.exit_code == 2 and "or auto" in r.output and not (tmp_path / "out").exists(), r.output
+
+
+def test_offsets_auto_warns_of_a_pair_that_disagrees(monkeypatch, caplog):
+    """Three cameras whose pairs' shifts do not add up (0.4 + 0.3 against 0.1): one warning naming
+    the pairs off the least-squares clocks (each by 0.2 s), those clocks kept."""
+    from wbcap import fuse_app
+    from wbcap.fuse.views import ClockShift
+
+    tracks = [_toy(k, 0, 3, (0.0, 4.0, 0.9), fps=30.0, camera=((0, 0, 1.5), (4, 4, 1.5), (-4, 4, 1.5))[k])
+              for k in range(3)]
+    shifts = [ClockShift(0, 1, 0, 1, 0.4, 0.02, None, True), ClockShift(1, 2, 1, 2, 0.3, 0.02, None, True),
+              ClockShift(0, 2, 0, 2, 0.1, 0.02, None, True)]
+    monkeypatch.setattr("wbcap.fuse.views.clock_shifts", lambda *a, **k: shifts)
+    runs = [Path("/lab/cam01"), Path("/lab/cam02"), Path("/lab/cam03")]
+    with caplog.at_level(logging.INFO, logger="wbcap.fuse_app"):
+        offsets, pairs = fuse_app._found_offsets(tracks, runs, FuseConfig())
+    clocks = np.linalg.lstsq(np.array([[1.0, 0.0], [-1.0, 1.0], [0.0, 1.0]]), np.array([0.4, 0.3, 0.1]), rcond=None)[0]
+    np.testing.assert_allclose(offsets, [0.0, -clocks[0], -clocks[1]], atol=1e-12)
+    warned = [x.getMessage() for x in caplog.records if x.levelno == logging.WARNING]
+    assert len(warned) == 1 and "do not add up" in warned[0], warned
+    assert all(f"{x} by {y:+.3f} s" in warned[0] for x, y in (("cam01 and cam02", 0.2), ("cam02 and cam03", 0.2),
+                                                               ("cam01 and cam03", -0.2))), warned
+    assert len(pairs) == 3 and pairs[0]["shift_s"] == 0.4
 
 
 def test_a_folder_of_runs_with_an_unfinished_one_is_refused(runs, tmp_path, body_dir):

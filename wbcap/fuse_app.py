@@ -16,6 +16,7 @@ is the calibration's world (``frame`` ``"world"``, ``ground_from`` ``"calibratio
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ from wbcap.errors import InputError, setting
 from wbcap.export.animation import AnimationExport
 from wbcap.fuse.views import FuseConfig, FusedPiece, ViewTrack
 
-__all__ = ["FUSE_FILE", "FuseJob", "FuseResult", "fuse_runs"]
+__all__ = ["AUTO_OFFSETS", "FUSE_FILE", "FuseJob", "FuseResult", "fuse_runs"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,15 @@ FUSE_FILE = "fuse.json"
 
 #: The largest ``--offsets`` value, seconds (a day: anything more is no synchronisation).
 MAX_OFFSET_S = 86400.0
+
+#: ``FuseJob.offsets`` (``--offsets auto``): the clocks found from the people's motion.
+AUTO_OFFSETS = "auto"
+
+#: Seconds either way over which ``--offsets auto`` looks for a camera's clock against another's.
+AUTO_SEARCH_S = 30.0
+
+#: Seconds two cameras must have seen a person together at a shift for ``--offsets auto`` to weigh it.
+AUTO_MIN_OVERLAP_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -50,7 +60,8 @@ class FuseJob:
         out: the folder the fused files go into (created when missing).
         export: the formats written per person (at least one).
         config: association and fusion settings.
-        offsets: seconds added to each run's clock (one per run), or None (all 0: synchronised).
+        offsets: seconds added to each run's clock (one per run), None (all 0: synchronised), or
+            :data:`AUTO_OFFSETS`: found from the people's motion (:func:`_found_offsets`).
         body_models: the SMPL-X file or folder (None: the first run's, as ``wbcap export`` finds it).
         allow_pickle: read a pickled ``.pkl`` SMPL-X file.
         overwrite: replace an earlier fusion's files in ``out``.
@@ -60,7 +71,7 @@ class FuseJob:
     out: str
     export: AnimationExport = field(default_factory=AnimationExport)
     config: FuseConfig = field(default_factory=FuseConfig)
-    offsets: tuple[float, ...] | None = None
+    offsets: tuple[float, ...] | str | None = None
     body_models: str | None = None
     allow_pickle: bool = False
     overwrite: bool = False
@@ -256,7 +267,10 @@ def fuse_runs(job: FuseJob) -> FuseResult:
         raise InputError(f"fuse takes two or more run folders (one a camera); got {len(runs)}")
     if len({r.resolve() for r in runs}) < len(runs):
         raise InputError("a run folder is given twice; give each camera's run once")
-    offsets = tuple(job.offsets) if job.offsets is not None else (0.0,) * len(runs)
+    auto = isinstance(job.offsets, str)
+    if auto and job.offsets != AUTO_OFFSETS:
+        raise InputError(f"{setting('offsets')}: {job.offsets!r}: seconds, one a run, or {AUTO_OFFSETS!r}")
+    offsets = tuple(job.offsets) if job.offsets is not None and not auto else (0.0,) * len(runs)
     if len(offsets) != len(runs):
         raise InputError(f"{setting('offsets')}: {len(offsets)} offset(s) for {len(runs)} runs; give one a run, in "
                          "their order (0 for the first)")
@@ -293,15 +307,22 @@ def fuse_runs(job: FuseJob) -> FuseResult:
                   "calibration_file": (meta.get("calibration") or {}).get("file"),
                   "camera_position_m": [float(v) for v in positions[i]]} for i, (run, (meta, _)) in
                  enumerate(zip(runs, read))],
-        "settings": asdict(job.config), "gender": gender, "people": []}
+        "settings": asdict(job.config), "gender": gender, "offsets": AUTO_OFFSETS if auto else "given",
+        "people": []}
     try:
         body = SMPLXLayer.from_file(run_body_model(runs[0], gender, job.body_models, job.allow_pickle),
                                     allow_pickle=job.allow_pickle)
         names = [r.name for r in runs]
         folder = [r.name if names.count(r.name) == 1 else str(r) for r in runs]  # (runs a/cam and b/cam: their paths)
         tracks = [_view_track(p, f"{folder[p.run]}/{p.path.stem}", offsets[p.run], body) for p in pieces]
+        if auto:
+            offsets, record["clock_pairs"] = _found_offsets(tracks, runs, job.config)
+            tracks = [dataclasses.replace(t, times=t.times + offsets[t.view]) for t in tracks]
+            for entry, offset in zip(record["runs"], offsets):
+                entry["offset_s"] = offset
         people, distances = associate(tracks, job.config)
-        _say_clocks(tracks, runs, offsets, job.config)
+        if not auto:
+            _say_clocks(tracks, runs, offsets, job.config)
         # (made beside OUT, then moved in: its files named as OUT's in messages; earlier ones set aside likewise)
         with staging_sibling(out) as stage, staging_sibling(out) as old:
             made = _write_people(stage, people, tracks, pieces, distances, body, gender, job, record)
@@ -313,6 +334,60 @@ def fuse_runs(job: FuseJob) -> FuseResult:
                 out.rmdir()
         raise
     return FuseResult(out=out, people=len(people), tracks=len(tracks), files=tuple(written), cameras=len(runs))
+
+
+def _found_offsets(tracks: list[ViewTrack], runs: list[Path], config: FuseConfig
+                   ) -> tuple[tuple[float, ...], list[dict[str, Any]]]:
+    """``--offsets auto``: each run's offset (seconds added to its clock, 0 for the first) found
+    from the people's motion, and the camera pairs that told it (for ``fuse.json``).
+
+    Each pair of cameras' closest tracks are lined up within :data:`AUTO_SEARCH_S` by their
+    pelvises, then to part of a frame by their body poses
+    (:func:`~wbcap.fuse.views.clock_shifts`); one clock a camera from all pairs by least squares
+    (:func:`~wbcap.fuse.views.clock_offsets`), pairs that disagree with the others by two
+    frames or more said in one warning.
+
+    Raises:
+        InputError: a camera whose clock nothing tells (no one moved while it and a camera linked
+            to the first saw them).
+    """
+    from wbcap.fuse.views import clock_offsets, clock_shifts
+
+    views = list(range(len(runs)))
+    shifts = clock_shifts(tracks, config, max_shift_s=AUTO_SEARCH_S,
+                          min_overlap_s=max(AUTO_MIN_OVERLAP_S, config.min_overlap_s))
+    linked, grew = {0}, True
+    while grew:
+        grew = False
+        for s in shifts:
+            if (s.first_view in linked) != (s.second_view in linked):
+                linked |= {s.first_view, s.second_view}
+                grew = True
+    lost = [runs[v].name for v in views if v not in linked]
+    if lost:
+        raise InputError(f"{setting('offsets')} {AUTO_OFFSETS}: nothing tells {', '.join(lost)}'s clock (no one moved "
+                         f"while it and another camera saw them, within {AUTO_SEARCH_S:g} s of each other's clocks); "
+                         f"give {setting('offsets')} as seconds, one a run")
+    clocks = clock_offsets(shifts, views)
+    step = 1.0 / max(t.fps for t in tracks)
+    pairs, off = [], []
+    for s in shifts:
+        residual = s.shift_s - (clocks[s.second_view] - clocks[s.first_view])
+        if abs(residual) >= 2 * step:
+            off.append(f"{runs[s.first_view].name} and {runs[s.second_view].name} by {residual:+.3f} s "
+                       f"({tracks[s.first].label} ~ {tracks[s.second].label})")
+        pairs.append({"first": tracks[s.first].label, "second": tracks[s.second].label, "shift_s": s.shift_s,
+                      "apart_m": s.apart_m, "by_poses": s.by_poses})
+    if off:  # (three or more cameras: the pairs' shifts do not add up)
+        log.warning("%s %s: the camera pairs' clocks do not add up (%s off the clocks that fit all pairs best): a "
+                    "person taken for another? check the fused files, or give %s as seconds", setting("offsets"),
+                    AUTO_OFFSETS, "; ".join(off), setting("offsets"))
+    offsets = tuple(-clocks[v] + 0.0 for v in views)
+    log.info("%s %s: %s (%s)", setting("offsets"), AUTO_OFFSETS, ",".join(f"{o:.4f}" for o in offsets),
+             "; ".join(f"{tracks[s.first].label} ~ {tracks[s.second].label} {s.apart_m:.2f} m apart with "
+                       f"{runs[s.second_view].name}'s clock {-s.shift_s + 0.0:+.4f} s"
+                       + ("" if s.by_poses else " (to a frame: the poses told nothing)") for s in shifts))
+    return offsets, pairs
 
 
 def _say_clocks(tracks: list[ViewTrack], runs: list[Path], offsets: tuple[float, ...], config: FuseConfig) -> None:
@@ -331,8 +406,9 @@ def _say_clocks(tracks: list[ViewTrack], runs: list[Path], offsets: tuple[float,
     pairs = "; ".join(f"{tracks[s.first].label} ~ {tracks[s.second].label} {s.apart_m:.2f} m apart with "
                       f"{runs[s.second_view].name}'s clock {s.shift_s:+.3f} s later" +
                       (f", {s.unshifted_m:.2f} m without" if s.unshifted_m is not None else "") for s in shifts)
-    log.warning("the cameras' clocks look shifted (%s): the videos may not be synchronised; try %s %s (now %s), to "
-                "about two frames", pairs, setting("offsets"), suggested, ",".join(f"{o:.3f}" for o in offsets))
+    log.warning("the cameras' clocks look shifted (%s): the videos may not be synchronised; try %s %s (now %s), "
+                "or %s %s", pairs, setting("offsets"), suggested, ",".join(f"{o:.3f}" for o in offsets),
+                setting("offsets"), AUTO_OFFSETS)
 
 
 def _swap(out: Path, stage: Path, names: list[str], earlier: list[Path], old: Path) -> list[Path]:

@@ -76,14 +76,14 @@ class SceneCamera:
         return ImageCamera.default(self.image_size)
 
     def poses(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(world_from_camera (T, 3, 3), position (T, 3))`` at ``times`` (s)."""
+        """``(world_from_camera (T, 3, 3), position (T, 3))`` at ``times`` (s on the world's clock)."""
         t = np.asarray(times, np.float64)
-        pitch = np.radians(self.pitch_deg + self.tilt_deg_s * (t - t[0]))
+        pitch = np.radians(self.pitch_deg + self.tilt_deg_s * t)
         tilt = Rotation.from_rotvec(np.stack([-pitch, 0 * t, 0 * t], 1)).as_matrix()
         roll = Rotation.from_rotvec([0.0, 0.0, np.radians(self.roll_deg)]).as_matrix()
         yaw = Rotation.from_rotvec([0.0, 0.0, np.radians(self.yaw_deg)]).as_matrix()
         rotation = yaw @ np.asarray(ZUP_FROM_OPENCV) @ tilt @ roll
-        height = self.height + self.bob_m * np.sin(2 * np.pi * 0.4 * (t - t[0]))
+        height = self.height + self.bob_m * np.sin(2 * np.pi * 0.4 * t)
         return rotation, np.stack([0 * t + self.ground_xy[0], 0 * t + self.ground_xy[1], height], 1)
 
 
@@ -99,7 +99,9 @@ class TrackNoise:
     distance (a scale error: no method without a size prior can see it); across the ray: white
     noise of ``lateral_m`` metres per axis. With ``pose_deg``, each body joint's rotation is off
     by a fixed random rotation of that many degrees (a random axis; a camera's own view of the
-    pose: each noise draw another), as a network's pose errors persist over a track."""
+    pose: each noise draw another), as a network's pose errors persist over a track; with
+    ``pose_white_deg``, each joint also shakes by a random rotation per frame (that many degrees
+    per axis, a standard deviation), smoothed with the rest where ``smooth_poses``."""
 
     depth_white: float = 0.015
     depth_drift: float = 0.03
@@ -109,6 +111,7 @@ class TrackNoise:
     smooth: SmoothConfig | None = field(default_factory=SmoothConfig)
     smooth_poses: bool = False
     pose_deg: float = 0.0
+    pose_white_deg: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -244,7 +247,7 @@ def _design(body: Any, spec: Walk | Stand | Glide, times: np.ndarray) -> tuple[n
     legs = [np.linalg.norm((joints[a] - joints[h])[1:]) for h, a in zip(SMPLX_HIPS, SMPLX_ANKLES)]
     reach = 0.97 * min(legs)  # hip to ankle, knees a little bent at most
     hip_below = joints[SMPLX_PELVIS, 1] - joints[SMPLX_HIPS[0], 1]  # hips below the pelvis, metres
-    t = times - times[0]
+    t = times  # (the world's clock: a camera that started later sees the motion from later on)
     if isinstance(spec, Walk):
         rotation, front = _heading(spec.heading_deg)
         side = rotation[:, 0]  # the subject's left
@@ -297,7 +300,7 @@ def _world_motion(body: Any, spec: Walk | Stand | Glide, times: np.ndarray) -> t
     rotation, pelvis, ankles, planted = _design(body, spec, times)
     body_pose = _leg_ik(body, rotation, pelvis, ankles)
     if isinstance(spec, Stand):
-        arms = 0.5 * np.sin(2 * np.pi * (times - times[0]) / 1.7)
+        arms = 0.5 * np.sin(2 * np.pi * times / 1.7)
         body_pose[:, 3 * _SHOULDER[0] + 2] -= arms
         body_pose[:, 3 * _SHOULDER[1] + 2] += arms
     orient = np.repeat(Rotation.from_matrix(rotation).as_rotvec()[None], times.size, 0)
@@ -351,6 +354,11 @@ def _noisy(body: Any, track: SmoothedTrack, noise: TrackNoise, seed: int) -> Smo
         joints = Rotation.from_rotvec(track.body_pose.reshape(-1, 21, 3).reshape(-1, 3).astype(np.float64))
         posed = (joints * Rotation.concatenate([turn] * t.size)).as_rotvec().reshape(t.size, 63)
         track = dataclasses.replace(track, body_pose=posed.astype(np.float32))
+    if noise.pose_white_deg > 0:
+        shake = Rotation.from_rotvec(np.radians(noise.pose_white_deg) * rng.standard_normal((t.size * 21, 3)))
+        joints = Rotation.from_rotvec(track.body_pose.reshape(-1, 3).astype(np.float64))
+        posed = (joints * shake).as_rotvec().reshape(t.size, 63)
+        track = dataclasses.replace(track, body_pose=posed.astype(np.float32))
     if noise.smooth is None:
         return dataclasses.replace(track, transl=transl.astype(np.float32))
     if not noise.smooth_poses:
@@ -364,17 +372,22 @@ def _noisy(body: Any, track: SmoothedTrack, noise: TrackNoise, seed: int) -> Smo
 
 
 def make_scene(body: Any, people: list[Walk | Stand | Glide], camera: SceneCamera = SceneCamera(),
-               noise: TrackNoise = TrackNoise(), seconds: float = 6.0, fps: float = 30.0) -> SyntheticScene:
+               noise: TrackNoise = TrackNoise(), seconds: float = 6.0, fps: float = 30.0, start_s: float = 0.0
+               ) -> SyntheticScene:
     """People (track ids 0, 1, ... in the order given) seen by ``camera`` for ``seconds`` at ``fps``.
 
-    ``body``: the SMPL-X layer (CPU). Deterministic for the same arguments (``noise.seed``).
+    ``start_s``: the camera's first frame at that time of the world's clock (a camera that started
+    recording ``start_s`` seconds after the world's 0; ``wbcap fuse --offsets`` takes it); the
+    scene's ``times`` are the camera's own clock (from 0). ``body``: the SMPL-X layer (CPU).
+    Deterministic for the same arguments (``noise.seed``).
     """
     times = np.arange(int(round(seconds * fps))) / fps
-    rotation, position = camera.poses(times)
+    world_times = times + start_s
+    rotation, position = camera.poses(world_times)
     image = camera.image_camera()
     out = {}
     for i, spec in enumerate(people):
-        world, contact = _world_motion(body, spec, times)
+        world, contact = _world_motion(body, spec, world_times)
         clean = _camera_track(body, world, times, rotation, position, image)
         out[i] = SyntheticPerson(world=world, contact=contact, clean=clean,
                                  noisy=_noisy(body, clean, noise, noise.seed + 101 * i))
