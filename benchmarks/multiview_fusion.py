@@ -63,35 +63,43 @@ def main() -> None:
 
             path = find_body_model("neutral", write_synthetic_smplx(root / "models"))
         body = SMPLXLayer.from_file(path)
-        print(f"{'cameras':>7s} {'depth':>6s} {'poses':>6s}   {'MPJPE per camera alone (mm)':28s} {'fused (mm)':>10s} "
-              f"{'found as one':>12s} {'fuse s':>7s}")
-        for n in (2, 3):
-            for bias, pose_deg in ((0.0, 0.0), (0.08, 0.0), (0.08, 10.0)):
-                alone, fused, found, seconds = [], [], [], 0.0
-                for seed in range(args.seeds):
-                    case = root / f"c{n}_b{bias}_p{pose_deg}_s{seed}"
-                    runs, truth = [], None
-                    for i, camera in enumerate(cameras[:n]):
-                        scene = w.make_scene(body, people, camera=camera, seconds=5.0,
-                                             noise=w.TrackNoise(seed=100 * seed + 7 * i, depth_bias=bias,
-                                                                pose_deg=pose_deg))
-                        truth = {k: w.true_body_joints(body, p) for k, p in scene.people.items()}
-                        calibration = w.LabCalibration.of(scene.world_from_camera[0], scene.camera_position[0],
-                                                          yaw_deg=0.0, shift=(0.0, 0.0, 0.0))
-                        w.write_calibrated_run(case / f"cam{i + 1}", body, scene, calibration)
-                        runs.append(case / f"cam{i + 1}")
+        print(f"{'world':>11s} {'cameras':>7s} {'depth':>6s} {'poses':>6s}   {'MPJPE per camera alone (mm)':28s} "
+              f"{'fused (mm)':>10s} {'found as one':>12s} {'fuse s':>7s}")
+        settings = [("z up", n, bias, pose_deg) for n in (2, 3) for bias, pose_deg in ((0.0, 0.0), (0.08, 0.0),
+                                                                                       (0.08, 10.0))]
+        settings += [("cam1 frame", n, 0.08, pose_deg) for n in (2, 3) for pose_deg in (0.0, 10.0)]
+        for world, n, bias, pose_deg in settings:
+            levelled = world != "z up"
+            alone, fused, found, seconds = [], [], [], 0.0
+            for seed in range(args.seeds):
+                case = root / f"{world[:4]}_c{n}_b{bias}_p{pose_deg}_s{seed}"
+                runs, truth, first = [], None, None
+                for i, camera in enumerate(cameras[:n]):
+                    scene = w.make_scene(body, people, camera=camera, seconds=5.0,
+                                         noise=w.TrackNoise(seed=100 * seed + 7 * i, depth_bias=bias,
+                                                            pose_deg=pose_deg))
+                    truth = {k: w.true_body_joints(body, p) for k, p in scene.people.items()}
+                    pose = (scene.world_from_camera[0], scene.camera_position[0])
+                    first = first or pose
+                    calibration = (w.LabCalibration.in_camera_frame(*first, *pose) if levelled else
+                                   w.LabCalibration.of(*pose, yaw_deg=0.0, shift=(0.0, 0.0, 0.0)))
+                    w.write_calibrated_run(case / f"cam{i + 1}", body, scene, calibration)
+                    runs.append(case / f"cam{i + 1}")
+                if levelled:  # (each camera alone on its own feet's ground: no common world to compare)
+                    truth = {k: _levelled(v, *first) for k, v in truth.items()}
+                else:
                     alone.append([np.mean([_error(body, run / f"track_{k}.npz", truth[k]) for k in truth])
                                   for run in runs])
-                    t0 = time.perf_counter()
-                    fuse_runs(FuseJob(runs=tuple(map(str, runs)), out=str(case / "fused"), body_models=str(path),
-                                      export=AnimationExport(formats=("npz",))))
-                    seconds += time.perf_counter() - t0
-                    fused.append(np.mean([min(_error(body, f, truth[k]) for f in (case / "fused").glob("track_*.npz"))
-                                          for k in truth]))
-                    found.append(len(list((case / "fused").glob("track_*.npz"))) == len(truth))
-                per_camera = " ".join(f"{v:5.1f}" for v in np.mean(alone, axis=0))
-                print(f"{n:7d} {100 * bias:5.0f}% {pose_deg:5.0f}°   {per_camera:28s} {np.mean(fused):10.1f} "
-                      f"{'yes' if all(found) else 'NO':>12s} {seconds / args.seeds:7.2f}")
+                t0 = time.perf_counter()
+                fuse_runs(FuseJob(runs=tuple(map(str, runs)), out=str(case / "fused"), body_models=str(path),
+                                  export=AnimationExport(formats=("npz",))))
+                seconds += time.perf_counter() - t0
+                fused.append(np.mean([min(_error(body, f, truth[k]) for f in (case / "fused").glob("track_*.npz"))
+                                      for k in truth]))
+                found.append(len(list((case / "fused").glob("track_*.npz"))) == len(truth))
+            per_camera = " ".join(f"{v:5.1f}" for v in np.mean(alone, axis=0)) if alone else "-"
+            print(f"{world:>11s} {n:7d} {100 * bias:5.0f}% {pose_deg:5.0f}°   {per_camera:28s} {np.mean(fused):10.1f} "
+                  f"{'yes' if all(found) else 'NO':>12s} {seconds / args.seeds:7.2f}")
         _clocks(args.seeds, body, path, root / "clocks", cameras, people)
 
 
@@ -148,6 +156,17 @@ def _clocks(seeds: int, body, path: Path, root: Path, cameras, people) -> None:
             label = "exact" if pose_deg == 0 else f"{pose_deg:.0f}° + {white:.0f}°/frame"
             print(f"{n:7d} {label:>14s}   {rms_max(coarse):38s} {rms_max(fine):>12s} "
                   f"{np.mean(auto_mm):11.1f} / {np.mean(true_mm):9.1f} {seconds / seeds:7.2f}")
+
+
+def _levelled(points: np.ndarray, rotation: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """World points ``(..., 3)`` in the levelled frame of a calibration in the first camera's
+    frame (``rotation`` camera -> world, ``centre``): its axes turned z up, x the camera's x laid
+    on the floor, its origin dropped onto the floor (:mod:`wbcap.fuse.level`)."""
+    up = rotation.T @ np.array([0.0, 0.0, 1.0])
+    x = np.array([1.0, 0.0, 0.0]) - up[0] * up
+    x /= np.linalg.norm(x)
+    turn = np.stack([x, np.cross(up, x), up])
+    return (points - centre) @ rotation @ turn.T + np.array([0.0, 0.0, centre[2]])
 
 
 def _error(body, path: Path, truth: np.ndarray, fps: float = 30.0) -> float:

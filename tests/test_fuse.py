@@ -32,6 +32,7 @@ from wbcap.testing.world_scenes import (
     true_body_joints,
     write_calibrated_run,
 )
+from wbcap.world.estimate import WorldConfig
 
 CAMERAS = (SceneCamera(), SceneCamera(ground_xy=(5.5, 5.0), yaw_deg=90, roll_deg=-2))
 
@@ -144,6 +145,9 @@ def test_bad_inputs_are_one_line_each(runs, tmp_path, body_dir):
         arrays = dict(z)
     arrays["ground_from"] = np.array("feet")
     np.savez(feet / "track_5.npz", **arrays)
+    meta = json.loads((feet / "meta.json").read_text())
+    del meta["calibration"]  # (a run without a calibration's pose: nothing places its feet's ground among the others)
+    (feet / "meta.json").write_text(json.dumps(meta))
     cases = [
         (("fuse", root / "cam01", "-o", tmp_path / "x"), "fuse takes two or more run folders (one a camera); got 1"),
         (("fuse", root / "cam01", root / "cam01", "-o", tmp_path / "x"), "a run folder is given twice"),
@@ -151,9 +155,9 @@ def test_bad_inputs_are_one_line_each(runs, tmp_path, body_dir):
          "--offsets: 1 offset(s) for 2 runs; give one a run"),
         (("fuse", root / "cam01", root / "cam02", "-o", root / "cam02"), f"{root / 'cam02'}: a run's folder"),
         (("fuse", root / "cam01", feet, "-o", tmp_path / "x"),
-         f"{feet / 'track_5.npz'}: on the ground found from the feet, not in the calibration's world; fuse takes "
-         f"tracks in the calibration's world: if its calibration is right, `wbcap export {feet} --world "
-         "--trust-calibration --format npz` writes the run's tracks in its world"),
+         f"{feet / 'track_5.npz'}: on the ground found from the feet, and its meta.json holds no calibration's pose "
+         "of its camera; fuse takes tracks on a floor, of a camera whose calibration gives its pose: run its video with "
+         "--world --calibration FILE (the camera's pose)"),
         (("fuse", tmp_path / "none", "-o", tmp_path / "x"), f"{tmp_path / 'none'}: no such run folder"),
         (("fuse", tmp_path / "x", "-o", tmp_path / "y"), f"{tmp_path / 'x'}: neither a run folder nor a folder of them"),
         (("fuse", root, "-o", root), f"{root}: holds the runs; give fuse another folder with -o"),
@@ -454,6 +458,102 @@ def test_the_clocks_are_told_by_the_person_who_moves_most():
     shifts = clock_shifts(tracks)
     assert len(shifts) == 1 and (shifts[0].first, shifts[0].second) == (1, 3), shifts
     assert shifts[0].shift_s == pytest.approx(0.4, abs=0.5 / 30), shifts
+
+
+def test_a_calibration_in_its_first_cameras_frame_is_levelled_by_the_fused_peoples_feet(tmp_path, body_dir,
+                                                                                           body_layer):
+    """Anipose's and FreeMoCap's calibrations without a board on the floor: the world is the first
+    camera's frame in millimetres (no axis up). Each run falls back to its feet's ground; fuse
+    brings their tracks into the calibration's frame (its units found where the people meet),
+    fuses them there and levels it by the fused people's planted feet: z up, z = 0 the floor, x
+    the calibration's x laid on it, the origin under its origin (the first camera). The bodies
+    land within a few centimetres of the truth so placed, as near as a z-up calibration's fusion."""
+    people = [Walk(start=(-1.0, 3.8), heading_deg=45), Stand(position=(1.0, 5.5))]
+    first, truth = None, None
+    for i, camera in enumerate(CAMERAS):
+        scene = make_scene(body_layer, people, camera=camera, seconds=3.0,
+                           noise=TrackNoise(seed=7 * i, depth_bias=0.05))
+        truth = {k: true_body_joints(body_layer, p) for k, p in scene.people.items()}
+        pose = (scene.world_from_camera[0], scene.camera_position[0])
+        first = first or pose
+        lab = LabCalibration.in_camera_frame(*first, *pose)
+        result = write_calibrated_run(tmp_path / "anipose" / f"cam0{i + 1}", body_layer, scene, lab)
+        assert result.frame.ground_from == "feet" and "not z-up" in result.frame.note
+        upright = LabCalibration.of(*pose, yaw_deg=0.0, shift=(0.0, 0.0, 0.0))
+        write_calibrated_run(tmp_path / "upright" / f"cam0{i + 1}", body_layer, scene, upright)
+        # one camera's run of a z-up calibration not taken (its check asked for 0.01 degrees): levelled too, its
+        # units the other run's
+        result = write_calibrated_run(tmp_path / "mixed" / f"cam0{i + 1}", body_layer, scene, upright,
+                                      config=WorldConfig(max_calibration_angle_deg=0.01) if i else None)
+        assert result.frame.ground_from == ("feet" if i else "calibration")
+        # the second camera's feet giving no ground (its run in its camera's frame, unplanted): its depths scaled
+        result = write_calibrated_run(tmp_path / "unplanted" / f"cam0{i + 1}", body_layer, scene, lab,
+                                      config=WorldConfig(min_inlier_ratio=1.01) if i else None)
+        assert (result.frame is None) == bool(i)
+    for name in ("anipose", "upright", "mixed", "unplanted"):
+        r, _ = invoke("fuse", tmp_path / name, "-o", tmp_path / f"{name}_fused", "--format", "npz,glb", "--body-models",
+                      body_dir)
+        assert r.exit_code == 0, r.output
+    record = json.loads((tmp_path / "anipose_fused" / "fuse.json").read_text())
+    world = record["world"]
+    assert (world["ground_from"], world["units"], world["units_from"]) == (
+        "calibration_levelled", "millimetres", "the people the cameras saw meet there")
+    assert world["units_meeting_m"]["millimetres"] < 0.5 < world["units_meeting_m"]["centimetres"]
+    assert world["floor"]["origin_height_m"] == pytest.approx(1.4, abs=0.03)  # (the first camera's height)
+    mixed = json.loads((tmp_path / "mixed_fused" / "fuse.json").read_text())["world"]
+    assert (mixed["units"], mixed["units_from"], mixed["runs_not_in_its_world"]) == (
+        "millimetres", "the runs in its world", ["cam02"])
+    assert mixed["floor"]["angle_from_calibration_z_deg"] < 1.0 and abs(mixed["floor"]["origin_height_m"]) < 0.02
+    # the truth in the levelled world: the first camera's frame turned z up (x its x laid on the floor), its origin
+    # dropped onto the floor
+    rotation, centre = first
+    up = rotation.T @ np.array([0.0, 0.0, 1.0])  # (the world's up in the first camera's axes)
+    x = np.array([1.0, 0.0, 0.0]) - up[0] * up
+    x /= np.linalg.norm(x)
+    turn = np.stack([x, np.cross(up, x), up])
+    errors = {}
+    for name in ("anipose", "upright", "mixed", "unplanted"):
+        errors[name] = []
+        for k in (0, 1):
+            with np.load(tmp_path / f"{name}_fused" / f"track_{k}.npz") as z:
+                arrays = dict(z)
+            assert str(arrays["ground_from"]) == ("calibration" if name == "upright" else "calibration_levelled")
+            expected = truth[k]
+            if name in ("anipose", "unplanted"):
+                expected = (expected - centre) @ rotation @ turn.T + np.array([0.0, 0.0, centre[2]])
+                # its camera where the calibration puts the first one: above the origin, turned as it is
+                np.testing.assert_allclose(arrays["camera_position"], [0.0, 0.0, centre[2]], atol=0.03)
+                np.testing.assert_allclose(arrays["camera_rotation"], turn @ np.eye(3), atol=0.01)
+            errors[name].append(np.linalg.norm(amass_body_joints(body_layer, arrays) - expected, axis=2).mean())
+    unplanted = json.loads((tmp_path / "unplanted_fused" / "fuse.json").read_text())["world"]
+    assert unplanted["depth_scales"]["cam02"] == pytest.approx(1 / 1.05, abs=0.01)  # (its depths 5 % too far)
+    # scaled, the cameras put each person within 15 cm (unscaled 25-35 cm: far people would not be joined)
+    people = json.loads((tmp_path / "unplanted_fused" / "fuse.json").read_text())["people"]
+    assert all(d < 0.15 for p in people for d in p["median_distance_m"].values()), people
+    for name in ("anipose", "mixed", "unplanted"):
+        assert max(errors[name]) < 0.01 and np.mean(errors[name]) < np.mean(errors["upright"]) + 0.005, errors
+    # a camera's pose 4 m off (another calibration's): its people meet the other's in no units: one line
+    shutil.copytree(tmp_path / "anipose", tmp_path / "wrong")
+    meta = json.loads((tmp_path / "wrong" / "cam02" / "meta.json").read_text())
+    meta["calibration"]["translation"][0] += 4000.0
+    (tmp_path / "wrong" / "cam02" / "meta.json").write_text(json.dumps(meta))
+    r, lines = invoke("fuse", tmp_path / "wrong", "-o", tmp_path / "wrong_fused", "--body-models", body_dir)
+    said = [x for x in lines if not x.startswith("INFO")]
+    assert r.exit_code == 2 and len(said) == 1 and "do not meet in the calibration's frame in any units" in said[0], \
+        r.output
+    assert not (tmp_path / "wrong_fused").exists()
+
+
+def test_a_floor_needs_planted_feet():
+    """Fused people with no contacts (a camera's track without them) give no floor: None and why."""
+    from wbcap.fuse.level import fused_floor
+    from wbcap.fuse.views import FusedPiece
+
+    piece = FusedPiece(times=np.arange(5) / 30, valid=np.ones(5, bool), poses=np.zeros((5, 55, 3)), trans=np.zeros((5, 3)),
+                       betas=np.zeros(10), expression=np.zeros((5, 10)), frame_indices=np.arange(5),
+                       views=np.full(5, 2), fps=30.0, contact=None)
+    fit, count, why = fused_floor([piece], body=None, up=np.array([0.0, 0.0, 1.0]))
+    assert fit is None and count == 0 and why.startswith("0 planted sole points, fewer than 15")
 
 
 def _clock_runs(root: Path, body, starts, people=None, seconds: float = 3.0) -> list[Path]:

@@ -90,19 +90,29 @@ class FuseResult:
 
 @dataclass(frozen=True)
 class _Piece:
-    """One run's track file as read: the run's index, the file, its arrays."""
+    """One run's track file as read: the run's index, the file, its arrays, and whether they lie
+    in the calibration's world (``ground_from`` ``"calibration"``) or on the ground the run's
+    feet gave (its calibration's world not taken: :mod:`wbcap.fuse.level`)."""
 
     run: int
     path: Path
     arrays: dict[str, np.ndarray]
+    taken: bool = True
 
 
 def _read_run(run: Path, index: int) -> tuple[dict, list[_Piece]]:
     """``(meta.json, its track files)`` of one run folder.
 
+    Track files in the calibration's world are taken as they are; those on the ground the run's
+    feet gave or in its camera's frame (its ``--world`` fell back), of a run whose ``meta.json``
+    holds the calibration's pose of its camera (its world not taken: not z up, its ``z = 0`` not
+    the floor), are marked not ``taken`` (:mod:`wbcap.fuse.level` brings them into the
+    calibration's frame).
+
     Raises:
-        InputError: not a run folder, no track file, a track file that is not in a calibration's
-            world, or a damaged one: one line naming the file and the fix.
+        InputError: not a run folder, no track file, a track file not in the calibration's world
+            of a run without the calibration's pose, or a damaged one: one line naming the file
+            and the fix.
     """
     from wbcap.io.run_folder import read_meta, track_file
 
@@ -127,20 +137,35 @@ def _read_run(run: Path, index: int) -> tuple[dict, list[_Piece]]:
         except ValueError as exc:
             raise InputError(f"{path}: {exc}; write it again with `wbcap export {run} --world --format npz`") from None
         frame, ground = str(arrays.get("frame", "camera")), str(arrays.get("ground_from", "feet"))
+        posed = _run_pose(meta) is not None
+        if posed and (frame == "camera" or ground == "feet"):  # (levelled in the calibration's frame)
+            pieces.append(_Piece(run=index, path=path, arrays=arrays, taken=False))
+            continue
         if frame != "world" or ground != "calibration":
             world = meta.get("world") or {}
             why = world.get("reason") if frame != "world" else world.get("calibration_note")
             where = ("in the camera's frame" + (f" (its --world fell back: {why})" if why else "") if frame != "world"
-                     else "on the ground found from the feet, not in the calibration's world" +
-                     (f" (its --world did not take the calibration: {why})" if why else ""))
-            posed = isinstance(meta.get("calibration"), dict) and meta["calibration"].get("rotation") is not None
+                     else "on the ground found from the feet, and its meta.json holds no calibration's pose of its "
+                     "camera")
             fix = (f"if its calibration is right, `wbcap export {run} --world --trust-calibration --format npz` writes "
                    "the run's tracks in its world" if posed and (why is None or trust_helps(str(why))) else
                    "fix its calibration (the camera's pose: z up, z = 0 the floor) and run it again" if posed else
                    "run its video with --world --calibration FILE (the camera's pose)")
-            raise InputError(f"{path}: {where}; fuse takes tracks in the calibration's world: {fix}")
+            raise InputError(f"{path}: {where}; fuse takes tracks on a floor, of a camera whose calibration gives its "
+                             f"pose: {fix}")
         pieces.append(_Piece(run=index, path=path, arrays=arrays))
     return meta, pieces
+
+
+def _run_pose(meta: dict) -> Any:
+    """The calibration's pose of a run's camera (:class:`wbcap.camera.CameraPose`, from
+    ``meta.json``'s ``calibration``), or None where it holds none."""
+    from wbcap.camera import CameraPose
+
+    try:
+        return CameraPose.from_record(meta.get("calibration"))
+    except ValueError:  # (read_meta checks it: only a file changed since)
+        return None
 
 
 def _run_folders(given: list[Path]) -> list[Path]:
@@ -188,22 +213,22 @@ def _rest_root(body: Any, betas: np.ndarray) -> np.ndarray:
         return body.rest_root(torch.as_tensor(np.asarray(betas, np.float32)[None])).numpy()[0].astype(np.float64)
 
 
-def _piece_arrays(piece: FusedPiece, reference: _Piece, body: Any, gender: str) -> dict[str, np.ndarray]:
+def _piece_arrays(piece: FusedPiece, reference: _Piece, rotation: np.ndarray, position: np.ndarray, ground: str,
+                  body: Any, gender: str) -> dict[str, np.ndarray]:
     """A fused piece as one AMASS file's arrays (:func:`wbcap.export.amass.amass_arrays`), its
-    source camera ``reference``'s."""
+    source camera ``reference``'s intrinsics, at ``rotation`` (OpenCV camera axes -> the world)
+    and ``position`` (metres) in the world of ``ground`` (the files' ``ground_from``)."""
     from wbcap.export.amass import amass_arrays, camera_to_world, npz_camera
     from wbcap.world.estimate import WorldFrame
     from wbcap.world.ground import GroundPlane
 
-    rotation = np.asarray(reference.arrays["camera_rotation"], np.float64)  # camera -> world
-    position = np.asarray(reference.arrays["camera_position"], np.float64)
     rest = _rest_root(body, piece.betas)
     t = len(piece.times)
     # (amass_arrays takes camera-frame parameters and the world's pose: the reference camera's)
     orient, transl = camera_to_world(piece.poses[:, 0], piece.trans, rest, rotation.T, -rotation.T @ position)
     hands_mean = body.hands_mean()
     frame = WorldFrame(ground=GroundPlane(normal=rotation[2], offset=float(position[2])), world_from_camera=rotation,
-                       camera_position=position, ground_from="calibration")
+                       camera_position=position, ground_from=ground)
     return amass_arrays(
         global_orient=orient, body_pose=piece.poses[:, 1:22].reshape(t, 63), jaw_pose=piece.poses[:, 22],
         leye_pose=piece.poses[:, 23], reye_pose=piece.poses[:, 24],
@@ -282,10 +307,15 @@ def fuse_runs(job: FuseJob) -> FuseResult:
         raise InputError(f"the runs use different SMPL-X models ({', '.join(sorted(genders))}); run every camera with "
                          "the same --gender")
     gender = genders.pop()
+    levelled = not all(p.taken for _, run_pieces in read for p in run_pieces)
+    poses = [_run_pose(meta) for meta, _ in read]
     positions = [np.asarray(pieces[0].arrays["camera_position"], np.float64) for _, pieces in read]
     for i in range(len(runs)):
         for j in range(i + 1, len(runs)):
-            if np.linalg.norm(positions[i] - positions[j]) < 0.01:
+            # (levelled: each run's own ground; the calibration's centres, in its units, tell one camera)
+            same = (np.allclose(poses[i].centre, poses[j].centre, rtol=0, atol=1e-6 * max(1.0, abs(poses[i].centre).max()))
+                    if levelled else np.linalg.norm(positions[i] - positions[j]) < 0.01)
+            if same:
                 raise InputError(f"{runs[i]} and {runs[j]}: the same camera (its calibrated centre within 1 cm); give "
                                  "each camera's run once")
     files = {str((meta.get("calibration") or {}).get("file", "")) for meta, _ in read}
@@ -315,6 +345,11 @@ def fuse_runs(job: FuseJob) -> FuseResult:
         names = [r.name for r in runs]
         folder = [r.name if names.count(r.name) == 1 else str(r) for r in runs]  # (runs a/cam and b/cam: their paths)
         tracks = [_view_track(p, f"{folder[p.run]}/{p.path.stem}", offsets[p.run], body) for p in pieces]
+        frames = None
+        if levelled:  # (each run's tracks into the calibration's frame, metres)
+            frames = _calibration_frames(read, poses, tracks, pieces, runs, job.config, auto)
+            tracks = [t.moved(*frames.from_file[p.run]).scaled(frames.scales[p.run]) for t, p in zip(tracks, pieces)]
+            record["world"] = frames.record
         if auto:
             offsets, record["clock_pairs"] = _found_offsets(tracks, runs, job.config)
             tracks = [dataclasses.replace(t, times=t.times + offsets[t.view]) for t in tracks]
@@ -324,8 +359,13 @@ def fuse_runs(job: FuseJob) -> FuseResult:
         if not auto:
             _say_clocks(tracks, runs, offsets, job.config)
         # (made beside OUT, then moved in: its files named as OUT's in messages; earlier ones set aside likewise)
+        fused = _fuse_people(people, tracks, body, job.config)
+        cameras = {i: (np.asarray(p.arrays["camera_rotation"], np.float64),
+                       np.asarray(p.arrays["camera_position"], np.float64)) for i, p in enumerate(pieces)}
+        if frames is not None:
+            fused, cameras = _levelled(fused, frames, tracks, pieces, body, record)
         with staging_sibling(out) as stage, staging_sibling(out) as old:
-            made = _write_people(stage, people, tracks, pieces, distances, body, gender, job, record)
+            made = _write_people(stage, fused, tracks, pieces, cameras, distances, body, gender, job, record)
             atomic_write_text(stage / FUSE_FILE, json.dumps(record, indent=1) + "\n")
             written = _swap(out, stage, [*made, FUSE_FILE], earlier, old)
     except BaseException:  # (Ctrl-C included) a folder this fusion made and nothing went into goes again
@@ -334,6 +374,195 @@ def fuse_runs(job: FuseJob) -> FuseResult:
                 out.rmdir()
         raise
     return FuseResult(out=out, people=len(people), tracks=len(tracks), files=tuple(written), cameras=len(runs))
+
+
+@dataclass(frozen=True)
+class _Frames:
+    """The calibration's frame of a fusion of runs whose calibration's world was not taken
+    (:mod:`wbcap.fuse.level`).
+
+    Attributes:
+        from_file: each run's ``(A, b)``: a point of its track files at ``A @ x + b`` in the
+            calibration's axes, metres (:func:`wbcap.fuse.level.calibration_from_file`);
+            scales: then each run's depth scale about its camera (:func:`_depth_scales`).
+        poses: each run's :class:`wbcap.camera.CameraPose`; per_metre: the calibration's units a metre.
+        up: ``(3,)`` unit, the up the runs' own grounds give in the calibration's frame (their mean).
+        record: for ``fuse.json``'s ``world``.
+    """
+
+    from_file: dict[int, tuple[np.ndarray, np.ndarray]]
+    scales: dict[int, float]
+    poses: list[Any]
+    per_metre: float
+    up: np.ndarray
+    record: dict[str, Any]
+
+    def camera(self, run: int) -> tuple[np.ndarray, np.ndarray]:
+        """Run ``run``'s camera in the calibration's frame: OpenCV camera axes -> its axes, its centre (metres)."""
+        r = np.asarray(self.poses[run].rotation, np.float64)
+        return r.T, self.poses[run].centre / self.per_metre
+
+
+def _meeting(tracks: list[ViewTrack], config: FuseConfig, auto: bool
+             ) -> tuple[float, list[tuple[int, int, float]]]:
+    """How near the cameras put the people they saw: per pair of cameras, their nearest pair of
+    tracks' median pelvis distance (over shifts of the clocks within :data:`AUTO_SEARCH_S` with
+    ``auto``); the median over the pairs of cameras (inf where no two cameras saw anyone
+    together), and those nearest pairs ``(track, track, shift of the second's clock)``."""
+    from wbcap.fuse.views import _distance, clock_shifts
+
+    if auto:
+        shifts = clock_shifts(tracks, config, max_shift_s=AUTO_SEARCH_S,
+                              min_overlap_s=max(AUTO_MIN_OVERLAP_S, config.min_overlap_s), by_poses=False)
+        found = [s.apart_m for s in shifts]
+        pairs = [(s.first, s.second, s.shift_s) for s in shifts]
+    else:
+        nearest: dict[tuple[int, int], tuple[float, int, int]] = {}
+        for i, a in enumerate(tracks):
+            for j in range(i + 1, len(tracks)):
+                d = _distance(a, tracks[j], config.min_overlap_s) if a.view != tracks[j].view else None
+                key = (min(a.view, tracks[j].view), max(a.view, tracks[j].view))
+                if d is not None and d < nearest.get(key, (np.inf,))[0]:
+                    nearest[key] = (d, i, j)
+        found = [d for d, _, _ in nearest.values()]
+        pairs = [(i, j, 0.0) for _, i, j in nearest.values()]
+    return (float(np.median(found)) if found else float("inf")), pairs
+
+
+#: The range of a camera's depth scale :func:`_depth_scales` takes (outside it: a person taken for another).
+DEPTH_SCALE_RANGE = (0.7, 1.4)
+
+
+def _depth_scales(tracks: list[ViewTrack], pairs: list[tuple[int, int, float]], views: int
+                  ) -> dict[int, float] | None:
+    """Each camera's depth scale: the factor along its rays (about its centre) that brings its
+    people onto the other cameras' (a triangulation: the calibration's baselines fix the scale
+    that a monocular network gets some per cent wrong; on its own ground the run kept it).
+    Least squares over the rows of each pair of tracks in ``pairs`` (``a``'s pelvis scaled by
+    ``s_a`` from its camera meets ``b``'s scaled by ``s_b``); 1 for a camera in no pair. None
+    where the solution leaves :data:`DEPTH_SCALE_RANGE`."""
+    rows, values = [], []
+    for i, j, shift in pairs:
+        a, b = tracks[i], tracks[j]
+        stride = max(1, len(a.times) // 2000)
+        at = b.rows_at(a.times[::stride] + shift)
+        both = a.valid[::stride] & (at >= 0)
+        both[both] &= b.valid[at[both]]
+        da = a.pelvis[::stride][both] - a.camera_position
+        db = b.pelvis[at[both]] - b.camera_position
+        for axis in range(3):
+            row = np.zeros((len(da), views))
+            row[:, a.view] = da[:, axis]
+            row[:, b.view] -= db[:, axis]
+            rows.append(row)
+            values.append(np.full(len(da), b.camera_position[axis] - a.camera_position[axis]))
+    scales = {v: 1.0 for v in range(views)}
+    if not rows:
+        return scales
+    m = np.concatenate(rows)
+    used = np.flatnonzero(np.abs(m).sum(0) > 0)
+    solved = np.linalg.lstsq(m[:, used], np.concatenate(values), rcond=None)[0]
+    low, high = DEPTH_SCALE_RANGE
+    if not all(low <= v <= high for v in solved):
+        return None
+    scales.update({int(v): float(x) for v, x in zip(used, solved)})
+    return scales
+
+
+def _calibration_frames(read: list[tuple[dict, list[_Piece]]], poses: list[Any], tracks: list[ViewTrack],
+                        pieces: list[_Piece], runs: list[Path], config: FuseConfig, auto: bool) -> _Frames:
+    """The calibration's frame for runs some of whose worlds were not taken: its units those a
+    run whose world was taken found, else the ones of :data:`~wbcap.world.estimate.CALIBRATION_UNITS`
+    in which the people the cameras saw meet nearest (:func:`_meeting`; the network's depths are
+    metres); each camera's depth scale (:func:`_depth_scales`) from those people.
+
+    Raises:
+        InputError: the people, so scaled, meet within ``config.max_distance`` in none of the
+            units (a calibration of other cameras, or clocks far apart).
+    """
+    from wbcap.fuse.level import LEVELLED, calibration_from_file
+    from wbcap.world.estimate import CALIBRATION_UNITS
+
+    first = {p.run: p for p in reversed(pieces)}  # (a run's files share its camera)
+
+    def maps(per_metre: float) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        return {i: calibration_from_file(first[i].arrays["camera_rotation"], first[i].arrays["camera_position"],
+                                         np.asarray(poses[i].rotation), np.asarray(poses[i].translation), per_metre)
+                for i in range(len(runs))}
+
+    known = sorted({str(((meta.get("world") or {}).get("calibration_check") or {}).get("units"))
+                    for meta, run_pieces in read if all(p.taken for p in run_pieces)} & set(CALIBRATION_UNITS))
+    scores: dict[str, float] = {}
+    nearest: dict[str, list[tuple[int, int, float]]] = {}
+    for name, per_metre in CALIBRATION_UNITS.items():
+        if not known or name == known[0]:
+            m = maps(per_metre)
+            scores[name], nearest[name] = _meeting([t.moved(*m[t.view]) for t in tracks], config, auto)
+    units = known[0] if known else min(scores, key=lambda k: scores[k])
+    by = "the runs in its world" if known else "the people the cameras saw meet there"
+    from_file = maps(CALIBRATION_UNITS[units])
+    moved = [t.moved(*from_file[t.view]) for t in tracks]
+    solved = _depth_scales(moved, nearest[units], len(runs))
+    scales = solved or {v: 1.0 for v in range(len(runs))}
+    apart = _meeting([t.scaled(scales[t.view]) for t in moved], config, auto)[0]
+    if not apart <= config.max_distance:
+        said = ", ".join(f"{v:.3g} m in {k}" for k, v in scores.items())
+        raise InputError(f"the cameras' people do not meet in the calibration's frame in any units (the nearest "
+                         f"apart: {said}; {apart:.3g} m in {units} with each camera's depth scaled; "
+                         f"{setting('max_distance')} {config.max_distance:g}): are the runs of one calibration's "
+                         f"cameras{'' if auto else ' and their videos synchronised (--offsets)'}?")
+    if solved is None:
+        low, high = DEPTH_SCALE_RANGE
+        log.warning("the cameras' depth scales came out outside %g-%g (a person taken for another?): kept at 1", low, high)
+    # (the runs' own grounds' up, a run in its camera's frame its camera's: only the floor fit's prior, 60 degrees)
+    up = np.mean([a[:, 2] for a, _ in from_file.values()], axis=0)
+    taken_not = sorted({runs[p.run].name for p in pieces if not p.taken})  # (on their feet or in their cameras' frames)
+    record = {"ground_from": LEVELLED, "units": units, "units_from": by, "units_meeting_m": scores,
+              "depth_scales": {runs[v].name: s for v, s in scales.items()}, "runs_not_in_its_world": taken_not}
+    log.info("%s: the calibration's world not taken (%s); fused in its frame (its units %s: %s; the people the cameras "
+             "saw %.2f m apart with their depths scaled by %s), levelled by the fused people's feet",
+             ", ".join(taken_not),
+             "; ".join(sorted({str((read[i][0].get("world") or {}).get("calibration_note")
+                                   or (read[i][0].get("world") or {}).get("reason") or "?")
+                               for i in range(len(runs)) if runs[i].name in taken_not})),
+             units, by, apart, ", ".join(f"{s:.3f}" for s in scales.values()))
+    return _Frames(from_file=from_file, scales=scales, poses=poses, per_metre=CALIBRATION_UNITS[units],
+                   up=up / np.linalg.norm(up), record=record)
+
+
+def _levelled(people: list[tuple[list[int], int, list[FusedPiece]]], frames: _Frames, tracks: list[ViewTrack],
+              pieces: list[_Piece], body: Any, record: dict
+              ) -> tuple[list[tuple[list[int], int, list[FusedPiece]]], dict[int, tuple[np.ndarray, np.ndarray]]]:
+    """The fused people moved from the calibration's frame into the world of the floor their
+    planted feet give (:func:`wbcap.fuse.level.fused_floor`, then
+    :func:`wbcap.world.ground.world_from_ground` of it in that frame), and each track's camera there.
+
+    Raises:
+        InputError: their feet give no floor.
+    """
+    from wbcap.fuse.level import fused_floor
+    from wbcap.world.ground import world_from_ground
+
+    fit, count, why = fused_floor([p for _, _, fused in people for p in fused], body, frames.up)
+    if fit is None:
+        raise InputError(f"the fused people's feet give no floor in the calibration's frame ({why}): a calibration "
+                         "whose world is z up with z = 0 the floor needs none (its runs then in its world)")
+    turn, shift = world_from_ground(fit.plane)  # (x = turn @ x_cal + shift: z up, the floor z = 0)
+    moved = [(members, chosen, [p.moved(turn, shift, _rest_root(body, p.betas)) for p in fused])
+             for members, chosen, fused in people]
+    cameras = {}
+    for i, piece in enumerate(pieces):
+        rotation, centre = frames.camera(piece.run)
+        cameras[i] = (turn @ rotation, turn @ centre + shift)
+    tilt = float(np.degrees(np.arccos(np.clip(fit.plane.normal[2], -1.0, 1.0))))
+    record["world"]["floor"] = {"normal_in_calibration": [float(v) for v in fit.plane.normal],
+                                "origin_height_m": float(fit.plane.offset), "sole_points": count,
+                                "inlier_ratio": fit.inlier_ratio, "rms_m": fit.rms,
+                                "angle_from_calibration_z_deg": tilt}
+    log.info("floor: %d planted sole points of the fused people, %.0f %% on one plane (rms %.1f cm); its up %.1f deg "
+             "from the calibration's z, its origin %.2f m above it", count, 100 * fit.inlier_ratio, 100 * fit.rms, tilt,
+             fit.plane.offset)
+    return moved, cameras
 
 
 def _found_offsets(tracks: list[ViewTrack], runs: list[Path], config: FuseConfig
@@ -436,24 +665,39 @@ def _swap(out: Path, stage: Path, names: list[str], earlier: list[Path], old: Pa
     return moved
 
 
-def _write_people(stage: Path, people: list[list[int]], tracks: list[ViewTrack], pieces: list[_Piece],
-                  distances: dict, body: Any, gender: str, job: FuseJob, record: dict) -> list[str]:
-    """Each person's fused files written into ``stage``, their entries added to ``record``;
-    returns the names of the files written."""
-    from wbcap.export.amass import npz_camera
-    from wbcap.export.animation import write_animations
+def _fuse_people(people: list[list[int]], tracks: list[ViewTrack], body: Any, config: FuseConfig
+                 ) -> list[tuple[list[int], int, list[FusedPiece]]]:
+    """Each person's ``(members, chosen, pieces)``: their tracks, the one of the camera that saw
+    them most (the files' source camera) and the fused pieces (:func:`~wbcap.fuse.views.fuse_person`)."""
     from wbcap.fuse.views import fuse_person
 
+    out = []
+    for members in people:
+        chosen = max(members, key=lambda i: (int(tracks[i].valid.sum()), -i))
+        fused = fuse_person([tracks[i] for i in members], lambda b: _rest_root(body, b), config,
+                            reference_view=tracks[chosen].view)
+        out.append((members, chosen, fused))
+    return out
+
+
+def _write_people(stage: Path, people: list[tuple[list[int], int, list[FusedPiece]]], tracks: list[ViewTrack],
+                  pieces: list[_Piece], cameras: dict[int, tuple[np.ndarray, np.ndarray]], distances: dict, body: Any,
+                  gender: str, job: FuseJob, record: dict) -> list[str]:
+    """Each person's fused files written into ``stage`` (``cameras``: each track's camera, OpenCV
+    axes -> the files' world and its centre there), their entries added to ``record``; returns
+    the names of the files written."""
+    from wbcap.export.amass import npz_camera
+    from wbcap.export.animation import write_animations
+
     written: list[str] = []
-    for k, members in enumerate(people):
-        group = [tracks[i] for i in members]
-        chosen = max(members, key=lambda i: (int(tracks[i].valid.sum()), -i))  # (the camera that saw them most)
+    ground = record.get("world", {}).get("ground_from", "calibration")
+    for k, (members, chosen, fused) in enumerate(people):
         reference = pieces[chosen]
-        fused = fuse_person(group, lambda b: _rest_root(body, b), job.config, reference_view=tracks[chosen].view)
         names = [f"track_{k}" if len(fused) == 1 else f"track_{k}_part{n + 1}" for n in range(len(fused))]
         for name, piece in zip(names, fused):
-            written += [p.name for p in write_animations(stage, name, _piece_arrays(piece, reference, body, gender),
-                                                         body, job.export, camera=npz_camera(reference.arrays))]
+            arrays = _piece_arrays(piece, reference, *cameras[chosen], ground, body, gender)
+            written += [p.name for p in write_animations(stage, name, arrays, body, job.export,
+                                                         camera=npz_camera(reference.arrays))]
         apart = {f"{tracks[i].label} ~ {tracks[j].label}": round(d, 4) for (i, j), d in distances.items()
                  if i in members and j in members}
         record["people"].append({

@@ -15,7 +15,11 @@ The file *is* AMASS (Mahmood et al., ICCV 2019; SMPL-X release), so that AMASS r
     ``camera_rotation``; the translation is corrected so that planted feet stay still on the
     ground (:class:`wbcap.world.estimate.WorldFrame`). With a calibrated camera's pose
     (``ground_from`` ``"calibration"``): the calibration's world instead, its ``z = 0`` the ground,
-    its axes and origin (a lab's frame), the camera at its calibrated ``camera_position``.
+    its axes and origin (a lab's frame), the camera at its calibrated ``camera_position``; a
+    ``wbcap fuse`` of cameras whose calibration's world is not z up (``"calibration_levelled"``):
+    that frame turned so that the floor the fused people's feet give is ``z = 0``, ``x`` its ``x``
+    axis laid on the floor, the origin the floor's point under its origin
+    (:mod:`wbcap.fuse.level`).
 * **Hands absolute.** ``poses`` holds hand rotations *with the model's hand mean folded in*
   (``flat_hand_mean=True``, as AMASS and the add-on read them), where wbcap's network and its
   ``params.jsonl`` use poses relative to the mean (``flat_hand_mean=False``, Hand4Whole's
@@ -45,7 +49,7 @@ the camera frame is at ``camera_rotation @ x_c + camera_position`` here) and ``c
 ``meta.json``; with ``"world"`` also ``contact (T, 2)`` bool, (left, right) foot planted
 (:mod:`wbcap.world.contact`; a filled row is planted when both rows around it are), and
 ``ground_from`` (``"feet"``: the ground fitted to the feet; ``"calibration"``: the calibration's
-world).
+world; ``"calibration_levelled"``: a fusion's levelled calibration frame).
 
 Rebuilding the mesh: ``smplx.create(path, model_type="smplx", flat_hand_mean=True,
 use_pca=False)`` called with ``global_orient=poses[:, :3]``, ``body_pose=poses[:, 3:66]``,

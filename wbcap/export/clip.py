@@ -62,7 +62,9 @@ class MotionClip:
             :data:`wbcap.camera.YUP_FROM_OPENCV`).
         camera_position: ``(3,)`` the source camera's centre in this world, metres (None: the origin).
         ground_from: with ``frame="world"``, ``"feet"`` (the ground fitted to the feet: the camera
-            above the origin) or ``"calibration"`` (a calibrated camera's world); None: not said
+            above the origin), ``"calibration"`` (a calibrated camera's world) or
+            ``"calibration_levelled"`` (``wbcap fuse``: a calibration's frame levelled by the
+            people's feet, :mod:`wbcap.fuse.level`); None: not said
             (files before it, taken as ``"feet"``).
     """
 

@@ -258,10 +258,13 @@ def _metadata(rig: Rig, clip: MotionClip, exact: bool, expr_count: int,
 
     world = clip.frame == "world"
     calibrated = world and clip.ground_from == "calibration"
+    levelled = world and clip.ground_from == "calibration_levelled"  # (wbcap.fuse.level.LEVELLED)
     extra: dict[str, Any] = {}
     if world:
         _, position = clip.camera_pose()
         extra = {"ground": ("y = 0 (the floor of the camera's calibration, its z = 0; gravity is -y)" if calibrated else
+                            "y = 0 (the floor the fused people's feet give in their cameras' calibration's frame; "
+                            "gravity is -y)" if levelled else
                             "y = 0 (the ground estimated by wbcap run --world; gravity is -y)"),
                  "camera_position_m": [float(v) for v in position]}
     return {
@@ -273,6 +276,9 @@ def _metadata(rig: Rig, clip: MotionClip, exact: bool, expr_count: int,
         **extra,
         "front_axis": (f"+z (the calibration's -y: its z-up world as glTF's y-up, x kept; the camera is the node "
                        f"{CAMERA_NODE_NAME})" if calibrated else
+                       "+z (the levelled world's -y, whose x is the calibration's x laid on the floor and whose origin "
+                       f"lies on the floor under the calibration's; the camera is the node {CAMERA_NODE_NAME})"
+                       if levelled else
                        "+z (the source camera's backward direction laid on the ground; the camera is the node "
                        f"{CAMERA_NODE_NAME}, above the origin)" if world else
                        "+z (towards the source camera, which sits at the origin looking down -z)"),

@@ -38,6 +38,7 @@ saw them; a time no track covers splits the person into pieces.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -126,6 +127,21 @@ class ViewTrack:
         u = (np.asarray(times, np.float64) - self.times[0]) * self.fps
         return (u >= -1e-6) & (u <= len(self.times) - 1 + 1e-6)
 
+    def moved(self, rotation: np.ndarray, shift: np.ndarray) -> ViewTrack:
+        """The same track in another frame, ``x' = rotation @ x + shift`` (``(3, 3)`` a rotation,
+        ``(3,)`` metres): the pelvis and the camera moved, the root turned (SMPL-X turns the body
+        about its pelvis, so the rest pelvis and with it ``trans - pelvis`` stay)."""
+        return dataclasses.replace(self, poses=_turned_root(self.poses, rotation),
+                                   pelvis=self.pelvis @ np.asarray(rotation).T + shift,
+                                   trans=self.trans + (self.pelvis @ np.asarray(rotation).T + shift - self.pelvis),
+                                   camera_position=np.asarray(rotation) @ self.camera_position + shift)
+
+    def scaled(self, factor: float) -> ViewTrack:
+        """The same track with every pelvis ``factor`` times as far from the camera along its ray
+        (a monocular depth's scale error taken out; the body's size and rotations kept)."""
+        pelvis = self.camera_position + float(factor) * (self.pelvis - self.camera_position)
+        return dataclasses.replace(self, pelvis=pelvis, trans=self.trans + (pelvis - self.pelvis))
+
     def rows_at(self, times: np.ndarray) -> np.ndarray:
         """``(N,)`` int64: the row at each of ``times`` (within half a row's interval), else -1."""
         t = np.asarray(times, np.float64)
@@ -149,8 +165,8 @@ class FusedPiece:
             and pose the files carry) where it saw the person then, else -1.
         views: ``(T,)`` int, how many cameras had a row.
         fps: rows per second (the fastest camera's).
-        contact: ``(T, 2)`` bool, a foot planted by the weighted majority of the cameras, or None
-            where some camera's track has no contacts.
+        contact: ``(T, 2)`` bool, a foot planted by the weighted majority of the cameras whose
+            tracks have contacts (False where none of them has a row), or None where no track has.
     """
 
     times: np.ndarray
@@ -163,6 +179,22 @@ class FusedPiece:
     views: np.ndarray
     fps: float
     contact: np.ndarray | None = None
+
+    def moved(self, rotation: np.ndarray, shift: np.ndarray, rest: np.ndarray) -> FusedPiece:
+        """The same motion in another frame, ``x' = rotation @ x + shift`` (:meth:`ViewTrack.moved`;
+        ``rest``: ``(3,)`` the rest pelvis of its betas, metres)."""
+        pelvis = self.trans + np.asarray(rest, np.float64)
+        return dataclasses.replace(self, poses=_turned_root(self.poses, rotation),
+                                   trans=pelvis @ np.asarray(rotation).T + shift - rest)
+
+
+def _turned_root(poses: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+    """``(T, 55, 3)`` axis-angle poses with the root (joint 0) turned by ``rotation`` ``(3, 3)``."""
+    from scipy.spatial.transform import Rotation
+
+    out = np.array(poses, np.float64, copy=True)
+    out[:, 0] = (Rotation.from_matrix(np.asarray(rotation, np.float64)) * Rotation.from_rotvec(out[:, 0])).as_rotvec()
+    return out
 
 
 def _distance(a: ViewTrack, b: ViewTrack, min_overlap_s: float) -> float | None:
@@ -423,7 +455,9 @@ def _fuse_rows(tracks: Sequence[ViewTrack], grid: np.ndarray, betas: np.ndarray,
     expression = np.zeros((g, tracks[0].expression.shape[1]))
     valid = np.zeros(g, bool)
     frames = np.full(g, -1, np.int64)
-    votes = np.zeros((g, 2)) if all(t.contact is not None for t in tracks) else None
+    # (the cameras whose runs found contacts vote, by their weights: a run in its camera's frame has none)
+    votes = np.zeros((g, 2)) if any(t.contact is not None for t in tracks) else None
+    voters = np.zeros(g)
     for k, s in enumerate(samples):
         rows = np.flatnonzero(s.present)
         w = share[k, rows]
@@ -433,13 +467,14 @@ def _fuse_rows(tracks: Sequence[ViewTrack], grid: np.ndarray, betas: np.ndarray,
         valid[rows] |= s.valid
         if tracks[k].view == reference_view:  # (the reference camera's own frames: its intrinsics are the files')
             frames[rows[s.valid]] = s.frame[s.valid]
-        if votes is not None:
+        if votes is not None and s.contact is not None:
             votes[rows] += s.contact * w[:, None]
+            voters[rows] += w
     mean /= np.linalg.norm(mean, axis=-1, keepdims=True)
     poses = Rotation.from_quat(mean.reshape(-1, 4)).as_rotvec().reshape(g, -1, 3)
     return FusedPiece(times=grid, valid=valid, poses=poses, trans=pelvis - rest, betas=np.asarray(betas),
                       expression=expression, frame_indices=frames, views=(weights > 0).sum(0), fps=fps,
-                      contact=None if votes is None else votes >= 0.5)
+                      contact=None if votes is None else votes >= 0.5 * np.maximum(voters, 1e-12)[:, None])
 
 
 @dataclass(frozen=True)

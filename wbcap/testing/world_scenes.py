@@ -423,17 +423,31 @@ class LabCalibration:
 
     @classmethod
     def of(cls, world_from_camera: np.ndarray, position: np.ndarray, per_metre: float = 1000.0,
-           yaw_deg: float = 30.0, shift: tuple[float, float, float] = (2.0, -1.0, 0.0)) -> LabCalibration:
-        """The lab calibration of a camera at ``x_w = world_from_camera x_c + position`` (metres)."""
+           yaw_deg: float = 30.0, shift: tuple[float, float, float] = (2.0, -1.0, 0.0),
+           lab_from_world: np.ndarray | None = None) -> LabCalibration:
+        """The lab calibration of a camera at ``x_w = world_from_camera x_c + position`` (metres);
+        ``lab_from_world``: any turn instead of the yaw (a lab whose z is not up)."""
         from wbcap.camera import CameraPose
 
-        yaw = Rotation.from_euler("z", yaw_deg, degrees=True).as_matrix()
-        lab_from_camera = yaw @ np.asarray(world_from_camera, np.float64)
-        centre = yaw @ np.asarray(position, np.float64) + np.asarray(shift, np.float64)
+        turn = (Rotation.from_euler("z", yaw_deg, degrees=True).as_matrix() if lab_from_world is None
+                else np.asarray(lab_from_world, np.float64))
+        lab_from_camera = turn @ np.asarray(world_from_camera, np.float64)
+        centre = turn @ np.asarray(position, np.float64) + np.asarray(shift, np.float64)
         rotation = lab_from_camera.T
         pose = CameraPose.from_values(Rotation.from_matrix(rotation).as_rotvec(), -rotation @ centre * per_metre)
-        return cls(pose=pose, lab_from_world=yaw, shift=np.asarray(shift, np.float64), lab_from_camera=lab_from_camera,
+        return cls(pose=pose, lab_from_world=turn, shift=np.asarray(shift, np.float64), lab_from_camera=lab_from_camera,
                    centre=centre)
+
+    @classmethod
+    def in_camera_frame(cls, first_world_from_camera: np.ndarray, first_position: np.ndarray,
+                        world_from_camera: np.ndarray, position: np.ndarray, per_metre: float = 1000.0
+                        ) -> LabCalibration:
+        """The calibration of a camera at ``world_from_camera``, ``position`` in a lab that is a
+        first camera's OpenCV frame (Anipose's and FreeMoCap's calibrations without a board on the
+        floor: no axis up, the origin in the air)."""
+        turn = np.asarray(first_world_from_camera, np.float64).T
+        return cls.of(world_from_camera, position, per_metre, lab_from_world=turn,
+                      shift=tuple(-turn @ np.asarray(first_position, np.float64)))
 
     def in_true_world(self, result: Any) -> Any:
         """A :class:`~wbcap.world.estimate.WorldResult` in the lab with its frame taken back to

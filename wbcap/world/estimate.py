@@ -574,7 +574,8 @@ def calibrated_floor(pose: CameraPose, found: WorldFrame | None, config: WorldCo
     angle = float(np.degrees(np.arccos(np.clip(up @ people_up, -1.0, 1.0))))
     if angle > max_angle:
         return None, (f"its z axis is {angle:.0f} deg from the up direction {whose} (more than {max_angle:g}): its world "
-                      "is not z-up (a camera's frame, as Anipose's may be; level it, z up and z = 0 the floor)")
+                      "is not z-up (a camera's frame, as Anipose's may be; level it, z up and z = 0 the floor; "
+                      "`wbcap fuse` of its cameras' runs levels it by the people's feet)")
     if height is None:
         height = _soles_height(feet, camera, up, config)
         if isinstance(height, str):

@@ -1,0 +1,115 @@
+"""A calibration's frame made a z-up world by the fused people's feet.
+
+``wbcap fuse`` of runs whose calibration's world ``wbcap run --world`` did not take (its ``+z`` not
+up or its ``z = 0`` not the floor: Anipose's and FreeMoCap's calibrations in their first camera's
+frame, an OpenCV board's ``z`` pointing down, a board on a table), whose tracks lie on the ground
+each camera's feet gave: the cameras' relative poses still hold, so each run's tracks are taken
+into the calibration's frame (:func:`calibration_from_file`, metres once its units are known),
+fused there, and the fused people's planted soles give the floor (:func:`fused_floor`: the same
+robust fit :func:`wbcap.world.estimate.ground_tracks` makes for one camera, on depths the cameras
+triangulated). The world is then :func:`wbcap.world.ground.world_from_ground` of that floor in the
+calibration's frame: ``z`` up with ``z = 0`` the floor, ``x`` the calibration's ``x`` axis laid on
+the floor, the origin the point of the floor under the calibration's origin (``ground_from``
+``"calibration_levelled"`` in the files).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from wbcap.fuse.views import FusedPiece
+from wbcap.world.estimate import WorldConfig
+from wbcap.world.ground import GroundFit
+
+__all__ = ["LEVELLED", "calibration_from_file", "fused_floor"]
+
+#: ``ground_from`` of a calibration's frame levelled by the fused people's feet.
+LEVELLED = "calibration_levelled"
+
+
+def calibration_from_file(camera_rotation: np.ndarray, camera_position: np.ndarray, rotation: np.ndarray,
+                          translation: np.ndarray, per_metre: float) -> tuple[np.ndarray, np.ndarray]:
+    """The map from a track file's frame to the calibration's frame in metres, ``x_cal = A @ x_f + b``.
+
+    Args:
+        camera_rotation, camera_position: the file's camera (``(3, 3)`` OpenCV camera axes ->
+            the file's frame, ``(3,)`` metres; the AMASS npz's keys).
+        rotation, translation: the calibration's pose of that camera (OpenCV's ``x_c = R x_w +
+            t``: ``(3, 3)``, ``(3,)`` in its units; :class:`wbcap.camera.CameraPose`).
+        per_metre: its units per metre (1000: millimetres).
+
+    Returns:
+        ``(A (3, 3), b (3,))``: a camera-frame point ``x_c = Rf^T (x_f - c_f)`` is at ``R^T (x_c -
+        t / per_metre)`` in the calibration's axes, metres.
+    """
+    rf = np.asarray(camera_rotation, np.float64)
+    r = np.asarray(rotation, np.float64)
+    a = r.T @ rf.T
+    b = -a @ np.asarray(camera_position, np.float64) - r.T @ np.asarray(translation, np.float64) / per_metre
+    return a, b
+
+
+def _smoothed(piece: FusedPiece, body: Any) -> Any:
+    """A fused piece as a :class:`~wbcap.smooth.track.SmoothedTrack` (hands relative to the mean)."""
+    from wbcap.smooth.track import SmoothedTrack
+
+    t = len(piece.times)
+    left_mean, right_mean = (np.asarray(m, np.float64).reshape(1, 45) for m in body.hands_mean())
+    f32 = np.float32
+    return SmoothedTrack(
+        frame=np.arange(t, dtype=np.int64), time=np.asarray(piece.times, np.float64), box=np.zeros((t, 4), f32),
+        global_orient=piece.poses[:, 0].astype(f32), body_pose=piece.poses[:, 1:22].reshape(t, 63).astype(f32),
+        left_hand_pose=(piece.poses[:, 25:40].reshape(t, 45) - left_mean).astype(f32),
+        right_hand_pose=(piece.poses[:, 40:55].reshape(t, 45) - right_mean).astype(f32),
+        jaw_pose=piece.poses[:, 22].astype(f32), expression=np.asarray(piece.expression, f32),
+        transl=np.asarray(piece.trans, f32), betas=np.asarray(piece.betas, f32))
+
+
+def fused_floor(pieces: list[FusedPiece], body: Any, up: np.ndarray, config: WorldConfig = WorldConfig()
+                ) -> tuple[GroundFit | None, int, str]:
+    """The floor under the fused people's planted feet, in their frame (the calibration's).
+
+    Each piece is posed (:func:`wbcap.world.feet.feet_track`); the lowest vertex along ``up`` of
+    each sole region of a planted foot (the piece's ``contact``, the cameras' majority) in a row a
+    camera saw is a point of the floor; :func:`wbcap.world.ground.fit_ground` fits the plane
+    (``config``'s RANSAC thresholds, the people's hips asked to be level on average).
+
+    Args:
+        pieces: the fused people, in the calibration's frame (metres).
+        body: the SMPL-X layer (CPU).
+        up: ``(3,)`` the up direction the runs' own grounds give in that frame (hypotheses more
+            than 60 degrees from it are walls).
+
+    Returns:
+        ``(fit or None, points, why)``: the fit where at least ``config.min_contacts`` points gave
+        one with ``config.min_inlier_ratio`` of them on it, else None and why.
+    """
+    from wbcap.world.feet import REGION_FOOT, SoleRegions, feet_track
+    from wbcap.world.ground import fit_ground
+
+    up = np.asarray(up, np.float64) / np.linalg.norm(up)
+    regions = None
+    points, hips = [], []
+    for piece in pieces:
+        if piece.contact is None:
+            continue
+        regions = regions or SoleRegions.from_body(body, band=config.sole_band)
+        feet = feet_track(_smoothed(piece, body), body, "cpu", regions)
+        planted = np.asarray(piece.contact, bool)[:, REGION_FOOT] & np.asarray(piece.valid, bool)[:, None]  # (T, 4)
+        points.append(feet.lowest(up)[planted])
+        hips.append(feet.hip_axis[np.asarray(piece.valid, bool)])
+    found = np.concatenate(points) if points else np.zeros((0, 3))
+    if len(found) < config.min_contacts:
+        return None, len(found), (f"{len(found)} planted sole points, fewer than {config.min_contacts} (no one stood or "
+                                  "walked while the cameras saw them)")
+    fit = fit_ground(found, up, config.ransac_threshold, config.refine_threshold, config.ransac_iterations,
+                     np.random.default_rng(config.seed), level_axes=np.concatenate(hips),
+                     sigma_height=config.sigma_contact_height, sigma_level_deg=config.sigma_level_deg)
+    if fit is None:
+        return None, len(found), "no plane within 60 degrees of the runs' up fits the planted soles"
+    if fit.inlier_ratio < config.min_inlier_ratio:
+        return None, len(found), (f"only {100 * fit.inlier_ratio:.0f} % of the planted soles lie on one plane (within "
+                                  f"{100 * config.refine_threshold:.0f} cm)")
+    return fit, len(found), ""
