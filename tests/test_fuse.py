@@ -500,6 +500,7 @@ def test_a_calibration_in_its_first_cameras_frame_is_levelled_by_the_fused_peopl
         "calibration_levelled", "millimetres", "the people the cameras saw meet there")
     assert world["units_meeting_m"]["millimetres"] < 0.5 < world["units_meeting_m"]["centimetres"]
     assert world["floor"]["origin_height_m"] == pytest.approx(1.4, abs=0.03)  # (the first camera's height)
+    np.testing.assert_allclose(record["runs"][0]["camera_position_m"], [0.0, 0.0, 1.4], atol=0.03)
     mixed = json.loads((tmp_path / "mixed_fused" / "fuse.json").read_text())["world"]
     assert (mixed["units"], mixed["units_from"], mixed["runs_not_in_its_world"]) == (
         "millimetres", "the runs in its world", ["cam02"])

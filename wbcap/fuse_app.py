@@ -10,7 +10,11 @@ them, the runs' cameras and the settings.
 
 A fused person's files carry the camera that saw them longest as their ``source_camera`` (the
 npz's ``camera_rotation``, ``camera_position`` and intrinsics, the GLB's camera node); their frame
-is the calibration's world (``frame`` ``"world"``, ``ground_from`` ``"calibration"``).
+is the calibration's world (``frame`` ``"world"``, ``ground_from`` ``"calibration"``). Runs whose
+calibration's world ``wbcap run --world`` did not take (not z up: tracks on their feet's ground or
+in their camera's frame, the calibration's pose in ``meta.json``) are fused in the calibration's
+frame, its units and each camera's depth scale found from the people, and it is levelled by the
+fused people's feet (:mod:`wbcap.fuse.level`; ``ground_from`` ``"calibration_levelled"``).
 """
 
 from __future__ import annotations
@@ -554,6 +558,7 @@ def _levelled(people: list[tuple[list[int], int, list[FusedPiece]]], frames: _Fr
     for i, piece in enumerate(pieces):
         rotation, centre = frames.camera(piece.run)
         cameras[i] = (turn @ rotation, turn @ centre + shift)
+        record["runs"][piece.run]["camera_position_m"] = [float(v) for v in cameras[i][1]]  # (in the files' world)
     tilt = float(np.degrees(np.arccos(np.clip(fit.plane.normal[2], -1.0, 1.0))))
     record["world"]["floor"] = {"normal_in_calibration": [float(v) for v in fit.plane.normal],
                                 "origin_height_m": float(fit.plane.offset), "sole_points": count,

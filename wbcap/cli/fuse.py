@@ -52,7 +52,8 @@ def _offsets(ctx, param, value):
 def fuse(ctx, runs, out, formats, exact, root_bone, max_distance, offsets, body_models, allow_pickle, overwrite):
     """Fuse the runs of several calibrated cameras (RUNS: `wbcap run --world --calibration` folders,
     one a camera, of synchronised videos, or one folder holding them) into one motion per person, in
-    the calibration's world:
+    the calibration's world (where it is not z up, as Anipose's first-camera frames: that frame
+    levelled by the fused people's feet):
     each person's tracks found across the cameras, the pelvis triangulated from the cameras' rays,
     the rotations and shape averaged. Writes OUT/track_<k>.<format> per person and OUT/fuse.json
     (which tracks each person holds)."""
