@@ -99,13 +99,35 @@ def test_fuse_finds_each_person_across_the_cameras_and_lands_nearer_the_truth(ru
     assert r.exit_code == 2 and len(lines) == 1 and lines[0] == (
         f"error: {out}: holds an earlier fusion's files (track_0.npz, ...); pass --overwrite to replace them, or "
         "choose another folder"), r.output
-    r, lines = invoke("view", out, "--html", tmp_path / "v.html")  # (no one video to show: said so)
-    assert r.exit_code == 2 and lines == [f"error: {out}: a `wbcap fuse` folder (its GLB files open in Blender or "
-                                          "three.js); view a camera's run folder (one of those fuse.json lists) "
-                                          "instead"], r.output
     r, _ = invoke("fuse", root, "-o", out, "--overwrite", "--body-models", body_dir)  # (the folder of the runs)
     assert r.exit_code == 0 and sorted(p.name for p in out.iterdir()) == [
         "fuse.json", "track_0.glb", "track_0.npz", "track_1.glb", "track_1.npz"], r.output
+    # its page: no video, the fused clock, each person's GLB and each row's parameters from their npz
+    r, lines = invoke("view", out, "--html", tmp_path / "v.html")
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((tmp_path / "v_files" / "view.json").read_text())
+    assert (manifest["kind"], manifest["video"], manifest["frame"]) == ("video", None, "world")
+    assert manifest["world"]["ground_from"] == "calibration" and manifest["fused"]["runs"] == ["cam01", "cam02"]
+    assert [t["id"] for t in manifest["tracks"]] == [0, 1]
+    for track in manifest["tracks"]:
+        with np.load(out / f"track_{track['id']}.npz") as z:
+            arrays = dict(z)
+        assert [p["src"] for p in track["parts"]] == [f"media/track_{track['id']}.glb"]
+        assert track["parts"][0]["frame"] == "world" and track["rows"] == int(arrays["valid"].sum())
+        records = [r for c in track["chunks"] for r in json.loads((tmp_path / "v_files" / c["src"]).read_text())]
+        assert {c["file"] for c in track["chunks"]} == {f"track_{track['id']}.npz"}
+        np.testing.assert_allclose([r["time"] for r in records], arrays["times"], atol=1e-12)
+        np.testing.assert_allclose([r["trans"] for r in records], arrays["trans"], atol=1e-6)
+        np.testing.assert_allclose([r["pose_body"] for r in records], arrays["pose_body"], atol=1e-6)
+        assert [r["frame"] for r in records] == arrays["frame_indices"].tolist()
+    assert manifest["frame_times"] == sorted({round(float(t), 9) for t in arrays["times"]})
+    # a fusion without GLB files: its page cannot show the bodies: one line with the fix
+    r, _ = invoke("fuse", root, "-o", tmp_path / "npz_only", "--format", "npz", "--body-models", body_dir)
+    assert r.exit_code == 0, r.output
+    r, lines = invoke("view", tmp_path / "npz_only", "--html", tmp_path / "w.html")
+    assert r.exit_code == 2 and lines == [f"error: {tmp_path / 'npz_only'}: person 0 has no track_0.glb: the page needs "
+                                          "each person's .glb and .npz; fuse the runs again with --format npz,glb "
+                                          "--overwrite"], r.output
 
 
 def test_offsets_line_up_the_cameras_clocks(runs, tmp_path, body_dir):

@@ -1171,7 +1171,24 @@ def scene_runs(tmp_path_factory, body_layer, body_dir):
 
 
 @pytest.fixture(scope="module")
-def browsed_world(video_run, world_runs, scene_runs, tmp_path_factory):
+def fused_run(tmp_path_factory, body_layer, body_dir):
+    """A `wbcap fuse` folder (npz and GLB) of two calibrated cameras' runs of a walker and a person
+    standing (as tests/test_fuse.py makes them), 3 s at 30 fps."""
+    from wbcap.testing.world_scenes import LabCalibration, SceneCamera, Stand, TrackNoise, Walk, make_scene, write_calibrated_run
+
+    tmp = tmp_path_factory.mktemp("view_fused")
+    people = [Walk(start=(-1.0, 3.8), heading_deg=45), Stand(position=(1.0, 5.5))]
+    for i, camera in enumerate((SceneCamera(), SceneCamera(ground_xy=(5.5, 5.0), yaw_deg=90, roll_deg=-2))):
+        scene = make_scene(body_layer, people, camera=camera, seconds=3.0, noise=TrackNoise(seed=7 * i, depth_bias=0.05))
+        lab = LabCalibration.of(scene.world_from_camera[0], scene.camera_position[0], yaw_deg=0.0, shift=(0.0, 0.0, 0.0))
+        write_calibrated_run(tmp / "runs" / f"cam0{i + 1}", body_layer, scene, lab)
+    r = invoke("fuse", tmp / "runs", "-o", tmp / "fused", "--format", "npz,glb", "--body-models", body_dir)
+    assert r.exit_code == 0, r.output
+    return tmp / "fused"
+
+
+@pytest.fixture(scope="module")
+def browsed_world(video_run, world_runs, scene_runs, fused_run, tmp_path_factory):
     """The camera-frame run, its world-frame and mixed twins and the synthetic scene's two exports,
     each served by :func:`wbcap.view.site.serve_view` and read back in one Chromium run: per page
     the state, each body's vertices, pelvis and pixels through the page's source camera, the
@@ -1188,12 +1205,12 @@ def browsed_world(video_run, world_runs, scene_runs, tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("view_world_browser")
     folders = {"camera": video_run, "world": world_runs.world, "mixed": world_runs.mixed,
-               "scene_camera": scene_runs.camera, "scene_world": scene_runs.world}
+               "scene_camera": scene_runs.camera, "scene_world": scene_runs.world, "fused": fused_run}
     with contextlib.ExitStack() as stack:
         servers = {name: stack.enter_context(serve_view(ViewJob(out=str(f)))) for name, f in folders.items()}
         pages = []
         for name in folders:
-            times = list(SCENE_TIMES) if name.startswith("scene") else [WORLD_T]
+            times = list(SCENE_TIMES) if name.startswith("scene") or name == "fused" else [WORLD_T]
             pages.append({"name": name, "url": servers[name].url, "kind": "video", "times": times, "controls": False,
                           "screenshot": {"time": times[0], "source_camera": True, "grid": False}})
         job = {"executable": str(CHROMIUM), "result": str(tmp / "result.json"), "out": str(tmp),
@@ -1308,6 +1325,36 @@ def test_world_export_overlays_within_the_corrections_pixel_bound(browsed_world,
         assert abs(float(verts[:, 1].min())) < 0.03, verts[:, 1].min()
     shot, want = _foreground(Path(world["screenshot"])), _foreground(Path(plain["screenshot"]))
     assert _iou(shot, want) > 0.8
+
+
+@pytest.mark.slow  # two calibrated runs, a fusion and a Chromium process
+def test_a_fusions_page_shows_every_fused_body_where_its_npz_puts_it(browsed_world, fused_run, body_layer):
+    """`wbcap view` of a `wbcap fuse` folder: a page without a video whose timeline steps the fused
+    clock; each person's body stands where its npz puts it (the pelvis: ``trans`` plus the rest
+    pelvis, z up turned y up), in the calibration's world with the grid on its floor, and the
+    parameters shown are that row of its npz."""
+    import torch
+
+    page = browsed_world["fused"]
+    m = page["manifest"]
+    assert (m["kind"], m["video"], m["frame"]) == ("video", None, "world") and "world frame" in page["frameText"]
+    assert [t["id"] for t in m["tracks"]] == [0, 1]
+    for sample, t in zip(page["samples"], SCENE_TIMES, strict=True):
+        assert sample["state"]["groundY"] == 0.0 and sample["state"]["viewFrame"] == "world"
+        for tid in (0, 1):
+            with np.load(fused_run / f"track_{tid}.npz") as z:
+                arrays = dict(z)
+            row = int(np.argmin(np.abs(arrays["times"] - t)))
+            with torch.no_grad():
+                rest = body_layer.rest_root(torch.as_tensor(arrays["betas"][None], dtype=torch.float32)).numpy()[0]
+            x, y, z = arrays["trans"][row] + rest
+            np.testing.assert_allclose(sample["bones"][str(tid)], [x, z, -y], atol=1e-4, err_msg=f"t {t} person {tid}")
+        shown = sample["params"]
+        with np.load(fused_run / "track_0.npz") as z:  # (the first person, selected at first)
+            row = int(np.argmin(np.abs(z["times"] - t)))
+            assert shown["time"] == pytest.approx(float(z["times"][row]), abs=1e-9)
+            np.testing.assert_allclose(shown["trans"], z["trans"][row], atol=1e-5)
+            assert shown["frame"] == int(z["frame_indices"][row])
 
 
 @pytest.mark.slow  # builds the GLBs with the SMPL-X layer

@@ -24,8 +24,8 @@ from wbcap.console import printable, shell_word
 @allow_pickle_option
 @click.pass_context
 def view(ctx, out, html, port, open_browser, body_models, allow_pickle):
-    """Look at a finished `wbcap run` or `wbcap image` folder (OUT) in a web browser: the overlay video or
-    photo, every track's body in 3D (in the frame its GLB files are in: the source camera's, or with
+    """Look at a finished `wbcap run`, `wbcap image` or `wbcap fuse` folder (OUT) in a web browser: the overlay
+    video or photo (none for a fusion), every track's body in 3D (in the frame its GLB files are in: the source camera's, or with
     --world the estimated ground's, seen through the source camera where the files place it), the
     tracks and their per-frame parameters. Serves the page on 127.0.0.1 until Ctrl-C (nothing leaves
     this machine), or writes it with --html and prints its path (not with `wbcap -q`; the address

@@ -41,6 +41,9 @@ with the origin at the image's top-left corner, 3D in the y-up world of the GLB 
                      record in it, :func:`end_parts_at_their_rows`),
                      "chunks": [{"src": URL, "t0", "t1", "rows"}]}]: a chunk is a JSON array of
                      up to :data:`CHUNK_ROWS` params.jsonl records of the track, in frame order
+      fused          (a ``wbcap fuse`` folder, :func:`_fused_content`: ``video`` null, ``world``
+                     fuse.json's or ``{"ground_from": "calibration"}``) {"runs": [folder names],
+                     "offsets": "given" | "auto"}; its chunks hold its npz rows (``file``: the npz)
     image run:
       images         [{"name", "overlay": JPEG URL | null, "camera": the shared camera (the largest
                      box's, as render_original_img.jpg), "people": [{"id", "color", "obj": URL,
@@ -92,6 +95,7 @@ class SiteContent:
         row_times: ``{track id: its params.jsonl records' times}``, sorted (s), for
             :func:`end_parts_at_their_rows`.
         warnings: what the command says once the page is built (a refusal stays one line).
+        read: ``{name: file}`` of the folder read into the page (not served as they are).
     """
 
     manifest: dict[str, Any]
@@ -101,6 +105,7 @@ class SiteContent:
     frame: str = "camera"
     row_times: dict[int, list[float]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    read: dict[str, Path] = field(default_factory=dict)
 
 
 def end_parts_at_their_rows(track: dict[str, Any], times: list[float]) -> None:
@@ -135,16 +140,14 @@ def _hex(rgb: tuple[float, float, float]) -> str:
 
 
 def _not_a_run(out: Path) -> InputError:
-    if (out / "fuse.json").is_file():  # (wbcap fuse's folder: files of several cameras, no one video to show)
-        return InputError(f"{out}: a `wbcap fuse` folder (its GLB files open in Blender or three.js); view a "
-                          "camera's run folder (one of those fuse.json lists) instead")
     return InputError(f"{out}: not a finished `wbcap run` or `wbcap image` folder (no params.jsonl, no "
                       f"<image>/person_<k>/smplx_param.json); pass the -o folder of one of those commands")
 
 
 def read_output(out: Path) -> SiteContent:
-    """The viewer content of ``out``, a ``wbcap run`` folder (holds ``params.jsonl``) or a
-    ``wbcap image`` folder (holds ``<name>/person_<k>/smplx_param.json``).
+    """The viewer content of ``out``, a ``wbcap run`` folder (holds ``params.jsonl``), a
+    ``wbcap image`` folder (holds ``<name>/person_<k>/smplx_param.json``) or a ``wbcap fuse``
+    folder (holds ``fuse.json``: :func:`_fused_content`).
 
     A run folder another wbcap process writes (a ``wbcap run`` in pass 2, ``wbcap export`` in
     place: :func:`wbcap.io.run_folder.hold_folder`) is refused; it is read holding it shared
@@ -166,6 +169,7 @@ def read_output(out: Path) -> SiteContent:
         # (params.jsonl and meta.json too: params.jsonl's lines go into the page as they are, a break-it
         # trial's from elsewhere, and meta.json's world; a review)
         read = {"params": out / PARAMS_FILE, "meta": out / META_FILE} if content.manifest.get("kind") == "video" else {}
+        read.update(content.read)
         _check_inside(out, {**content.files, **{k: v for k, v in read.items() if v.exists() or v.is_symlink()}})
         return content
 
@@ -193,8 +197,11 @@ def _check_inside(out: Path, files: dict[str, Path]) -> None:
 
 def _output_content(out: Path) -> SiteContent:
     """:func:`read_output` of the folder ``out`` (held)."""
+    from wbcap.fuse_app import FUSE_FILE
     from wbcap.io.run_folder import PARAMS_FILE, unfinished_outputs_note
 
+    if (out / FUSE_FILE).is_file() and not (out / PARAMS_FILE).exists():
+        return _fused_content(out)
     if (out / PARAMS_FILE).is_file():
         note = unfinished_outputs_note(out)
         if note is not None:
@@ -457,6 +464,97 @@ def _video_content(out: Path) -> SiteContent:
     set_view_frame(manifest)
     content.manifest = manifest
     return content
+
+
+# --------------------------------------------------------------------------- wbcap fuse folders
+
+
+def _fused_content(out: Path) -> SiteContent:
+    """A ``wbcap fuse`` folder's page: a video page without a video (the fused clock steps the
+    timeline), every fused person's GLB files in the world they were fused in (the calibration's,
+    or its frame levelled), seen through its source camera (the camera that saw them longest:
+    the first person's intrinsics are the page's ``camera``), each row's parameters from its
+    ``track_<k>.npz`` (AMASS's keys, in that world; ``frame`` the source camera's frame index,
+    -1 where it did not see the person; a chunk's ``file`` names its npz).
+
+    Raises:
+        InputError: a damaged ``fuse.json`` or track file, or a person without both its ``.glb``
+            and ``.npz`` (a fusion without them: fuse again with ``--format npz,glb``).
+    """
+    from wbcap.export.amass import npz_camera, read_track_npz
+    from wbcap.export.colors import TRACK_COLORS
+    from wbcap.fuse_app import FUSE_FILE
+
+    path = out / FUSE_FILE
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        people = [(int(p["track"]), [str(f) for f in p["files"]]) for p in record["people"]]
+    except (OSError, UnicodeDecodeError, KeyError, TypeError, ValueError, *JSON_ERRORS) as exc:
+        raise InputError(f"{path}: not a readable record of `wbcap fuse` ({type(exc).__name__}: {exc}); fuse the runs "
+                         "again with --overwrite") from None
+    if not people:
+        raise InputError(f"{path}: the fusion holds no person; there is nothing to view")
+    content = SiteContent(manifest={}, frame="world", read={"fuse": path})
+    manifest = _base_manifest("video", f"{out.name} (wbcap fuse of {len(record.get('runs') or [])} cameras)")
+    tracks, times, camera, fps = [], set(), None, None
+    for order, (k, names) in enumerate(people):
+        entry: dict[str, Any] = {"id": k, "color": _hex(TRACK_COLORS[order % len(TRACK_COLORS)]), "parts": [],
+                                 "chunks": []}
+        seen: list[float] = []
+        for name in names:
+            glb, npz = out / f"{name}.glb", out / f"{name}.npz"
+            if not (glb.is_file() and npz.is_file()):
+                raise InputError(f"{out}: person {k} has no {glb.name if not glb.is_file() else npz.name}: the page "
+                                 "needs each person's .glb and .npz; fuse the runs again with --format npz,glb "
+                                 "--overwrite")
+            try:
+                arrays = read_track_npz(npz)
+            except ValueError as exc:
+                raise InputError(f"{npz}: {exc}; fuse the runs again with --overwrite") from None
+            camera = camera or npz_camera(arrays)
+            fps = fps or float(arrays["mocap_framerate"])
+            url = f"media/{glb.name}"
+            content.files[url] = glb
+            content.read[npz.name] = npz
+            entry["parts"].append(part_entry(_url(url), glb))
+            records = _npz_records(arrays)
+            seen += [r["time"] for r in records if r["valid"]]
+            times.update(round(r["time"], 9) for r in records)
+            for c in range(0, len(records), CHUNK_ROWS):
+                chunk = records[c : c + CHUNK_ROWS]
+                src = f"params/{name}/{c // CHUNK_ROWS:05d}.json"
+                content.generated[src] = json.dumps(chunk).encode("utf-8")
+                entry["chunks"].append({"src": src, "t0": chunk[0]["time"], "t1": chunk[-1]["time"], "rows": len(chunk),
+                                        "file": npz.name})
+        seen = seen or [entry["parts"][0]["t0"]]
+        entry.update(first=min(seen), last=max(seen), rows=len(seen))
+        tracks.append(entry)
+    manifest.update(camera={"focal": [float(v) for v in camera.focal], "princpt": [float(v) for v in camera.princpt],
+                            "image_size": [int(v) for v in camera.image_size]},
+                    fps=fps, video=None, frame_times=sorted(times), tracks=tracks,
+                    world=record.get("world") or {"ground_from": "calibration"},
+                    fused={"runs": [Path(str(r.get("folder", "?"))).name for r in record.get("runs") or []],
+                           "offsets": record.get("offsets")})
+    set_view_frame(manifest)
+    content.manifest = manifest
+    return content
+
+
+def _npz_records(arrays: dict[str, Any]) -> list[dict[str, Any]]:
+    """A fused track file's rows as the page's parameter records: ``time``, ``frame`` (the source
+    camera's index, -1), ``valid`` and AMASS's per-row keys (radians, metres, its world)."""
+    import numpy as np
+
+    keys = ("trans", "root_orient", "pose_body", "pose_jaw", "pose_eye", "pose_hand", "expression")
+    rows = []
+    for i in range(len(arrays["times"])):
+        rec: dict[str, Any] = {"time": float(arrays["times"][i]), "frame": int(arrays["frame_indices"][i]),
+                               "valid": bool(arrays["valid"][i])}
+        rec.update({key: [round(float(v), 6) for v in np.asarray(arrays[key][i]).reshape(-1)] for key in keys})
+        if "contact" in arrays:
+            rec["contact"] = [bool(v) for v in arrays["contact"][i]]
+        rows.append(rec)
+    return rows
 
 
 def _url(path: str) -> str:

@@ -709,7 +709,7 @@ class VideoViewer extends Viewer {
       if (t !== this.t || this.selected !== tr.id) return; // moved on meanwhile
       rec = rows[nearestIndex(rows, t, tol, (r) => r.time)] || null;
     }
-    const note = rec ? `params.jsonl, frame ${rec.frame}, t = ${rec.time.toFixed(3)} s` :
+    const note = rec ? `${spec.file || 'params.jsonl'}, frame ${rec.frame}, t = ${rec.time.toFixed(3)} s` :
       `track ${tr.id} is not in params.jsonl at t = ${t.toFixed(3)} s` +
       (t >= tr.first && t <= tr.last ? ' (missed here: the 3D body is filled in)' : '');
     this.renderParams(title, rec, note);
