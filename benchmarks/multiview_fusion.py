@@ -25,6 +25,11 @@ each body joint 10 degrees off per camera and shaking by 5 degrees per axis a fr
 largest over the cameras and draws) by the pelvises alone and with the poses
 (:func:`wbcap.fuse.views.clock_shifts`), and the fused MPJPE with the offsets found against the
 true ones.
+
+Last, the cost of the clock search on many tracks (toy tracks, no fusion): three cameras, 60 s
+at 30 fps, ``--people`` people walking about, each camera's tracks cut into 6 s pieces: the
+seconds :func:`wbcap.fuse.views.clock_shifts` takes over 2 s (the check every fusion makes) and
+over 30 s (``--offsets auto``), and :func:`~wbcap.fuse.views.associate`'s.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--body-models", help="SMPL-X file or folder (default: a synthetic model)")
     ap.add_argument("--seeds", type=int, default=3, help="noise draws per setting")
+    ap.add_argument("--people", type=int, default=10, help="people of the many-tracks timing")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="  %(message)s")
 
@@ -101,6 +107,40 @@ def main() -> None:
             print(f"{world:>11s} {n:7d} {100 * bias:5.0f}% {pose_deg:5.0f}°   {per_camera:28s} {np.mean(fused):10.1f} "
                   f"{'yes' if all(found) else 'NO':>12s} {seconds / args.seeds:7.2f}")
         _clocks(args.seeds, body, path, root / "clocks", cameras, people)
+    _many_tracks(args.people)
+
+
+def _many_tracks(people: int, cameras: int = 3, seconds: float = 60.0, piece_s: float = 6.0, fps: float = 30.0) -> None:
+    """The clock search's and the association's seconds on many toy tracks (module docstring)."""
+    from wbcap.fuse.views import ViewTrack, associate, clock_shifts
+
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * fps)) / fps
+    paths = []
+    for p in range(people):
+        xy = rng.uniform(-4, 4, 2) + np.outer(t, rng.normal(0, 0.5, 2)) + 0.5 * np.sin(np.outer(t, [0.3, 0.2]) + p)
+        paths.append(np.column_stack([xy, 0.9 + 0.03 * np.sin(2 * np.pi * 1.8 * t)]))
+    tracks = []
+    for c in range(cameras):
+        camera = np.array([6 * np.cos(2 * np.pi * c / cameras), 6 * np.sin(2 * np.pi * c / cameras), 1.5])
+        for p, path in enumerate(paths):
+            for k in range(int(seconds / piece_s)):
+                rows = np.arange(int(k * piece_s * fps), int((k + 1) * piece_s * fps))
+                n = len(rows)
+                pelvis = path[rows] + rng.normal(0, 0.02, (n, 3))
+                poses = np.zeros((n, 55, 3))
+                poses[:, 4, 0] = 0.5 * np.sin(2 * np.pi * 0.9 * t[rows] + p)
+                tracks.append(ViewTrack(view=c, label=f"cam{c}/p{p}_{k}", times=t[rows], valid=np.ones(n, bool),
+                                        poses=poses, trans=pelvis, betas=np.zeros(10), expression=np.zeros((n, 10)),
+                                        frame_indices=rows, pelvis=pelvis, camera_position=camera, fps=fps))
+    print()
+    print(f"many tracks: {cameras} cameras, {seconds:g} s, {people} people in {piece_s:g} s pieces ({len(tracks)} tracks)")
+    for label, call in (("clock check (2 s)", lambda: clock_shifts(tracks)),
+                        ("--offsets auto (30 s)", lambda: clock_shifts(tracks, max_shift_s=30.0, min_overlap_s=1.0)),
+                        ("association", lambda: associate(tracks))):
+        t0 = time.perf_counter()
+        call()
+        print(f"  {label:22s} {time.perf_counter() - t0:6.2f} s")
 
 
 def _clocks(seeds: int, body, path: Path, root: Path, cameras, people) -> None:

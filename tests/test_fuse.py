@@ -462,6 +462,31 @@ def test_the_poses_set_a_clock_shift_to_part_of_a_row():
     assert len(shifts) == 1 and not shifts[0].by_poses and shifts[0].shift_s == 0.0
 
 
+def test_the_shift_curve_is_each_shifts_median_distance():
+    """All shifts at once (:func:`_shift_curve`) equal each shift's median pelvis distance computed
+    on its own (rows within half an interval, seen in both, every stride-th of the first; NaN
+    with too few), for tracks of other rates, gaps and unseen rows."""
+    from wbcap.fuse.views import _shift_curve
+
+    rng = np.random.default_rng(4)
+    a = _toy(0, 0, 6, (0.0, 4.0, 0.9), fps=30.0, velocity=(1.0, 0.2, 0.0))
+    b = _toy(1, 1, 8, (0.5, 4.0, 0.9), fps=25.0, velocity=(0.8, 0.0, 0.1), offset=0.013)
+    a = dataclasses.replace(a, valid=rng.random(len(a.times)) > 0.2, pelvis=a.pelvis + rng.normal(0, 0.05, a.pelvis.shape))
+    b = dataclasses.replace(b, valid=rng.random(len(b.times)) > 0.3)
+    shifts = np.arange(-60, 61) / 30
+    for stride, min_rows in ((1, 15.0), (3, 15.0), (2, 200.0)):
+        got = _shift_curve(a, b, shifts, min_rows, stride)
+        for shift, value in zip(shifts, got):
+            t = a.times[::stride] + shift
+            rows = np.rint((t - b.times[0]) * b.fps).astype(int)
+            pairs = [np.linalg.norm(a.pelvis[::stride][n] - b.pelvis[r]) for n, r in enumerate(rows)
+                     if a.valid[::stride][n] and 0 <= r < len(b.times) and b.valid[r]
+                     and abs(b.times[r] - t[n]) <= 0.5 / b.fps + 1e-9]
+            want = np.median(pairs) if len(pairs) >= max(1.0, min_rows / stride) else np.nan
+            np.testing.assert_allclose(value, want, rtol=0, atol=1e-12, err_msg=f"shift {shift} stride {stride}")
+        assert np.isfinite(got).sum() > 10 if stride != 2 else np.isnan(got).all()  # (200 rows: more than a has)
+
+
 def test_the_clocks_are_told_by_the_person_who_moves_most():
     """A walker (the cameras' views 15 cm apart, a depth error) and a person squatting once a second
     (their views 2 cm apart), the second camera's clock 0.4 s ahead: the squatter matches as well

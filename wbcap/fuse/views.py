@@ -501,15 +501,54 @@ class ClockShift:
     by_poses: bool = False
 
 
+def _shift_curve(a: ViewTrack, b: ViewTrack, shifts: np.ndarray, min_rows: float, stride: int = 1) -> np.ndarray:
+    """``(S,)`` the median pelvis distance of ``a``'s seen rows (every ``stride``-th) and ``b``'s
+    seen rows ``shift`` s later on ``b``'s clock (its row within half an interval), for each of
+    ``shifts``; NaN where fewer than ``min_rows`` pairs. All shifts at once, in blocks of about a
+    million pairs (a search over 30 s for minutes-long tracks took a Python loop minutes)."""
+    ta, va, pa = a.times[::stride], a.valid[::stride], a.pelvis[::stride]
+    need = max(1.0, min_rows / stride)
+    out = np.full(len(shifts), np.nan)
+    block = max(1, 1_000_000 // max(1, len(ta)))
+    for lo in range(0, len(shifts), block):
+        t = ta[None, :] + np.asarray(shifts[lo:lo + block], np.float64)[:, None]  # (S, N)
+        index = np.rint((t - b.times[0]) * b.fps).astype(np.int64)
+        inside = (index >= 0) & (index < len(b.times))
+        index = np.clip(index, 0, len(b.times) - 1)
+        both = inside & (np.abs(b.times[index] - t) <= 0.5 / b.fps + 1e-9) & va[None, :] & b.valid[index]
+        d = np.where(both, np.linalg.norm(pa[None] - b.pelvis[index], axis=2), np.inf)
+        count = both.sum(1)
+        d.sort(axis=1)
+        # the median of the first `count` (finite) of each row: the middle one, or the mean of the middle two
+        low = np.take_along_axis(d, (np.maximum(count - 1, 0) // 2)[:, None], 1)[:, 0]
+        high = np.take_along_axis(d, np.minimum(count // 2, d.shape[1] - 1)[:, None], 1)[:, 0]
+        with np.errstate(invalid="ignore"):
+            out[lo:lo + block] = np.where(count >= need, (low + high) / 2, np.nan)
+    return out
+
+
 def _shifted_distance(a: ViewTrack, b: ViewTrack, shift: float, min_rows: float, stride: int = 1) -> float | None:
-    """The median pelvis distance of ``a``'s seen rows (every ``stride``-th) and ``b``'s seen rows
-    ``shift`` s later on ``b``'s clock, or None where fewer than ``min_rows`` pairs."""
-    rows = b.rows_at(a.times[::stride] + shift)
-    both = a.valid[::stride] & (rows >= 0)
-    both[both] &= b.valid[rows[both]]
-    if both.sum() < max(1.0, min_rows / stride):
-        return None
-    return float(np.median(np.linalg.norm(a.pelvis[::stride][both] - b.pelvis[rows[both]], axis=1)))
+    """:func:`_shift_curve` at one ``shift``: the median distance, or None where too few pairs."""
+    d = float(_shift_curve(a, b, np.array([shift]), min_rows, stride)[0])
+    return None if np.isnan(d) else d
+
+
+#: Rows of a track the pelvises' shift search reads at most (every k-th row beyond: their median
+#: tells a shift as well), and the metres a pair's seen pelvises may lie apart at the nearest
+#: (their extents' gap) before no shift is looked for (a monocular depth error runs into tens of
+#: centimetres; at least 3 ``max_distance``).
+SHIFT_ROWS = 500
+SHIFT_GAP_M = 1.5
+
+
+def _gap(a: ViewTrack, b: ViewTrack) -> float:
+    """Metres between the axis-aligned boxes holding each track's seen pelvises: no shift of their
+    clocks brings them nearer (inf where one saw no row)."""
+    pa, pb = a.pelvis[a.valid], b.pelvis[b.valid]
+    if not len(pa) or not len(pb):
+        return float("inf")
+    apart = np.maximum(0.0, np.maximum(pa.min(0) - pb.max(0), pb.min(0) - pa.max(0)))
+    return float(np.linalg.norm(apart))
 
 
 #: Seconds either side of the pelvises' shift over which :func:`_pose_shift` looks (under half a
@@ -595,15 +634,19 @@ def clock_shifts(tracks: Sequence[ViewTrack], config: FuseConfig = FuseConfig(),
                 for j, b in enumerate(tracks):
                     if b.view != second_view or a.end + max_shift_s < b.start or b.end + max_shift_s < a.start:
                         continue
+                    if _gap(a, b) > max(SHIFT_GAP_M, 3 * config.max_distance):  # (never one person at any shift)
+                        continue
                     step = 1.0 / max(a.fps, b.fps)
                     grid = np.arange(-int(max_shift_s / step), int(max_shift_s / step) + 1) * step
-                    stride = max(1, len(a.times) // 2000)  # (a long track: 2000 of its rows tell the shift as well)
-                    curve = [(_shifted_distance(a, b, float(s), overlap * a.fps, stride), float(s)) for s in grid]
-                    curve = [(d, s) for d, s in curve if d is not None]
-                    spread = max(d for d, _ in curve) - min(d for d, _ in curve) if curve else 0.0
+                    stride = -(-len(a.times) // SHIFT_ROWS)  # (a long track: SHIFT_ROWS of its rows tell the shift)
+                    curve = _shift_curve(a, b, grid, overlap * a.fps, stride)
+                    if not np.isfinite(curve).any():
+                        continue
+                    spread = float(np.nanmax(curve) - np.nanmin(curve))
                     if spread < 0.1:
                         continue
-                    d, s = min(curve)
+                    k = int(np.nanargmin(curve))  # (the first of equals: the earliest shift)
+                    d, s = float(curve[k]), float(grid[k])
                     # the pair that tells the shift best: one person (within max_distance) that moves the most (a
                     # person standing, squatting, matches at many shifts: a trial took one 1.4 s off); else the nearest
                     rank = (d <= config.max_distance, spread if d <= config.max_distance else -d)
