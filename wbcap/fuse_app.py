@@ -350,17 +350,30 @@ def fuse_runs(job: FuseJob) -> FuseResult:
         folder = [r.name if names.count(r.name) == 1 else str(r) for r in runs]  # (runs a/cam and b/cam: their paths)
         tracks = [_view_track(p, f"{folder[p.run]}/{p.path.stem}", offsets[p.run], body) for p in pieces]
         frames = None
+        placed: list[ViewTrack] = []
         if levelled:  # (each run's tracks into the calibration's frame, metres)
             frames = _calibration_frames(read, poses, tracks, pieces, runs, job.config, auto)
-            tracks = [t.moved(*frames.from_file[p.run]).scaled(frames.scales[p.run]) for t, p in zip(tracks, pieces)]
+            placed = [t.moved(*frames.from_file[p.run]) for t, p in zip(tracks, pieces)]
+            tracks = [t.scaled(frames.scales[t.view]) for t in placed]
             record["world"] = frames.record
         if auto:
             offsets, record["clock_pairs"] = _found_offsets(tracks, runs, job.config)
             tracks = [dataclasses.replace(t, times=t.times + offsets[t.view]) for t in tracks]
             for entry, offset in zip(record["runs"], offsets):
                 entry["offset_s"] = offset
+            if placed:  # (the depth scales again on the clocks found: the first were of a frame's rough clocks)
+                placed = [dataclasses.replace(t, times=t.times + offsets[t.view]) for t in placed]
+                scales = _depth_scales(placed, _meeting(placed, job.config, auto=False)[1], len(runs)) or frames.scales
+                tracks = [t.scaled(scales[t.view]) for t in placed]
+                record["world"]["depth_scales"] = {runs[v].name: x for v, x in scales.items()}
         people, distances = associate(tracks, job.config)
-        if not auto:
+        if not any(len({tracks[i].view for i in members}) > 1 for members in people):
+            nearest = _meeting(tracks, job.config, auto=False)[0]
+            log.warning("no person was found by two cameras (their nearest tracks %s): are the runs of one "
+                        "calibration's cameras, and the videos synchronised (%s, or %s %s)?",
+                        f"{nearest:.2f} m apart" if np.isfinite(nearest) else "never seen at once",
+                        setting("offsets"), setting("offsets"), AUTO_OFFSETS)
+        elif not auto:
             _say_clocks(tracks, runs, offsets, job.config)
         # (made beside OUT, then moved in: its files named as OUT's in messages; earlier ones set aside likewise)
         fused = _fuse_people(people, tracks, body, job.config)
@@ -588,8 +601,9 @@ def _found_offsets(tracks: list[ViewTrack], runs: list[Path], config: FuseConfig
     from wbcap.fuse.views import clock_offsets, clock_shifts
 
     views = list(range(len(runs)))
-    shifts = clock_shifts(tracks, config, max_shift_s=AUTO_SEARCH_S,
-                          min_overlap_s=max(AUTO_MIN_OVERLAP_S, config.min_overlap_s))
+    found = clock_shifts(tracks, config, max_shift_s=AUTO_SEARCH_S,
+                         min_overlap_s=max(AUTO_MIN_OVERLAP_S, config.min_overlap_s))
+    shifts = [s for s in found if s.by_poses]  # (pelvises alone: two people whose paths cross, two labs' worlds)
     linked, grew = {0}, True
     while grew:
         grew = False
@@ -599,9 +613,13 @@ def _found_offsets(tracks: list[ViewTrack], runs: list[Path], config: FuseConfig
                 grew = True
     lost = [runs[v].name for v in views if v not in linked]
     if lost:
-        raise InputError(f"{setting('offsets')} {AUTO_OFFSETS}: nothing tells {', '.join(lost)}'s clock (no one moved "
-                         f"while it and another camera saw them, within {AUTO_SEARCH_S:g} s of each other's clocks); "
-                         f"give {setting('offsets')} as seconds, one a run")
+        unconfirmed = [f"{tracks[s.first].label} ~ {tracks[s.second].label} met {s.apart_m:.2f} m apart at "
+                       f"{-s.shift_s + 0.0:+.3f} s, their poses not" for s in found if not s.by_poses]
+        raise InputError(f"{setting('offsets')} {AUTO_OFFSETS}: nothing tells {', '.join(lost)}'s clock (no person it "
+                         f"and another camera saw, within {AUTO_SEARCH_S:g} s of each other's clocks, moved so that one "
+                         "shift of the clocks brings their pelvises and poses together"
+                         + (f"; {'; '.join(unconfirmed)}" if unconfirmed else "") + f"); give {setting('offsets')} as "
+                         "seconds, one a run")
     clocks = clock_offsets(shifts, views)
     step = 1.0 / max(t.fps for t in tracks)
     pairs, off = [], []
@@ -619,8 +637,7 @@ def _found_offsets(tracks: list[ViewTrack], runs: list[Path], config: FuseConfig
     offsets = tuple(-clocks[v] + 0.0 for v in views)
     log.info("%s %s: %s (%s)", setting("offsets"), AUTO_OFFSETS, ",".join(f"{o:.4f}" for o in offsets),
              "; ".join(f"{tracks[s.first].label} ~ {tracks[s.second].label} {s.apart_m:.2f} m apart with "
-                       f"{runs[s.second_view].name}'s clock {-s.shift_s + 0.0:+.4f} s"
-                       + ("" if s.by_poses else " (to a frame: the poses told nothing)") for s in shifts))
+                       f"{runs[s.second_view].name}'s clock {-s.shift_s + 0.0:+.4f} s" for s in shifts))
     return offsets, pairs
 
 
@@ -631,7 +648,7 @@ def _say_clocks(tracks: list[ViewTrack], runs: list[Path], offsets: tuple[float,
     trial: 79 mm against 8-22 mm)."""
     from wbcap.fuse.views import clock_offsets, clock_shifts
 
-    shifts = clock_shifts(tracks, config)
+    shifts = [s for s in clock_shifts(tracks, config) if s.by_poses]  # (the pelvises alone: _found_offsets)
     clocks = clock_offsets(shifts, list(range(len(runs))))
     step = 1.0 / max(t.fps for t in tracks)
     if all(abs(c) < 1.5 * step for c in clocks.values()):

@@ -68,6 +68,8 @@ class AnimationExport:
             on the source's clock (a person first seen 35 s into the video had 35 s of nothing
             before the motion in an engine's timeline: a game developer's trial); the GLB's
             ``asset.extras.source_start_s`` keeps that time. npz and CSV keep the source's times.
+            A clip that begins before 0 s (a fusion's, where a camera started before the first
+            one) starts at 0 in GLB/FBX whatever this says (glTF has no negative key times).
     """
 
     formats: tuple[str, ...] = ("npz", "glb")
@@ -204,7 +206,9 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
             return written
     clip = clip_from_amass(arrays, rig.rest_joints[0], label, up="y")
     source_start = None
-    if export.start_at_zero:
+    # (also a clip that begins before 0 s: glTF has no negative key times, and a fusion's clock
+    # begins there where a camera started before the first one)
+    if export.start_at_zero or clip.times[0] < 0:
         import dataclasses
 
         source_start = float(clip.times[0])

@@ -555,6 +555,8 @@ def _gap(a: ViewTrack, b: ViewTrack) -> float:
 #: gait cycle, ~1.1 s: a step later the legs look alike again), and its step, in rows.
 POSE_SEARCH_S = 0.25
 POSE_STEP_ROWS = 0.1
+#: Pairs of tracks of two cameras :func:`clock_shifts` asks the poses about, those that tell the most first.
+POSE_TRIES = 5
 
 
 def _body_rotations(track: ViewTrack) -> np.ndarray:
@@ -606,17 +608,43 @@ def _pose_shift(a: ViewTrack, b: ViewTrack, near: float, stride: int = 1) -> flo
     return float(grid[best] + float(np.clip(part, -0.5, 0.5)) * POSE_STEP_ROWS * step)
 
 
+def _clear_minimum(curve: np.ndarray, near: int, apart: int, max_distance: float) -> tuple[int, float, float] | None:
+    """The minimum of a pair's :func:`_shift_curve` where it tells the shift: ``(index, distance,
+    rise)``, the rise the least of the curve ``near`` shifts either side less the minimum. None
+    where it does not: no finite value; a distance over ``max_distance`` at every shift (two
+    people); the curve less than 10 cm from end to end (people standing still match at every
+    shift); a minimum without the curve ``near`` shifts on both sides (at the search's edge, or
+    where the tracks' overlap runs out: a walker passing where someone stands matched them there,
+    a review); or another minimum ``apart`` shifts or more away within half the rise of it (a
+    person squatting, a walker pacing back and forth: periodic, ambiguous)."""
+    finite = np.isfinite(curve)
+    if not finite.any() or np.nanmax(curve) - np.nanmin(curve) < 0.1:
+        return None
+    k = int(np.nanargmin(curve))  # (the first of equals: the earliest shift)
+    d = float(curve[k])
+    if d > max_distance or k < near or k + near >= len(curve) or not (finite[k - near] and finite[k + near]):
+        return None
+    rise = float(min(curve[k - near], curve[k + near])) - d
+    far = np.ones(len(curve), bool)
+    far[max(0, k - apart + 1):k + apart] = False
+    if rise <= 0 or ((far & finite).any() and float(np.nanmin(np.where(far, curve, np.nan))) < d + 0.5 * rise):
+        return None
+    return k, d, rise
+
+
 def clock_shifts(tracks: Sequence[ViewTrack], config: FuseConfig = FuseConfig(), max_shift_s: float = 2.0,
                  min_overlap_s: float | None = None, by_poses: bool = True) -> list[ClockShift]:
     """For each pair of cameras that saw a person move: the time shift of the second camera's
     clock (up to ``max_shift_s``) that brings a pair of their tracks' pelvises nearest (a row at a
     time, the median distance over at least ``min_overlap_s`` seen together, default
     ``config``'s), then set to part of a row by their body poses (:func:`_pose_shift`; not with
-    ``by_poses`` False). The pair that tells it is the one, of those whose nearest lies within
-    ``config.max_distance`` (one person), whose distance changes most over the shifts (the one
-    who moves most: a person standing matches at many shifts); where none lies that near, the
-    nearest. A pair whose distance changes by less than 10 cm over the shifts says nothing and is
-    left out.
+    ``by_poses`` False). Of the pairs whose curve has a clear minimum (:func:`_clear_minimum`:
+    within ``config.max_distance``, inside the search, unambiguous), the one whose distance rises
+    most within :data:`POSE_SEARCH_S` of it (the one who moves most: a person standing or
+    squatting matches at many shifts) whose poses confirm it, of the :data:`POSE_TRIES` that rise
+    most; where none do, the first, ``by_poses`` False (two people whose paths cross at some
+    shift, two labs' worlds, move their limbs at other times: their poses do not agree). A pair
+    of cameras without a clear minimum is left out.
 
     On ``benchmarks/multiview_fusion.py``'s scenes (a walker and a person standing, cameras at
     30 fps, depths 8 % off, each body joint 10 degrees off per camera and shaking 5 degrees a
@@ -627,7 +655,7 @@ def clock_shifts(tracks: Sequence[ViewTrack], config: FuseConfig = FuseConfig(),
     views = sorted({t.view for t in tracks})
     for n, first_view in enumerate(views):
         for second_view in views[n + 1:]:
-            best = None
+            found_pairs = []
             for i, a in enumerate(tracks):
                 if a.view != first_view:
                     continue
@@ -642,24 +670,26 @@ def clock_shifts(tracks: Sequence[ViewTrack], config: FuseConfig = FuseConfig(),
                     curve = _shift_curve(a, b, grid, overlap * a.fps, stride)
                     if not np.isfinite(curve).any():
                         continue
-                    spread = float(np.nanmax(curve) - np.nanmin(curve))
-                    if spread < 0.1:
-                        continue
-                    k = int(np.nanargmin(curve))  # (the first of equals: the earliest shift)
-                    d, s = float(curve[k]), float(grid[k])
-                    # the pair that tells the shift best: one person (within max_distance) that moves the most (a
-                    # person standing, squatting, matches at many shifts: a trial took one 1.4 s off); else the nearest
-                    rank = (d <= config.max_distance, spread if d <= config.max_distance else -d)
-                    if best is None or rank > best[0]:
-                        best = (rank, d, s, i, j)
-            if best is not None:
-                _, d, s, i, j = best
-                a, b = tracks[i], tracks[j]
-                fine = _pose_shift(a, b, s, stride=max(1, len(a.times) // 2000)) if by_poses else None
-                unshifted = _shifted_distance(a, b, 0.0, config.min_overlap_s * a.fps)
+                    found = _clear_minimum(curve, round(POSE_SEARCH_S / step), round(2 * POSE_SEARCH_S / step),
+                                           config.max_distance)
+                    if found is not None:
+                        k, d, rise = found
+                        found_pairs.append((rise, d, float(grid[k]), i, j))
+            found_pairs.sort(key=lambda f: -f[0])
+            chosen = None
+            for _rise, d, s, i, j in found_pairs[:POSE_TRIES] if by_poses else ():  # (the first the poses confirm)
+                fine = _pose_shift(tracks[i], tracks[j], s, stride=max(1, len(tracks[i].times) // 2000))
+                if fine is not None:
+                    chosen = (d, fine, i, j, True)
+                    break
+            if chosen is None and found_pairs:
+                _, d, s, i, j = found_pairs[0]
+                chosen = (d, s, i, j, False)
+            if chosen is not None:
+                d, s, i, j, confirmed = chosen
+                unshifted = _shifted_distance(tracks[i], tracks[j], 0.0, config.min_overlap_s * tracks[i].fps)
                 shifts_found.append(ClockShift(first_view=first_view, second_view=second_view, first=i, second=j,
-                                               shift_s=(s if fine is None else fine) + 0.0, apart_m=d,
-                                               unshifted_m=unshifted, by_poses=fine is not None))
+                                               shift_s=s + 0.0, apart_m=d, unshifted_m=unshifted, by_poses=confirmed))
     return shifts_found
 
 
