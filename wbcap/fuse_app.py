@@ -428,8 +428,9 @@ def _meeting(tracks: list[ViewTrack], config: FuseConfig, auto: bool
     together), and those nearest pairs ``(track, track, shift of the second's clock)``."""
     from wbcap.fuse.views import _distance, clock_shifts
 
-    if auto:
-        shifts = clock_shifts(tracks, config, max_shift_s=AUTO_SEARCH_S,
+    if auto:  # (before the depth scales: people up to a metre apart may be one)
+        loose = dataclasses.replace(config, max_distance=max(1.0, config.max_distance))
+        shifts = clock_shifts(tracks, loose, max_shift_s=AUTO_SEARCH_S,
                               min_overlap_s=max(AUTO_MIN_OVERLAP_S, config.min_overlap_s), by_poses=False)
         found = [s.apart_m for s in shifts]
         pairs = [(s.first, s.second, s.shift_s) for s in shifts]
