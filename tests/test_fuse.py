@@ -14,6 +14,7 @@ import re
 import shutil
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -703,9 +704,10 @@ def test_a_floor_needs_planted_feet():
     assert fit is None and count == 0 and why.startswith("0 planted sole points, fewer than 15")
 
 
-def _clock_runs(root: Path, body, starts, people=None, seconds: float = 3.0) -> list[Path]:
+def _clock_runs(root: Path, body, starts, people=None, seconds: float = 3.0, sources=None) -> list[Path]:
     """Calibrated runs of CAMERAS whose first frames were at ``starts`` (world seconds), poses
-    shaking (3 degrees a frame, smoothed) and 5 degrees off per camera."""
+    shaking (3 degrees a frame, smoothed) and 5 degrees off per camera; ``sources``: the videos
+    they say they were made from."""
     people = people or [Walk(start=(-1.0, 3.8), heading_deg=45), Stand(position=(1.0, 5.5))]
     out = []
     for i, (camera, start) in enumerate(zip(CAMERAS, starts)):
@@ -714,7 +716,8 @@ def _clock_runs(root: Path, body, starts, people=None, seconds: float = 3.0) -> 
                                             smooth_poses=True))
         calibration = LabCalibration.of(scene.world_from_camera[0], scene.camera_position[0], yaw_deg=0.0,
                                         shift=(0.0, 0.0, 0.0))
-        write_calibrated_run(root / f"cam0{i + 1}", body, scene, calibration)
+        write_calibrated_run(root / f"cam0{i + 1}", body, scene, calibration,
+                             source=str(sources[i]) if sources else None)
         out.append(root / f"cam0{i + 1}")
     return out
 
@@ -752,6 +755,53 @@ def test_offsets_auto_finds_the_clocks_to_part_of_a_frame(tmp_path, body_dir, bo
             assert a["times"][0] < -0.2
             extras = glb_json(tmp_path / "auto" / f"track_{k}.glb")["asset"]["extras"]
             assert extras["source_start_s"] == pytest.approx(float(a["times"][0]), abs=1e-9)
+
+
+def test_offsets_audio_finds_the_clocks_from_the_sound_the_videos_recorded(tmp_path, body_dir, body_layer):
+    """The second camera started 0.2345 s before the first, its video an MP4 with AAC sound
+    starting 50 ms after its pictures (the first's a Matroska with PCM starting with them):
+    `--offsets audio` reads both videos' sound, each on its pictures' clock, and finds -0.2345 to
+    2 ms (GCC-PHAT; AAC's priming leaves 0.7 ms), the motion agreeing (no clock warning);
+    fuse.json says so. A video
+    gone, one without sound, and sounds of two other scenes are one line each."""
+    from wbcap.testing.videos import scene_sound, write_video_with_sound
+
+    sound = scene_sound()
+    videos = [write_video_with_sound(tmp_path / "cam01.mkv", 0.0, sound, seed=1),
+              write_video_with_sound(tmp_path / "cam02.mp4", -0.2345, sound, audio_codec="aac", seed=2,
+                                     sound_delay_s=0.05)]  # (its sound 50 ms after its pictures)
+    cams = _clock_runs(tmp_path / "runs", body_layer, (0.0, -0.2345), sources=videos)
+    r, lines = invoke("fuse", *cams, "-o", tmp_path / "audio", "--format", "npz", "--offsets", "audio",
+                      "--body-models", body_dir)
+    assert r.exit_code == 0 and not [x for x in lines if x.startswith("WARNING")], r.output
+    record = json.loads((tmp_path / "audio" / "fuse.json").read_text())
+    assert record["offsets"] == "audio" and record["runs"][1]["offset_s"] == pytest.approx(-0.2345, abs=0.002)
+    (pair,) = record["sound_pairs"]
+    assert (pair["first"], pair["second"]) == ("cam01", "cam02") and pair["strength"] > 5
+    said = [x for x in lines if "--offsets audio: 0.0000,-0.23" in x]
+    assert len(said) == 1, r.output
+
+    def refused(*replace_video) -> str:
+        meta = json.loads((cams[1] / "meta.json").read_text())
+        meta["source"] = str(replace_video[0])
+        (cams[1] / "meta.json").write_text(json.dumps(meta))
+        r, lines = invoke("fuse", *cams, "-o", tmp_path / "x", "--offsets", "audio", "--body-models", body_dir)
+        said = [x for x in lines if not x.startswith("INFO")]
+        assert r.exit_code == 2 and len(said) == 1 and not (tmp_path / "x").exists(), r.output
+        return said[0]
+
+    assert refused(tmp_path / "gone.mp4") == (f"error: {cams[1]}: its video {tmp_path / 'gone.mp4'} is not there "
+                                              "(moved or removed); put it back, or give --offsets as seconds, or auto")
+    silent = write_video_with_sound(tmp_path / "silent.mkv", 0.0, sound)
+    with av.open(str(silent)) as c, av.open(str(tmp_path / "mute.mkv"), "w") as o:  # (its video stream only)
+        o.add_stream_from_template(c.streams.video[0])
+        for packet in c.demux(c.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = o.streams.video[0]
+                o.mux(packet)
+    assert "mute.mkv: has no sound (no audio stream); use --offsets auto" in refused(tmp_path / "mute.mkv")
+    other = write_video_with_sound(tmp_path / "other.mkv", 0.0, scene_sound(seed=9), seed=3)
+    assert "--offsets audio: no sound tells cam02's clock" in refused(other)
 
 
 def test_offsets_auto_without_anyone_moving_is_refused_in_one_line(tmp_path, body_dir, body_layer):

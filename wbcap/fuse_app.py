@@ -34,7 +34,7 @@ from wbcap.errors import InputError, setting
 from wbcap.export.animation import AnimationExport
 from wbcap.fuse.views import FuseConfig, FusedPiece, ViewTrack
 
-__all__ = ["AUTO_OFFSETS", "FUSE_FILE", "FuseJob", "FuseResult", "fuse_runs"]
+__all__ = ["AUDIO_OFFSETS", "AUTO_OFFSETS", "FUSE_FILE", "FuseJob", "FuseResult", "fuse_runs"]
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,14 @@ MAX_OFFSET_S = 86400.0
 #: ``FuseJob.offsets`` (``--offsets auto``): the clocks found from the people's motion.
 AUTO_OFFSETS = "auto"
 
-#: Seconds either way over which ``--offsets auto`` looks for a camera's clock against another's.
+#: ``FuseJob.offsets`` (``--offsets audio``): the clocks found from the sound the cameras recorded.
+AUDIO_OFFSETS = "audio"
+
+#: Seconds of each video's sound ``--offsets audio`` reads (from its start; with the search, the
+#: stretch two cameras share).
+AUDIO_SECONDS = 120.0
+
+#: Seconds either way over which ``--offsets auto`` (and ``audio``) looks for a camera's clock against another's.
 AUTO_SEARCH_S = 30.0
 
 #: Seconds two cameras must have seen a person together at a shift for ``--offsets auto`` to weigh it.
@@ -65,7 +72,8 @@ class FuseJob:
         export: the formats written per person (at least one).
         config: association and fusion settings.
         offsets: seconds added to each run's clock (one per run), None (all 0: synchronised), or
-            :data:`AUTO_OFFSETS`: found from the people's motion (:func:`_found_offsets`).
+            :data:`AUTO_OFFSETS`: found from the people's motion (:func:`_found_offsets`), or
+            :data:`AUDIO_OFFSETS`: from the sound of the runs' videos (:func:`_sound_offsets`).
         body_models: the SMPL-X file or folder (None: the first run's, as ``wbcap export`` finds it).
         allow_pickle: read a pickled ``.pkl`` SMPL-X file.
         overwrite: replace an earlier fusion's files in ``out``.
@@ -296,10 +304,12 @@ def fuse_runs(job: FuseJob) -> FuseResult:
         raise InputError(f"fuse takes two or more run folders (one a camera); got {len(runs)}")
     if len({r.resolve() for r in runs}) < len(runs):
         raise InputError("a run folder is given twice; give each camera's run once")
-    auto = isinstance(job.offsets, str)
-    if auto and job.offsets != AUTO_OFFSETS:
-        raise InputError(f"{setting('offsets')}: {job.offsets!r}: seconds, one a run, or {AUTO_OFFSETS!r}")
-    offsets = tuple(job.offsets) if job.offsets is not None and not auto else (0.0,) * len(runs)
+    found_by = job.offsets if isinstance(job.offsets, str) else None
+    if found_by not in (None, AUTO_OFFSETS, AUDIO_OFFSETS):
+        raise InputError(f"{setting('offsets')}: {job.offsets!r}: seconds, one a run, {AUTO_OFFSETS!r} or "
+                         f"{AUDIO_OFFSETS!r}")
+    auto = found_by == AUTO_OFFSETS
+    offsets = tuple(job.offsets) if job.offsets is not None and found_by is None else (0.0,) * len(runs)
     if len(offsets) != len(runs):
         raise InputError(f"{setting('offsets')}: {len(offsets)} offset(s) for {len(runs)} runs; give one a run, in "
                          "their order (0 for the first)")
@@ -341,13 +351,17 @@ def fuse_runs(job: FuseJob) -> FuseResult:
                   "calibration_file": (meta.get("calibration") or {}).get("file"),
                   "camera_position_m": [float(v) for v in positions[i]]} for i, (run, (meta, _)) in
                  enumerate(zip(runs, read))],
-        "settings": asdict(job.config), "gender": gender, "offsets": AUTO_OFFSETS if auto else "given",
+        "settings": asdict(job.config), "gender": gender, "offsets": found_by or "given",
         "people": []}
     try:
         body = SMPLXLayer.from_file(run_body_model(runs[0], gender, job.body_models, job.allow_pickle),
                                     allow_pickle=job.allow_pickle)
         names = [r.name for r in runs]
         folder = [r.name if names.count(r.name) == 1 else str(r) for r in runs]  # (runs a/cam and b/cam: their paths)
+        if found_by == AUDIO_OFFSETS:
+            offsets, record["sound_pairs"] = _sound_offsets(runs, [meta for meta, _ in read])
+            for entry, offset in zip(record["runs"], offsets):
+                entry["offset_s"] = offset
         tracks = [_view_track(p, f"{folder[p.run]}/{p.path.stem}", offsets[p.run], body) for p in pieces]
         frames = None
         placed: list[ViewTrack] = []
@@ -605,14 +619,7 @@ def _found_offsets(tracks: list[ViewTrack], runs: list[Path], config: FuseConfig
     found = clock_shifts(tracks, config, max_shift_s=AUTO_SEARCH_S,
                          min_overlap_s=max(AUTO_MIN_OVERLAP_S, config.min_overlap_s))
     shifts = [s for s in found if s.by_poses]  # (pelvises alone: two people whose paths cross, two labs' worlds)
-    linked, grew = {0}, True
-    while grew:
-        grew = False
-        for s in shifts:
-            if (s.first_view in linked) != (s.second_view in linked):
-                linked |= {s.first_view, s.second_view}
-                grew = True
-    lost = [runs[v].name for v in views if v not in linked]
+    lost = _unlinked(shifts, runs)
     if lost:
         unconfirmed = [f"{tracks[s.first].label} ~ {tracks[s.second].label} met {s.apart_m:.2f} m apart at "
                        f"{-s.shift_s + 0.0:+.3f} s, their poses not" for s in found if not s.by_poses]
@@ -640,6 +647,88 @@ def _found_offsets(tracks: list[ViewTrack], runs: list[Path], config: FuseConfig
              "; ".join(f"{tracks[s.first].label} ~ {tracks[s.second].label} {s.apart_m:.2f} m apart with "
                        f"{runs[s.second_view].name}'s clock {-s.shift_s + 0.0:+.4f} s" for s in shifts))
     return offsets, pairs
+
+
+def _unlinked(shifts: list[Any], runs: list[Path]) -> list[str]:
+    """The runs (names) no chain of ``shifts`` (``first_view``, ``second_view``) links to the first."""
+    linked, grew = {0}, True
+    while grew:
+        grew = False
+        for s in shifts:
+            if (s.first_view in linked) != (s.second_view in linked):
+                linked |= {s.first_view, s.second_view}
+                grew = True
+    return [runs[v].name for v in range(len(runs)) if v not in linked]
+
+
+def _run_video(run: Path, meta: dict) -> Path:
+    """The video a run was made from (``.wbcap/run.json``'s absolute ``source``, else
+    ``meta.json``'s where absolute), checked to be there and of the size it had.
+
+    Raises:
+        InputError: its path unknown, the file gone, or another file there now.
+    """
+    from wbcap.io.run_folder import read_run_file
+
+    run_file = read_run_file(run) or {}
+    source = run_file.get("source") or meta.get("source")
+    if not isinstance(source, str) or not os.path.isabs(source):
+        raise InputError(f"{run}: its video's path is not known (no .wbcap/run.json with it); give {setting('offsets')} "
+                         f"as seconds, or {AUTO_OFFSETS}")
+    path = Path(source)
+    if not path.is_file():
+        raise InputError(f"{run}: its video {path} is not there (moved or removed); put it back, or give "
+                         f"{setting('offsets')} as seconds, or {AUTO_OFFSETS}")
+    size = run_file.get("source_size")
+    if isinstance(size, int) and not isinstance(size, bool) and path.stat().st_size != size:
+        raise InputError(f"{path}: not the video {run} was made from (its size changed); give {setting('offsets')} as "
+                         f"seconds, or {AUTO_OFFSETS}")
+    return path
+
+
+def _sound_offsets(runs: list[Path], metas: list[dict]) -> tuple[tuple[float, ...], list[dict[str, Any]]]:
+    """``--offsets audio``: each run's offset (seconds added to its clock, 0 for the first) from
+    the sound of its video (:func:`_run_video`): every pair of cameras' sound, the first
+    :data:`AUDIO_SECONDS` (and the search) of each at 8 kHz, lined up within :data:`AUTO_SEARCH_S`
+    by :func:`wbcap.fuse.sound.sound_shift` (a pair of strength under
+    :data:`~wbcap.fuse.sound.MIN_STRENGTH` left out), one clock a camera by least squares
+    (:func:`~wbcap.fuse.views.clock_offsets`), pairs that do not add up within a millisecond
+    said in one warning. Returns the offsets and the pairs (for ``fuse.json``).
+
+    Raises:
+        InputError: a video that is not there, has no sound, or whose sound shares none with the
+            others' (one line naming it, with ``--offsets auto`` as the other way).
+    """
+    from wbcap.fuse.sound import MIN_STRENGTH, sound_shift
+    from wbcap.fuse.views import clock_offsets
+    from wbcap.io.audio import read_audio
+
+    sounds = [read_audio(_run_video(run, meta), max_seconds=AUDIO_SECONDS + AUTO_SEARCH_S)
+              for run, meta in zip(runs, metas)]
+    found = [sound_shift(sounds[i], sounds[j], AUTO_SEARCH_S, i, j)
+             for i in range(len(runs)) for j in range(i + 1, len(runs))]
+    shifts = [s for s in found if s is not None and s.strength >= MIN_STRENGTH]
+    lost = _unlinked(shifts, runs)
+    if lost:
+        weak = ", ".join(f"{runs[s.first_view].name}-{runs[s.second_view].name} {s.strength:.1f}" for s in found if s)
+        raise InputError(f"{setting('offsets')} {AUDIO_OFFSETS}: no sound tells {', '.join(lost)}'s clock (none it and "
+                         f"another camera recorded within {AUTO_SEARCH_S:g} s of each other's clocks"
+                         + (f"; strengths {weak}, under {MIN_STRENGTH:g}" if weak else "") +
+                         f"); use {setting('offsets')} {AUTO_OFFSETS} (the people's motion) or give it as seconds")
+    clocks = clock_offsets(shifts, list(range(len(runs))))
+    off = [f"{runs[s.first_view].name} and {runs[s.second_view].name} by "
+           f"{s.shift_s - (clocks[s.second_view] - clocks[s.first_view]):+.4f} s" for s in shifts
+           if abs(s.shift_s - (clocks[s.second_view] - clocks[s.first_view])) > 0.001]
+    if off:
+        log.warning("%s %s: the camera pairs' sound does not add up (%s off the clocks that fit all pairs best): "
+                    "an echo, or another sound taken for one? check the fused files", setting("offsets"),
+                    AUDIO_OFFSETS, "; ".join(off))
+    offsets = tuple(-clocks[v] + 0.0 for v in range(len(runs)))
+    log.info("%s %s: %s (%s)", setting("offsets"), AUDIO_OFFSETS, ",".join(f"{o:.4f}" for o in offsets),
+             "; ".join(f"{runs[s.second_view].name}'s clock {-s.shift_s + 0.0:+.4f} s against "
+                       f"{runs[s.first_view].name}'s, strength {s.strength:.1f}" for s in shifts))
+    return offsets, [{"first": runs[s.first_view].name, "second": runs[s.second_view].name, "shift_s": s.shift_s,
+                      "strength": s.strength} for s in shifts]
 
 
 def _say_clocks(tracks: list[ViewTrack], runs: list[Path], offsets: tuple[float, ...], config: FuseConfig) -> None:

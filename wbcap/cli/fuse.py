@@ -16,15 +16,15 @@ from wbcap.cli.common import (
 
 
 def _offsets(ctx, param, value):
-    """``--offsets`` as numbers (their range is :func:`wbcap.fuse_app.fuse_runs`'s to check), or ``auto``."""
+    """``--offsets`` as numbers (their range is :func:`wbcap.fuse_app.fuse_runs`'s to check), ``auto`` or ``audio``."""
     if value is None:
         return None
-    if value.strip().lower() == "auto":
-        return "auto"
+    if value.strip().lower() in ("auto", "audio"):
+        return value.strip().lower()
     try:
         return tuple(float(v) for v in value.split(","))
     except ValueError:
-        raise click.BadParameter(f"{value!r}: seconds, one a run, comma-separated (e.g. 0,0.033), or auto") from None
+        raise click.BadParameter(f"{value!r}: seconds, one a run, comma-separated (e.g. 0,0.033), auto or audio") from None
 
 
 @click.command("fuse")
@@ -40,11 +40,12 @@ def _offsets(ctx, param, value):
               metavar="METRES",
               help="Two cameras' tracks whose pelvises lie further apart (median over the times both saw them) are "
                    "two people.")
-@click.option("--offsets", callback=_offsets, default=None, metavar="S1,S2,...|auto",
+@click.option("--offsets", callback=_offsets, default=None, metavar="S1,S2,...|auto|audio",
               help="Seconds added to each run's clock, one a run in their order: a camera that started recording "
                    "0.5 s after the first gets 0.5 (default all 0: the videos start together, as synchronised "
                    "cameras' do). auto: found from the people's motion (their paths, then their poses to part of a "
-                   "frame), within 30 s; someone must walk or move while two cameras see them.")
+                   "frame), within 30 s; someone must walk or move while two cameras see them. audio: found from "
+                   "the sound the videos recorded (a clap, steps, voices), within 30 s.")
 @body_models_option
 @allow_pickle_option
 @click.option("--overwrite", is_flag=True, help="Replace an earlier fusion's files in OUT.")

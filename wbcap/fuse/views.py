@@ -42,6 +42,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -693,10 +694,11 @@ def clock_shifts(tracks: Sequence[ViewTrack], config: FuseConfig = FuseConfig(),
     return shifts_found
 
 
-def clock_offsets(shifts: Sequence[ClockShift], views: Sequence[int]) -> dict[int, float]:
+def clock_offsets(shifts: Sequence[ClockShift | Any], views: Sequence[int]) -> dict[int, float]:
     """Each camera's clock against the first of ``views``, seconds (what to take off its
     ``--offsets`` value), the least-squares solution of the pairwise ``shift_s`` (``clock[second]
-    - clock[first] = shift``): one consistent answer for three or more cameras, where correcting
+    - clock[first] = shift``; a :class:`ClockShift`, or anything with its ``first_view``,
+    ``second_view`` and ``shift_s``, as :class:`wbcap.fuse.sound.SoundShift`): one consistent answer for three or more cameras, where correcting
     each pair on its own would move a right camera (a review); 0 for the first camera and for
     cameras no shift links to it."""
     others = [v for v in views[1:]]

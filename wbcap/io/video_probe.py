@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["VideoInfo", "apply_rotation", "orientation_of", "probe_video", "rotation_of"]
+__all__ = ["VideoInfo", "apply_rotation", "file_time_origin", "orientation_of", "probe_video", "rotation_of"]
 
 _AV_TIME_BASE = 1_000_000  # FFmpeg's AV_TIME_BASE: container start_time/duration are in µs
 
@@ -540,6 +540,21 @@ def _info_from_stream(p: Path, container: Any, stream: Any, first: Any,
         has_audio=has_audio, is_image_sequence=False, mirrored=mirrored,
         base_fps_fraction=base if base != rate else None, stored_size=stored, sample_aspect=sar,
     )
+
+
+def file_time_origin(path: str | os.PathLike[str]) -> Fraction:
+    """Seconds ``path``'s frame times are counted from (:func:`_time_origin`): a frame's time in
+    :func:`wbcap.io.video_reader.open_frames` is its timestamp less this, and so is a sound's in
+    :func:`wbcap.io.audio.read_audio`.
+
+    Raises:
+        InputError: a file FFmpeg cannot open (:func:`_open_input`), one line.
+    """
+    container = _open_input(Path(path))
+    try:
+        return _time_origin(container)
+    finally:
+        container.close()
 
 
 def _time_origin(container: Any) -> Fraction:

@@ -8,6 +8,9 @@ frame's time and which picture it is. Generators:
 * :func:`encode` + :func:`mux`: packets with any ``pts``/``dts`` (permuted, repeated, dropped);
 * :func:`make_packed_b_avi`: a DivX-5-style AVI with packed B-frames;
 * :func:`make_vfr_with_audio`: H.264 at given frame times with an AAC track as long as the video;
+* :func:`scene_sound` + :func:`write_video_with_sound`: several cameras' videos of one scene's
+  sound (claps and steps over room noise), each started at its own moment, each with its own
+  microphone noise;
 * :func:`stream_times`: what a player reads back (frame times, duration, audio length);
 * :func:`people_frames`: larger pictures of standing figures moving sideways (for benchmarks).
 """
@@ -163,6 +166,58 @@ def make_vfr_with_audio(path: Path, ticks: list[int], last: int, tb: Fraction) -
     def audio_frame(k: int):
         f = av.AudioFrame.from_ndarray(x[None, k:k + 1024], format="flt", layout="mono")
         f.sample_rate, f.pts = sr, k
+        return f
+
+    encode_all(c, a, (audio_frame(k) for k in range(0, len(x), 1024)))
+    c.close()
+    return path
+
+
+def scene_sound(rate: int = 48000, seconds: float = 60.0, seed: int = 0) -> np.ndarray:
+    """``(rate * seconds,)`` float64 a scene's sound from its clock's -10 s on: room noise (2 %)
+    and three short noise bursts a second (claps, steps: 30 ms, decaying in 5 ms) of random
+    loudness."""
+    rng = np.random.default_rng(seed)
+    x = 0.02 * rng.standard_normal(int(seconds * rate))
+    burst = np.arange(int(0.03 * rate))
+    for t in rng.uniform(0.0, seconds, int(3 * seconds)):
+        n = int(t * rate)
+        part = rng.standard_normal(burst.size) * np.exp(-burst / (0.005 * rate)) * rng.uniform(0.2, 0.9)
+        x[n:n + burst.size] += part[:max(0, min(burst.size, x.size - n))]
+    return x
+
+
+def write_video_with_sound(path: Path, start_s: float, sound: np.ndarray, seconds: float = 4.0, fps: int = 30,
+                           rate: int = 48000, audio_codec: str = "pcm_s16le", seed: int = 0,
+                           noise: float = 0.01, sound_delay_s: float = 0.0) -> Path:
+    """A camera's video (MPEG-4 part 2, :func:`draw`'s pictures; ``.mkv`` for PCM, ``.mp4`` for
+    AAC) of ``seconds`` that started ``start_s`` seconds into the scene of :func:`scene_sound`
+    ``sound`` (``rate``, its sample at 10 s the scene's 0): its sound is the scene's from then,
+    plus its microphone's own noise (``noise``, ``seed``); the sound stream starts
+    ``sound_delay_s`` after the video (its first sample's timestamp; a camera's sound often
+    starts a little apart from its pictures). The pictures: :func:`draw`'s first 26, over and over."""
+    c = av.open(str(path), "w")
+    v = c.add_stream("mpeg4", rate=fps)
+    v.width, v.height, v.pix_fmt = W, H, "yuv420p"
+    a = c.add_stream(audio_codec, rate=rate)  # (both streams before any packet: the header holds them)
+    a.layout = "mono"
+
+    def video_frame(i: int):
+        f = av.VideoFrame.from_ndarray(draw(i % 26), format="rgb24")
+        f.pts, f.time_base = i, Fraction(1, fps)
+        return f
+
+    encode_all(c, v, (video_frame(i) for i in range(int(seconds * fps))))
+    delay = int(round(sound_delay_s * rate))
+    first = int(round((start_s + 10.0) * rate)) + delay
+    rng = np.random.default_rng(seed + 1000)
+    x = np.clip(sound[first:first + int(seconds * rate)] + noise * rng.standard_normal(int(seconds * rate)), -1, 1)
+    pcm = audio_codec.startswith("pcm_s16")
+
+    def audio_frame(k: int):
+        chunk = (x[k:k + 1024] * 32767).astype(np.int16) if pcm else x[k:k + 1024].astype(np.float32)
+        f = av.AudioFrame.from_ndarray(chunk[None], format="s16" if pcm else "flt", layout="mono")
+        f.sample_rate, f.pts, f.time_base = rate, k + delay, Fraction(1, rate)
         return f
 
     encode_all(c, a, (audio_frame(k) for k in range(0, len(x), 1024)))

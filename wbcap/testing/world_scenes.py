@@ -459,12 +459,13 @@ class LabCalibration:
 
 
 def write_calibrated_run(out: Any, body: Any, scene: SyntheticScene, calibration: LabCalibration,
-                         ids: dict[int, int] | None = None, config: Any = None) -> Any:
+                         ids: dict[int, int] | None = None, config: Any = None, source: str | None = None) -> Any:
     """A finished ``wbcap run --world --calibration`` folder of ``scene`` (``out``, created): its
     noisy tracks grounded on ``calibration``'s floor (:func:`wbcap.world.estimate.ground_tracks`),
     written as the run writes them (``track_<id>.npz`` in the calibration's world, ``meta.json``
     with the world and the calibration's pose), for ``wbcap fuse``. ``ids``: the run's track id
-    of each person (default their own). Returns the :class:`~wbcap.world.estimate.WorldResult`.
+    of each person (default their own); ``source``: the video it says it was made from (an
+    absolute path; default ``<out name>.mp4``). Returns the :class:`~wbcap.world.estimate.WorldResult`.
     """
     from pathlib import Path
 
@@ -484,7 +485,7 @@ def write_calibrated_run(out: Any, body: Any, scene: SyntheticScene, calibration
     with torch.no_grad():
         write_track_files(out, result.tracks, body, "cpu", fps, 1.0, "neutral", AnimationExport(formats=("npz",)),
                           scene.camera, world=result.frame, contacts=result.contacts)
-    write_meta(out, {"source": f"{out.name}.mp4", "fps": fps, "gender": "neutral", "max_gap": 1.0,
+    write_meta(out, {"source": source or f"{out.name}.mp4", "fps": fps, "gender": "neutral", "max_gap": 1.0,
                      "tracks": sorted(result.tracks), "camera": camera_to_dict(scene.camera),
                      "frame": "world" if result.frame else "camera", "world": result.to_meta(),
                      "calibration": {"file": "/lab/Calib.toml", **calibration.pose.to_dict()}})
