@@ -814,7 +814,7 @@ def test_offsets_auto_without_anyone_moving_is_refused_in_one_line(tmp_path, bod
     assert r.exit_code == 2 and len(lines) == 1 and "nothing tells cam02's clock" in lines[0], r.output
     assert not (tmp_path / "out").exists()
     r, lines = invoke("fuse", *cams, "-o", tmp_path / "out", "--offsets", "automatic")
-    assert r.exit_code == 2 and "or auto" in r.output and not (tmp_path / "out").exists(), r.output
+    assert r.exit_code == 2 and "auto or audio" in r.output and not (tmp_path / "out").exists(), r.output
 
 
 def test_offsets_auto_warns_of_a_pair_that_disagrees(monkeypatch, caplog):
