@@ -323,6 +323,9 @@ def fuse_runs(job: FuseJob) -> FuseResult:
     gender = genders.pop()
     levelled = not all(p.taken for _, run_pieces in read for p in run_pieces)
     poses = [_run_pose(meta) for meta, _ in read]
+    if levelled and None in poses:  # (a run in the calibration's world whose meta.json lost the pose)
+        raise InputError(f"{runs[poses.index(None)] / 'meta.json'}: holds no calibration's pose of its camera, which the "
+                         "other runs need to be placed beside it; run its video again with --world --calibration FILE")
     positions = [np.asarray(pieces[0].arrays["camera_position"], np.float64) for _, pieces in read]
     for i in range(len(runs)):
         for j in range(i + 1, len(runs)):
