@@ -130,6 +130,39 @@ def test_fuse_finds_each_person_across_the_cameras_and_lands_nearer_the_truth(ru
     assert r.exit_code == 2 and lines == [f"error: {tmp_path / 'npz_only'}: person 0 has no track_0.glb: the page needs "
                                           "each person's .glb and .npz; fuse the runs again with --format npz,glb "
                                           "--overwrite"], r.output
+    # a damaged fuse.json or GLB: one line each, with the fix (a review: tracebacks, another command's fix)
+    record = json.loads((out / "fuse.json").read_text())
+    for how, change, words in (
+            ("no files", lambda x: x["people"][0].update(files=[]), "not a list of track_<k> names"),
+            ("runs", lambda x: x.update(runs="abc"), "runs 'abc': not a list"),
+            ("two zeros", lambda x: x["people"][1].update(track=0), "two people of one track number"),
+            ("half a track", lambda x: x["people"][1].update(track=1.7), "track 1.7: not a track number"),
+            ("outside", lambda x: x["people"][0].update(files=["../../elsewhere/track_0"]), "not a list of track_<k>")):
+        bad = tmp_path / "bad" / how.replace(" ", "_")
+        shutil.copytree(out, bad)
+        damaged = json.loads(json.dumps(record))
+        change(damaged)
+        (bad / "fuse.json").write_text(json.dumps(damaged))
+        r, lines = invoke("view", bad, "--html", tmp_path / "bad" / f"{bad.name}.html")
+        assert r.exit_code == 2 and len(lines) == 1 and words in lines[0] and "fuse the runs again" in lines[0], (
+            how, r.output)
+    bad = tmp_path / "bad" / "glb"
+    shutil.copytree(out, bad)
+    (bad / "track_1.glb").write_bytes(b"glTF")
+    r, lines = invoke("view", bad, "--html", tmp_path / "bad" / "glb.html")
+    assert r.exit_code == 2 and len(lines) == 1 and lines[0].endswith(
+        "fuse the runs again with --overwrite (fuse.json lists them)"), r.output
+    # people on two cameras' clocks a float's rounding apart: one timeline step each frame
+    near = tmp_path / "near"
+    shutil.copytree(out, near)
+    with np.load(near / "track_1.npz") as z:
+        arrays = dict(z)
+    arrays["times"] = arrays["times"] + 1.3e-7
+    np.savez(near / "track_1.npz", **arrays)
+    r, _ = invoke("view", near, "--html", tmp_path / "near.html")
+    assert r.exit_code == 0, r.output
+    steps = json.loads((tmp_path / "near_files" / "view.json").read_text())["frame_times"]
+    assert len(steps) == len(arrays["times"]) and np.diff(steps).min() > 0.03
 
 
 def test_offsets_line_up_the_cameras_clocks(runs, tmp_path, body_dir):
@@ -802,6 +835,37 @@ def test_offsets_audio_finds_the_clocks_from_the_sound_the_videos_recorded(tmp_p
     assert "mute.mkv: has no sound (no audio stream); use --offsets auto" in refused(tmp_path / "mute.mkv")
     other = write_video_with_sound(tmp_path / "other.mkv", 0.0, scene_sound(seed=9), seed=3)
     assert "--offsets audio: no sound tells cam02's clock" in refused(other)
+    quiet = write_video_with_sound(tmp_path / "quiet.mkv", 0.0, np.zeros(48000 * 20), noise=0.0)
+    assert "--offsets audio: cam02's sound is silent" in refused(quiet)
+    assert f"{cams[1]}: made from the images in {tmp_path}, which have no sound" in refused(tmp_path)
+
+
+def test_a_sound_that_repeats_sets_no_clock_and_a_scenes_sound_does_through_hum():
+    """A click every 0.5 s (a metronome) matches at every multiple of it: the phase transform picks
+    one by the windows' edges (a review: 0.5 s off at strength 25), the plain correlation's
+    peak stands no higher than its neighbours': not taken. A scene's claps and steps under a loud
+    50 Hz hum: taken, the shift to a sample."""
+    from wbcap.fuse.sound import sound_shift
+    from wbcap.io.audio import AudioTrack
+    from wbcap.testing.videos import scene_sound
+
+    rate = 8000
+    rng = np.random.default_rng(0)
+    clicks = np.zeros(40 * rate)
+    click = rng.standard_normal(240) * np.exp(-np.arange(240) / 40)
+    for t in np.arange(0.1, 39.0, 0.5):
+        clicks[int(t * rate):int(t * rate) + 240] += click
+    first = AudioTrack(clicks[:30 * rate] + 0.001 * rng.standard_normal(30 * rate), rate, 0.0)
+    second = AudioTrack(clicks[int(0.4 * rate):int(30.4 * rate)] + 0.001 * rng.standard_normal(30 * rate), rate, 0.0)
+    found = sound_shift(first, second, 30.0)
+    assert found.strength > 2 and found.unique < 1.1 and not found.taken, found
+    scene = scene_sound(rate=rate, seconds=45, seed=1)
+    hum = 0.2 * np.sin(2 * np.pi * 50 * np.arange(30 * rate) / rate)
+    first = AudioTrack(scene[10 * rate:40 * rate] + hum, rate, 0.0)
+    second = AudioTrack(scene[int(10.65 * rate):int(40.15 * rate)] + hum[:int(29.5 * rate)], rate, 0.25)
+    found = sound_shift(first, second, 30.0)
+    # (the second camera started 0.4 s later, its sound 0.25 s after its pictures: each sound 0.4 s earlier on its clock)
+    assert found.taken and found.shift_s == pytest.approx(-0.4, abs=0.5 / rate), found
 
 
 def test_offsets_auto_without_anyone_moving_is_refused_in_one_line(tmp_path, body_dir, body_layer):

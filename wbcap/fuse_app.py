@@ -674,11 +674,15 @@ def _run_video(run: Path, meta: dict) -> Path:
     from wbcap.io.run_folder import read_run_file
 
     run_file = read_run_file(run) or {}
-    source = run_file.get("source") or meta.get("source")
-    if not isinstance(source, str) or not os.path.isabs(source):
-        raise InputError(f"{run}: its video's path is not known (no .wbcap/run.json with it); give {setting('offsets')} "
-                         f"as seconds, or {AUTO_OFFSETS}")
+    source = next((v for v in (run_file.get("source"), meta.get("source")) if isinstance(v, str) and os.path.isabs(v)),
+                  None)
+    if source is None:
+        raise InputError(f"{run}: its video's absolute path is not known (neither .wbcap/run.json nor meta.json holds "
+                         f"one); give {setting('offsets')} as seconds, or {AUTO_OFFSETS}")
     path = Path(source)
+    if path.is_dir():
+        raise InputError(f"{run}: made from the images in {path}, which have no sound; give {setting('offsets')} as "
+                         f"seconds, or {AUTO_OFFSETS}")
     if not path.is_file():
         raise InputError(f"{run}: its video {path} is not there (moved or removed); put it back, or give "
                          f"{setting('offsets')} as seconds, or {AUTO_OFFSETS}")
@@ -702,21 +706,29 @@ def _sound_offsets(runs: list[Path], metas: list[dict]) -> tuple[tuple[float, ..
         InputError: a video that is not there, has no sound, or whose sound shares none with the
             others' (one line naming it, with ``--offsets auto`` as the other way).
     """
-    from wbcap.fuse.sound import MIN_STRENGTH, sound_shift
+    from wbcap.fuse.sound import MIN_STRENGTH, MIN_UNIQUE, sound_shift
     from wbcap.fuse.views import clock_offsets
     from wbcap.io.audio import read_audio
 
     sounds = [read_audio(_run_video(run, meta), max_seconds=AUDIO_SECONDS + AUTO_SEARCH_S)
               for run, meta in zip(runs, metas)]
+    silent = [runs[i].name for i, x in enumerate(sounds) if not (np.abs(x.samples) > 1e-4).any()]
+    if silent:
+        raise InputError(f"{setting('offsets')} {AUDIO_OFFSETS}: {', '.join(silent)}'s sound is silent (no sample above "
+                         f"1e-4); use {setting('offsets')} {AUTO_OFFSETS} (the people's motion) or give it as seconds")
     found = [sound_shift(sounds[i], sounds[j], AUTO_SEARCH_S, i, j)
              for i in range(len(runs)) for j in range(i + 1, len(runs))]
-    shifts = [s for s in found if s is not None and s.strength >= MIN_STRENGTH]
+    shifts = [s for s in found if s is not None and s.taken]
     lost = _unlinked(shifts, runs)
     if lost:
-        weak = ", ".join(f"{runs[s.first_view].name}-{runs[s.second_view].name} {s.strength:.1f}" for s in found if s)
+        weak = "; ".join(f"{runs[s.first_view].name}-{runs[s.second_view].name} " +
+                         (f"strength {s.strength:.1f} (under {MIN_STRENGTH:g})" if s.strength < MIN_STRENGTH else
+                          f"matching at other shifts too (unique {s.unique:.2f}, under {MIN_UNIQUE:g}: a sound that "
+                          "repeats, a beat, a metronome)")
+                         for s in found if s is not None and not s.taken)
         raise InputError(f"{setting('offsets')} {AUDIO_OFFSETS}: no sound tells {', '.join(lost)}'s clock (none it and "
                          f"another camera recorded within {AUTO_SEARCH_S:g} s of each other's clocks"
-                         + (f"; strengths {weak}, under {MIN_STRENGTH:g}" if weak else "") +
+                         + (f"; {weak}" if weak else "") +
                          f"); use {setting('offsets')} {AUTO_OFFSETS} (the people's motion) or give it as seconds")
     clocks = clock_offsets(shifts, list(range(len(runs))))
     off = [f"{runs[s.first_view].name} and {runs[s.second_view].name} by "
@@ -731,7 +743,7 @@ def _sound_offsets(runs: list[Path], metas: list[dict]) -> tuple[tuple[float, ..
              "; ".join(f"{runs[s.second_view].name}'s clock {-s.shift_s + 0.0:+.4f} s against "
                        f"{runs[s.first_view].name}'s, strength {s.strength:.1f}" for s in shifts))
     return offsets, [{"first": runs[s.first_view].name, "second": runs[s.second_view].name, "shift_s": s.shift_s,
-                      "strength": s.strength} for s in shifts]
+                      "strength": s.strength, "unique": s.unique} for s in shifts]
 
 
 def _say_clocks(tracks: list[ViewTrack], runs: list[Path], offsets: tuple[float, ...], config: FuseConfig) -> None:

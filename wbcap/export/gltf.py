@@ -566,7 +566,10 @@ def _add_animation(gltf: Any, blob: _Blob, rig: Rig, name: str, times: np.ndarra
 
 
 def glb_fix(path: str | Path) -> str:
-    """The fix of a damaged track GLB: writing it again from its run folder."""
+    """The fix of a damaged track GLB: writing it again from its run folder (a ``wbcap fuse``
+    folder's, holding ``fuse.json``: fusing again)."""
+    if (Path(path).parent / "fuse.json").is_file():
+        return "fuse the runs again with --overwrite (fuse.json lists them)"
     return f"write it again with `wbcap export {Path(path).parent}`"
 
 

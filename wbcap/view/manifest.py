@@ -488,14 +488,19 @@ def _fused_content(out: Path) -> SiteContent:
     path = out / FUSE_FILE
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-        people = [(int(p["track"]), [str(f) for f in p["files"]]) for p in record["people"]]
+        people = [_fused_person(p) for p in record["people"]]
+        runs = record.get("runs") or []
+        if not isinstance(runs, list):
+            raise TypeError(f"runs {runs!r:.60}: not a list")
     except (OSError, UnicodeDecodeError, KeyError, TypeError, ValueError, *JSON_ERRORS) as exc:
         raise InputError(f"{path}: not a readable record of `wbcap fuse` ({type(exc).__name__}: {exc}); fuse the runs "
                          "again with --overwrite") from None
     if not people:
         raise InputError(f"{path}: the fusion holds no person; there is nothing to view")
+    if len({k for k, _ in people}) < len(people):
+        raise InputError(f"{path}: two people of one track number; fuse the runs again with --overwrite")
     content = SiteContent(manifest={}, frame="world", read={"fuse": path})
-    manifest = _base_manifest("video", f"{out.name} (wbcap fuse of {len(record.get('runs') or [])} cameras)")
+    manifest = _base_manifest("video", f"{out.name} (wbcap fuse of {len(runs)} cameras)")
     tracks, times, camera, fps = [], set(), None, None
     for order, (k, names) in enumerate(people):
         entry: dict[str, Any] = {"id": k, "color": _hex(TRACK_COLORS[order % len(TRACK_COLORS)]), "parts": [],
@@ -529,15 +534,37 @@ def _fused_content(out: Path) -> SiteContent:
         seen = seen or [entry["parts"][0]["t0"]]
         entry.update(first=min(seen), last=max(seen), rows=len(seen))
         tracks.append(entry)
+    steps = []  # (the people's rows on other cameras' clocks a float's rounding apart: one step)
+    for t in sorted(times):
+        if not steps or t - steps[-1] > 1e-4:
+            steps.append(t)
+    world = record.get("world")
     manifest.update(camera={"focal": [float(v) for v in camera.focal], "princpt": [float(v) for v in camera.princpt],
                             "image_size": [int(v) for v in camera.image_size]},
-                    fps=fps, video=None, frame_times=sorted(times), tracks=tracks,
-                    world=record.get("world") or {"ground_from": "calibration"},
-                    fused={"runs": [Path(str(r.get("folder", "?"))).name for r in record.get("runs") or []],
-                           "offsets": record.get("offsets")})
+                    fps=fps, video=None, frame_times=steps, tracks=tracks,
+                    world=world if isinstance(world, dict) else {"ground_from": "calibration"},
+                    fused={"runs": [Path(str(r.get("folder", "?") if isinstance(r, dict) else "?")).name for r in runs],
+                           "offsets": str(record.get("offsets"))})
     set_view_frame(manifest)
     content.manifest = manifest
     return content
+
+
+_FUSED_NAME = re.compile(r"track_\d+(?:_part\d+)?")
+
+
+def _fused_person(entry: Any) -> tuple[int, list[str]]:
+    """A ``fuse.json`` person's ``(track, file names)`` (``track_<k>``, ``track_<k>_part<n>``).
+
+    Raises:
+        KeyError, TypeError, ValueError: not such an entry.
+    """
+    k, files = entry["track"], entry["files"]
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ValueError(f"track {k!r:.40}: not a track number")
+    if not isinstance(files, list) or not files or not all(isinstance(f, str) and _FUSED_NAME.fullmatch(f) for f in files):
+        raise ValueError(f"files {files!r:.80}: not a list of track_<k> names")
+    return k, files
 
 
 def _npz_records(arrays: dict[str, Any]) -> list[dict[str, Any]]:
