@@ -587,6 +587,7 @@ def test_the_shift_is_the_pair_whose_poses_confirm_it():
     assert not alone.by_poses and alone.shift_s == pytest.approx(0.4, abs=0.5 / 30)
 
 
+@pytest.mark.slow  # eight calibrated runs and four fusions
 def test_a_calibration_in_its_first_cameras_frame_is_levelled_by_the_fused_peoples_feet(tmp_path, body_dir,
                                                                                            body_layer):
     """Anipose's and FreeMoCap's calibrations without a board on the floor: the world is the first
@@ -673,6 +674,7 @@ def test_a_calibration_in_its_first_cameras_frame_is_levelled_by_the_fused_peopl
     assert not (tmp_path / "wrong_fused").exists()
 
 
+@pytest.mark.slow  # two runs and two levelled fusions
 def test_offsets_auto_in_a_levelled_calibration_solves_the_depth_scales_on_the_clocks_found(tmp_path, body_dir,
                                                                                             body_layer):
     """An Anipose calibration's runs whose second camera started 0.37 s after the first:
