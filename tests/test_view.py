@@ -1066,6 +1066,7 @@ def test_copied_folder_says_how_to_serve_it_when_opened_as_a_file(browsed):
 
 WORLD_T = 0.5  # the time the world pages are compared at (frame 5 of the two walkers)
 SCENE_TIMES = (1.0, 2.0)
+FUSED_TIMES = (-0.2, 1.0, 2.0)  # (the fused page's: its clock begins at -0.4 s)
 
 
 @pytest.mark.slow  # makes a GLB with the SMPL-X layer, and a Chromium process
@@ -1173,16 +1174,19 @@ def scene_runs(tmp_path_factory, body_layer, body_dir):
 @pytest.fixture(scope="module")
 def fused_run(tmp_path_factory, body_layer, body_dir):
     """A `wbcap fuse` folder (npz and GLB) of two calibrated cameras' runs of a walker and a person
-    standing (as tests/test_fuse.py makes them), 3 s at 30 fps."""
+    standing (as tests/test_fuse.py makes them), 3 s at 30 fps, the second camera started 0.4 s
+    before the first: the fused clock begins at -0.4 s (its GLBs' keys moved to start at 0)."""
     from wbcap.testing.world_scenes import LabCalibration, SceneCamera, Stand, TrackNoise, Walk, make_scene, write_calibrated_run
 
     tmp = tmp_path_factory.mktemp("view_fused")
     people = [Walk(start=(-1.0, 3.8), heading_deg=45), Stand(position=(1.0, 5.5))]
     for i, camera in enumerate((SceneCamera(), SceneCamera(ground_xy=(5.5, 5.0), yaw_deg=90, roll_deg=-2))):
-        scene = make_scene(body_layer, people, camera=camera, seconds=3.0, noise=TrackNoise(seed=7 * i, depth_bias=0.05))
+        scene = make_scene(body_layer, people, camera=camera, seconds=3.0, start_s=-0.4 * i,
+                           noise=TrackNoise(seed=7 * i, depth_bias=0.05))
         lab = LabCalibration.of(scene.world_from_camera[0], scene.camera_position[0], yaw_deg=0.0, shift=(0.0, 0.0, 0.0))
         write_calibrated_run(tmp / "runs" / f"cam0{i + 1}", body_layer, scene, lab)
-    r = invoke("fuse", tmp / "runs", "-o", tmp / "fused", "--format", "npz,glb", "--body-models", body_dir)
+    r = invoke("fuse", tmp / "runs", "-o", tmp / "fused", "--format", "npz,glb", "--offsets", "0,-0.4",
+               "--body-models", body_dir)
     assert r.exit_code == 0, r.output
     return tmp / "fused"
 
@@ -1210,7 +1214,7 @@ def browsed_world(video_run, world_runs, scene_runs, fused_run, tmp_path_factory
         servers = {name: stack.enter_context(serve_view(ViewJob(out=str(f)))) for name, f in folders.items()}
         pages = []
         for name in folders:
-            times = list(SCENE_TIMES) if name.startswith("scene") or name == "fused" else [WORLD_T]
+            times = list(SCENE_TIMES) if name.startswith("scene") else list(FUSED_TIMES) if name == "fused" else [WORLD_T]
             pages.append({"name": name, "url": servers[name].url, "kind": "video", "times": times, "controls": False,
                           "screenshot": {"time": times[0], "source_camera": True, "grid": False}})
         job = {"executable": str(CHROMIUM), "result": str(tmp / "result.json"), "out": str(tmp),
@@ -1330,16 +1334,20 @@ def test_world_export_overlays_within_the_corrections_pixel_bound(browsed_world,
 @pytest.mark.slow  # two calibrated runs, a fusion and a Chromium process
 def test_a_fusions_page_shows_every_fused_body_where_its_npz_puts_it(browsed_world, fused_run, body_layer):
     """`wbcap view` of a `wbcap fuse` folder: a page without a video whose timeline steps the fused
-    clock; each person's body stands where its npz puts it (the pelvis: ``trans`` plus the rest
-    pelvis, z up turned y up), in the calibration's world with the grid on its floor, and the
-    parameters shown are that row of its npz."""
+    clock, which begins before 0 (its GLBs' keys moved to start at 0, source_start_s their
+    first time: a review found the bodies posed that much late); each person's body stands
+    where its npz puts it (the pelvis: ``trans`` plus the rest pelvis, z up turned y up), in the
+    calibration's world with the grid on its floor, and the parameters shown are that row of its
+    npz."""
     import torch
 
     page = browsed_world["fused"]
     m = page["manifest"]
     assert (m["kind"], m["video"], m["frame"]) == ("video", None, "world") and "world frame" in page["frameText"]
     assert [t["id"] for t in m["tracks"]] == [0, 1]
-    for sample, t in zip(page["samples"], SCENE_TIMES, strict=True):
+    assert m["frame_times"][0] == pytest.approx(-0.4) and all(p["start"] == pytest.approx(-0.4)
+                                                              for t in m["tracks"] for p in t["parts"])
+    for sample, t in zip(page["samples"], FUSED_TIMES, strict=True):
         assert sample["state"]["groundY"] == 0.0 and sample["state"]["viewFrame"] == "world"
         for tid in (0, 1):
             with np.load(fused_run / f"track_{tid}.npz") as z:

@@ -37,7 +37,7 @@ with the origin at the image's top-left corner, 3D in the y-up world of the GLB 
       frame_times    the times the timeline steps through (the video's frames, else params.jsonl's)
       tracks         [{"id", "color": "#rrggbb" (render.mp4's), "first", "last" (s), "rows" (lines in
                      params.jsonl), "parts": [{"src": GLB URL, "t0", "t1", "rows", "frame", "source_camera"
-                     (the file's own, as above)}] (``t0``: the file's first key; ``t1``: the track's last
+                     (the file's own, as above), "start" (s: the source's time of its key time 0)}] (``t0``: the file's first key; ``t1``: the track's last
                      record in it, :func:`end_parts_at_their_rows`),
                      "chunks": [{"src": URL, "t0", "t1", "rows"}]}]: a chunk is a JSON array of
                      up to :data:`CHUNK_ROWS` params.jsonl records of the track, in frame order
@@ -238,17 +238,27 @@ def _base_manifest(kind: str, title: str) -> dict[str, Any]:
 
 
 def glb_time_range(path: Path, g: dict[str, Any] | None = None) -> tuple[float, float, int]:
-    """``(first, last, rows)``: the key times of a wbcap GLB (its animation's time accessor; a
-    one-row file: its ``first_time_s``); ``g``: its JSON if already read."""
+    """``(first, last, rows)``: the times on the source's clock of a wbcap GLB's keys (its
+    animation's time accessor plus its ``source_start_s``, where its keys were moved to start at
+    0: :func:`glb_key_start`; a one-row file: its ``first_time_s``); ``g``: its JSON if already read."""
     g = glb_json(path) if g is None else g
     extras = (g.get("asset") or {}).get("extras") or {}
     rows = int(extras.get("num_rows", 1))
     anims = g.get("animations") or []
     if anims:
         acc = g["accessors"][anims[0]["samplers"][0]["input"]]
-        return float(acc["min"][0]), float(acc["max"][0]), int(acc["count"])
+        start = glb_key_start(g)
+        return float(acc["min"][0]) + start, float(acc["max"][0]) + start, int(acc["count"])
     t = float(extras.get("first_time_s", 0.0))
     return t, t, rows
+
+
+def glb_key_start(g: dict[str, Any]) -> float:
+    """Seconds on the source's clock of a wbcap GLB's key time 0: its ``asset.extras.source_start_s``
+    (keys moved to start at 0: ``AnimationExport.start_at_zero``, or a fused clock that begins
+    before 0), else 0 (keys on the source's clock)."""
+    start = ((g.get("asset") or {}).get("extras") or {}).get("source_start_s")
+    return float(start) if isinstance(start, (int, float)) and not isinstance(start, bool) else 0.0
 
 
 def _node_matrix(node: dict[str, Any]) -> Any:
@@ -323,7 +333,7 @@ def part_entry(url: str, path: Path) -> dict[str, Any]:
         frame, pose = glb_frame(g)
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
         raise InputError(f"{path}: a damaged GLB file ({type(exc).__name__}: {exc}); {_glb_fix(path)}") from None
-    return {"src": url, "t0": t0, "t1": t1, "rows": n, "frame": frame, "source_camera": pose}
+    return {"src": url, "t0": t0, "t1": t1, "rows": n, "frame": frame, "source_camera": pose, "start": glb_key_start(g)}
 
 
 def set_view_frame(manifest: dict[str, Any]) -> None:

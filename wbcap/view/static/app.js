@@ -327,7 +327,8 @@ class View3D {
 /** One GLB of a track (a track split at a long gap has several): loaded, posed at t. */
 class Part {
   constructor(track, spec) {
-    Object.assign(this, { track, src: spec.src, t0: spec.t0, t1: spec.t1, rows: spec.rows, frame: spec.frame || 'camera' });
+    Object.assign(this, { track, src: spec.src, t0: spec.t0, t1: spec.t1, rows: spec.rows, frame: spec.frame || 'camera',
+      start: spec.start || 0 }); // start: the source's time of the file's key time 0 (keys moved to start at 0)
     // the file's world -> the view's (set by the viewer): null when the file is in the view's frame
     this.placement = null;
     this.state = 'idle';
@@ -375,7 +376,7 @@ class Part {
     if (!this.action) return;
     this.action.reset();
     this.action.play();
-    this.mixer.setTime(t);
+    this.mixer.setTime(t - this.start);
   }
 
   /** The lowest point of the skinned body (with `withFeet`) and the pelvis at a few times (`toData`: scene -> the view's frame; for the ground). */
