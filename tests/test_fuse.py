@@ -490,6 +490,9 @@ def test_the_poses_set_a_clock_shift_to_part_of_a_row():
     assert _pose_shift(off[0], off[1], near=0.0) == pytest.approx(-0.0115, abs=0.05 / 30)
     still = [_toy(k, 0, 4, (0.0, 4.0, 0.9), fps=30.0, velocity=(1.0, 0.0, 0.0)) for k in (0, 1)]
     assert _pose_shift(still[0], still[1], near=0.0) is None
+    one_row = _toy(1, 1.0, 1.0, (1.0, 4.0, 0.9), fps=30.0)  # (a track of one row: no spline, no crash)
+    assert _pose_shift(first, one_row, near=0.0) is None
+    assert not any(x.by_poses for x in clock_shifts([first, one_row], FuseConfig(min_overlap_s=0.0)))
     rng = np.random.default_rng(3)
     shaking = [dataclasses.replace(t, poses=np.radians(2.0) * rng.standard_normal(t.poses.shape)) for t in still]
     assert _pose_shift(shaking[0], shaking[1], near=0.0) is None
@@ -727,8 +730,9 @@ def test_offsets_auto_trusts_no_shift_the_poses_do_not_confirm(tmp_path, body_di
     assert r.exit_code == 0 and len(warned) == 1 and "no person was found by two cameras" in warned[0], r.output
 
 
-def test_a_floor_needs_planted_feet():
-    """Fused people with no contacts (a camera's track without them) give no floor: None and why."""
+def test_a_floor_needs_planted_feet(body_layer):
+    """Fused people without contacts (track files of runs in their cameras' frames) or whose feet
+    were never planted give no floor: None and why."""
     from wbcap.fuse.level import fused_floor
     from wbcap.fuse.views import FusedPiece
 
@@ -736,6 +740,9 @@ def test_a_floor_needs_planted_feet():
                        betas=np.zeros(10), expression=np.zeros((5, 10)), frame_indices=np.arange(5),
                        views=np.full(5, 2), fps=30.0, contact=None)
     fit, count, why = fused_floor([piece], body=None, up=np.array([0.0, 0.0, 1.0]))
+    assert fit is None and count == 0 and why.startswith("no track file holds the feet's contacts")
+    lifted = dataclasses.replace(piece, contact=np.zeros((5, 2), bool))
+    fit, count, why = fused_floor([lifted], body=body_layer, up=np.array([0.0, 0.0, 1.0]))
     assert fit is None and count == 0 and why.startswith("0 planted sole points, fewer than 15")
 
 
@@ -868,6 +875,9 @@ def test_a_sound_that_repeats_sets_no_clock_and_a_scenes_sound_does_through_hum(
     found = sound_shift(first, second, 30.0)
     # (the second camera started 0.4 s later, its sound 0.25 s after its pictures: each sound 0.4 s earlier on its clock)
     assert found.taken and found.shift_s == pytest.approx(-0.4, abs=0.5 / rate), found
+    # a few samples in common peak alike: no shift (a review: three samples came out infinitely strong)
+    assert sound_shift(AudioTrack(first.samples[:3], rate, 0.0), AudioTrack(first.samples[:3], rate, 0.0), 30.0) is None
+    assert sound_shift(first, AudioTrack(first.samples[:rate // 2], rate, 0.0), 30.0) is None  # (0.5 s: under 1 s)
 
 
 def test_offsets_auto_without_anyone_moving_is_refused_in_one_line(tmp_path, body_dir, body_layer):
@@ -901,7 +911,7 @@ def test_offsets_auto_warns_of_a_pair_that_disagrees(monkeypatch, caplog):
     np.testing.assert_allclose(offsets, [0.0, -clocks[0], -clocks[1]], atol=1e-12)
     warned = [x.getMessage() for x in caplog.records if x.levelno == logging.WARNING]
     assert len(warned) == 1 and "do not add up" in warned[0], warned
-    assert all(f"{x} by {y:+.3f} s" in warned[0] for x, y in (("cam01 and cam02", 0.2), ("cam02 and cam03", 0.2),
+    assert all(f"{x} by {y:+.4f} s" in warned[0] for x, y in (("cam01 and cam02", 0.2), ("cam02 and cam03", 0.2),
                                                                ("cam01 and cam03", -0.2))), warned
     assert len(pairs) == 3 and pairs[0]["shift_s"] == 0.4
 

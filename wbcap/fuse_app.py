@@ -333,8 +333,8 @@ def fuse_runs(job: FuseJob) -> FuseResult:
             same = (np.allclose(poses[i].centre, poses[j].centre, rtol=0, atol=1e-6 * max(1.0, abs(poses[i].centre).max()))
                     if levelled else np.linalg.norm(positions[i] - positions[j]) < 0.01)
             if same:
-                raise InputError(f"{runs[i]} and {runs[j]}: the same camera (its calibrated centre within 1 cm); give "
-                                 "each camera's run once")
+                raise InputError(f"{runs[i]} and {runs[j]}: the same camera (its calibrated centre "
+                                 f"{'the same' if levelled else 'within 1 cm'}); give each camera's run once")
     files = {str((meta.get("calibration") or {}).get("file", "")) for meta, _ in read}
     if len(files) > 1:
         log.warning("the runs' calibrations come from different files (%s): their worlds must be one (the same "
@@ -347,6 +347,8 @@ def fuse_runs(job: FuseJob) -> FuseResult:
                 raise InputError(f"{piece.path}: {mine} {key} coefficients where {pieces[0].path} has {size}: runs of "
                                  "networks of other sizes; run every camera with the same checkpoint")
     job.export.check_available()  # (FBX without Blender: said before any work)
+    videos = ([_run_video(run, meta) for run, (meta, _) in zip(runs, read)] if found_by == AUDIO_OFFSETS
+              else [])  # (said before the slow work)
     out = Path(job.out).expanduser()
     created, earlier = _prepare_out(out, runs, job.overwrite)  # (checked before the slow work)
     record: dict[str, Any] = {
@@ -354,7 +356,8 @@ def fuse_runs(job: FuseJob) -> FuseResult:
                   "calibration_file": (meta.get("calibration") or {}).get("file"),
                   "camera_position_m": [float(v) for v in positions[i]]} for i, (run, (meta, _)) in
                  enumerate(zip(runs, read))],
-        "settings": asdict(job.config), "gender": gender, "offsets": found_by or "given",
+        "settings": asdict(job.config), "gender": gender,
+        "offsets": found_by or ("given" if job.offsets is not None else "none"),
         "people": []}
     try:
         body = SMPLXLayer.from_file(run_body_model(runs[0], gender, job.body_models, job.allow_pickle),
@@ -362,7 +365,7 @@ def fuse_runs(job: FuseJob) -> FuseResult:
         names = [r.name for r in runs]
         folder = [r.name if names.count(r.name) == 1 else str(r) for r in runs]  # (runs a/cam and b/cam: their paths)
         if found_by == AUDIO_OFFSETS:
-            offsets, record["sound_pairs"] = _sound_offsets(runs, [meta for meta, _ in read])
+            offsets, record["sound_pairs"] = _sound_offsets(runs, videos)
             for entry, offset in zip(record["runs"], offsets):
                 entry["offset_s"] = offset
         tracks = [_view_track(p, f"{folder[p.run]}/{p.path.stem}", offsets[p.run], body) for p in pieces]
@@ -380,7 +383,11 @@ def fuse_runs(job: FuseJob) -> FuseResult:
                 entry["offset_s"] = offset
             if placed:  # (the depth scales again on the clocks found: the first were of a frame's rough clocks)
                 placed = [dataclasses.replace(t, times=t.times + offsets[t.view]) for t in placed]
-                scales = _depth_scales(placed, _meeting(placed, job.config, auto=False)[1], len(runs)) or frames.scales
+                scales = _depth_scales(placed, _meeting(placed, job.config, auto=False)[1], len(runs))
+                if scales is None:
+                    scales = frames.scales
+                    log.warning("the cameras' depth scales on the clocks found came out outside %g-%g (a person taken "
+                                "for another?): the first ones kept", *DEPTH_SCALE_RANGE)
                 tracks = [t.scaled(scales[t.view]) for t in placed]
                 record["world"]["depth_scales"] = {runs[v].name: x for v, x in scales.items()}
         people, distances = associate(tracks, job.config)
@@ -533,6 +540,9 @@ def _calibration_frames(read: list[tuple[dict, list[_Piece]]], poses: list[Any],
         if not known or name == known[0]:
             m = maps(per_metre)
             scores[name], nearest[name] = _meeting([t.moved(*m[t.view]) for t in tracks], config, auto)
+    if len(known) > 1:
+        raise InputError(f"the runs in the calibration's world found it in different units ({', '.join(known)}): are "
+                         "they of one calibration? run them again with --world --calibration FILE")
     units = known[0] if known else min(scores, key=lambda k: scores[k])
     by = "the runs in its world" if known else "the people the cameras saw meet there"
     from_file = maps(CALIBRATION_UNITS[units])
@@ -616,9 +626,8 @@ def _found_offsets(tracks: list[ViewTrack], runs: list[Path], config: FuseConfig
         InputError: a camera whose clock nothing tells (no one moved while it and a camera linked
             to the first saw them).
     """
-    from wbcap.fuse.views import clock_offsets, clock_shifts
+    from wbcap.fuse.views import clock_shifts
 
-    views = list(range(len(runs)))
     found = clock_shifts(tracks, config, max_shift_s=AUTO_SEARCH_S,
                          min_overlap_s=max(AUTO_MIN_OVERLAP_S, config.min_overlap_s))
     shifts = [s for s in found if s.by_poses]  # (pelvises alone: two people whose paths cross, two labs' worlds)
@@ -631,25 +640,35 @@ def _found_offsets(tracks: list[ViewTrack], runs: list[Path], config: FuseConfig
                          "shift of the clocks brings their pelvises and poses together"
                          + (f"; {'; '.join(unconfirmed)}" if unconfirmed else "") + f"); give {setting('offsets')} as "
                          "seconds, one a run")
-    clocks = clock_offsets(shifts, views)
-    step = 1.0 / max(t.fps for t in tracks)
-    pairs, off = [], []
-    for s in shifts:
-        residual = s.shift_s - (clocks[s.second_view] - clocks[s.first_view])
-        if abs(residual) >= 2 * step:
-            off.append(f"{runs[s.first_view].name} and {runs[s.second_view].name} by {residual:+.3f} s "
-                       f"({tracks[s.first].label} ~ {tracks[s.second].label})")
-        pairs.append({"first": tracks[s.first].label, "second": tracks[s.second].label, "shift_s": s.shift_s,
-                      "apart_m": s.apart_m, "by_poses": s.by_poses})
-    if off:  # (three or more cameras: the pairs' shifts do not add up)
-        log.warning("%s %s: the camera pairs' clocks do not add up (%s off the clocks that fit all pairs best): a "
-                    "person taken for another? check the fused files, or give %s as seconds", setting("offsets"),
-                    AUTO_OFFSETS, "; ".join(off), setting("offsets"))
-    offsets = tuple(-clocks[v] + 0.0 for v in views)
-    log.info("%s %s: %s (%s)", setting("offsets"), AUTO_OFFSETS, ",".join(f"{o:.4f}" for o in offsets),
-             "; ".join(f"{tracks[s.first].label} ~ {tracks[s.second].label} {s.apart_m:.2f} m apart with "
-                       f"{runs[s.second_view].name}'s clock {-s.shift_s + 0.0:+.4f} s" for s in shifts))
-    return offsets, pairs
+    offsets = _solved_offsets(shifts, runs, AUTO_OFFSETS, 2.0 / max(t.fps for t in tracks),
+                              lambda s: f"{tracks[s.first].label} ~ {tracks[s.second].label} {s.apart_m:.2f} m apart",
+                              "a person taken for another?")
+    return offsets, [{"first": tracks[s.first].label, "second": tracks[s.second].label, "shift_s": s.shift_s,
+                      "apart_m": s.apart_m, "by_poses": s.by_poses} for s in shifts]
+
+
+def _solved_offsets(shifts: list[Any], runs: list[Path], how: str, tolerance_s: float, told_by: Any, suspect: str
+                    ) -> tuple[float, ...]:
+    """Each run's offset (seconds added to its clock, 0 for the first) from pairwise ``shifts``
+    (``first_view``, ``second_view``, ``shift_s``: :func:`~wbcap.fuse.views.clock_offsets`'s least
+    squares, one clock a camera), the pairs off the solution by ``tolerance_s`` or more said in
+    one warning (``suspect``: its likely cause), the offsets at info with each pair
+    (``told_by(shift)``: what told it). ``how``: ``auto`` or ``audio``, for the messages."""
+    from wbcap.fuse.views import clock_offsets
+
+    clocks = clock_offsets(shifts, list(range(len(runs))))
+    off = [f"{runs[s.first_view].name} and {runs[s.second_view].name} by "
+           f"{s.shift_s - (clocks[s.second_view] - clocks[s.first_view]):+.4f} s ({told_by(s)})" for s in shifts
+           if abs(s.shift_s - (clocks[s.second_view] - clocks[s.first_view])) >= tolerance_s]
+    if off:  # (three or more cameras whose pairs do not add up)
+        log.warning("%s %s: the camera pairs' clocks do not add up (%s off the clocks that fit all pairs best): %s "
+                    "check the fused files, or give %s as seconds", setting("offsets"), how, "; ".join(off), suspect,
+                    setting("offsets"))
+    offsets = tuple(-clocks[v] + 0.0 for v in range(len(runs)))
+    log.info("%s %s: %s (%s)", setting("offsets"), how, ",".join(f"{o:.4f}" for o in offsets),
+             "; ".join(f"{told_by(s)}: {runs[s.second_view].name}'s clock {-s.shift_s + 0.0:+.4f} s against "
+                       f"{runs[s.first_view].name}'s" for s in shifts))
+    return offsets
 
 
 def _unlinked(shifts: list[Any], runs: list[Path]) -> list[str]:
@@ -693,25 +712,23 @@ def _run_video(run: Path, meta: dict) -> Path:
     return path
 
 
-def _sound_offsets(runs: list[Path], metas: list[dict]) -> tuple[tuple[float, ...], list[dict[str, Any]]]:
+def _sound_offsets(runs: list[Path], videos: list[Path]) -> tuple[tuple[float, ...], list[dict[str, Any]]]:
     """``--offsets audio``: each run's offset (seconds added to its clock, 0 for the first) from
-    the sound of its video (:func:`_run_video`): every pair of cameras' sound, the first
-    :data:`AUDIO_SECONDS` (and the search) of each at 8 kHz, lined up within :data:`AUTO_SEARCH_S`
-    by :func:`wbcap.fuse.sound.sound_shift` (a pair of strength under
-    :data:`~wbcap.fuse.sound.MIN_STRENGTH` left out), one clock a camera by least squares
-    (:func:`~wbcap.fuse.views.clock_offsets`), pairs that do not add up within a millisecond
-    said in one warning. Returns the offsets and the pairs (for ``fuse.json``).
+    the sound of its video (``videos``, one a run: :func:`_run_video`): every pair of cameras'
+    sound, the first :data:`AUDIO_SECONDS` (and the search) of each at 8 kHz, lined up within
+    :data:`AUTO_SEARCH_S` by :func:`wbcap.fuse.sound.sound_shift` (a pair not
+    :attr:`~wbcap.fuse.sound.SoundShift.taken`, weak or repeating, left out), one clock a camera
+    by :func:`_solved_offsets`, pairs that do not add up within a millisecond said in one warning.
+    Returns the offsets and the pairs (for ``fuse.json``).
 
     Raises:
-        InputError: a video that is not there, has no sound, or whose sound shares none with the
-            others' (one line naming it, with ``--offsets auto`` as the other way).
+        InputError: a video without sound or with silent sound, or whose sound shares none with
+            the others' (one line naming it, with ``--offsets auto`` as the other way).
     """
     from wbcap.fuse.sound import MIN_STRENGTH, MIN_UNIQUE, sound_shift
-    from wbcap.fuse.views import clock_offsets
     from wbcap.io.audio import read_audio
 
-    sounds = [read_audio(_run_video(run, meta), max_seconds=AUDIO_SECONDS + AUTO_SEARCH_S)
-              for run, meta in zip(runs, metas)]
+    sounds = [read_audio(video, max_seconds=AUDIO_SECONDS + AUTO_SEARCH_S) for video in videos]
     silent = [runs[i].name for i, x in enumerate(sounds) if not (np.abs(x.samples) > 1e-4).any()]
     if silent:
         raise InputError(f"{setting('offsets')} {AUDIO_OFFSETS}: {', '.join(silent)}'s sound is silent (no sample above "
@@ -730,18 +747,8 @@ def _sound_offsets(runs: list[Path], metas: list[dict]) -> tuple[tuple[float, ..
                          f"another camera recorded within {AUTO_SEARCH_S:g} s of each other's clocks"
                          + (f"; {weak}" if weak else "") +
                          f"); use {setting('offsets')} {AUTO_OFFSETS} (the people's motion) or give it as seconds")
-    clocks = clock_offsets(shifts, list(range(len(runs))))
-    off = [f"{runs[s.first_view].name} and {runs[s.second_view].name} by "
-           f"{s.shift_s - (clocks[s.second_view] - clocks[s.first_view]):+.4f} s" for s in shifts
-           if abs(s.shift_s - (clocks[s.second_view] - clocks[s.first_view])) > 0.001]
-    if off:
-        log.warning("%s %s: the camera pairs' sound does not add up (%s off the clocks that fit all pairs best): "
-                    "an echo, or another sound taken for one? check the fused files", setting("offsets"),
-                    AUDIO_OFFSETS, "; ".join(off))
-    offsets = tuple(-clocks[v] + 0.0 for v in range(len(runs)))
-    log.info("%s %s: %s (%s)", setting("offsets"), AUDIO_OFFSETS, ",".join(f"{o:.4f}" for o in offsets),
-             "; ".join(f"{runs[s.second_view].name}'s clock {-s.shift_s + 0.0:+.4f} s against "
-                       f"{runs[s.first_view].name}'s, strength {s.strength:.1f}" for s in shifts))
+    offsets = _solved_offsets(shifts, runs, AUDIO_OFFSETS, 0.001, lambda s: f"sound, strength {s.strength:.1f}",
+                              "an echo, or another sound taken for one?")
     return offsets, [{"first": runs[s.first_view].name, "second": runs[s.second_view].name, "shift_s": s.shift_s,
                       "strength": s.strength, "unique": s.unique} for s in shifts]
 

@@ -101,6 +101,9 @@ def fused_floor(pieces: list[FusedPiece], body: Any, up: np.ndarray, config: Wor
         points.append(feet.lowest(up)[planted])
         hips.append(feet.hip_axis[np.asarray(piece.valid, bool)])
     found = np.concatenate(points) if points else np.zeros((0, 3))
+    if not points:
+        return None, 0, ("no track file holds the feet's contacts (runs whose --world found no ground: in their "
+                         "cameras' frames)")
     if len(found) < config.min_contacts:
         return None, len(found), (f"{len(found)} planted sole points, fewer than {config.min_contacts} (no one stood or "
                                   "walked while the cameras saw them)")

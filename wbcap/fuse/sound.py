@@ -35,6 +35,8 @@ MIN_STRENGTH = 2.0
 MIN_UNIQUE = 1.2
 #: Hz; the plain correlation leaves out the sound below (mains hum, traffic rumble: periodic).
 HIGH_PASS_HZ = 200.0
+#: Seconds of sound two recordings must share at a lag for it to count.
+MIN_OVERLAP_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,8 @@ class SoundShift:
 def sound_shift(first: AudioTrack, second: AudioTrack, max_shift_s: float, first_view: int = 0,
                 second_view: int = 1) -> SoundShift | None:
     """The :class:`SoundShift` of ``second`` against ``first`` (the same ``rate``), within
-    ``max_shift_s``; None where they share no stretch at any such shift or either is silent.
+    ``max_shift_s``; None where they share no :data:`MIN_OVERLAP_S` at any such shift, either is
+    silent, or no lag lies :data:`PEAK_GUARD_S` from the peak to compare it with.
 
     Raises:
         ValueError: tracks of different rates.
@@ -81,16 +84,23 @@ def sound_shift(first: AudioTrack, second: AudioTrack, max_shift_s: float, first
     keep = np.abs(shifts) <= max_shift_s
     if not keep.any():
         return None
+    # (a lag whose overlap is under MIN_OVERLAP_S tells nothing: a few samples in common peak alike)
+    overlap = np.minimum(b.size, a.size - lags) - np.maximum(0, -lags)
+    keep &= overlap >= MIN_OVERLAP_S * rate
+    if not keep.any():
+        return None
     lags, values = lags[keep], r[lags[keep] % n]
     best = int(np.argmax(values))
     guard = int(round(PEAK_GUARD_S * rate))
     away = np.abs(lags - lags[best]) > guard
-    rival = float(values[away].max()) if away.any() else 0.0
+    if not away.any() or values[best] <= 0:
+        return None
+    rival = float(values[away].max())
     strength = float(values[best] / rival) if rival > 0 else float("inf")
     heard = plain[lags % n]
     near = np.abs(lags - lags[best]) <= 2  # (the plain peak within two samples of the whitened one)
-    plain_rival = float(heard[away].max()) if away.any() else 0.0
-    unique = float(heard[near].max() / plain_rival) if plain_rival > 0 else float("inf")
+    plain_rival = float(heard[away].max())
+    unique = float(heard[near].max() / plain_rival) if plain_rival > 0 else 0.0
     part = 0.0
     if 0 < best < len(values) - 1:
         bend = values[best - 1] - 2 * values[best] + values[best + 1]

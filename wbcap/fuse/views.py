@@ -577,14 +577,20 @@ def _pose_shift(a: ViewTrack, b: ViewTrack, near: float, stride: int = 1) -> flo
     the minimum placed between grid points by a parabola. The joints' rotations are the same in
     every view (the body's own frame) and change fast (a leg swings through tens of degrees in a
     tenth of a second) where the pelvises, whose depth errors run into centimetres, tell the
-    clocks to a frame or two. None where the poses tell nothing: no rows in common, a minimum at the window's edge,
-    or one under 20 % below the costs at the edges (a still body: its noise alone)."""
+    clocks to a frame or two. None where the poses tell nothing: no rows in common (fewer than 4
+    of ``b``'s within reach), a minimum at the window's edge, or one under 20 % below the costs
+    at the edges (a still body: its noise alone)."""
     from scipy.interpolate import CubicSpline
 
     step = 1.0 / max(a.fps, b.fps)
     rows = np.arange(0, len(a.times), stride)
     mine = _body_rotations(a)[rows]
-    spline = CubicSpline(b.times, _body_rotations(b))
+    # (b's rows the search can reach only: a spline of an hour's track held 600 MB, a review)
+    reach = (b.times >= a.start + near - POSE_SEARCH_S - 2 / b.fps) & (b.times <= a.end + near + POSE_SEARCH_S + 2 / b.fps)
+    if reach.sum() < 4:
+        return None
+    spline = CubicSpline(b.times[reach], _body_rotations(b)[reach])
+    b = dataclasses.replace(b, times=b.times[reach], valid=b.valid[reach])  # (the rows the spline holds)
     grid = near + np.arange(-round(POSE_SEARCH_S / step / POSE_STEP_ROWS),
                             round(POSE_SEARCH_S / step / POSE_STEP_ROWS) + 1) * POSE_STEP_ROWS * step
     cost = np.full(grid.size, np.inf)

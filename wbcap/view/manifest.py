@@ -43,7 +43,8 @@ with the origin at the image's top-left corner, 3D in the y-up world of the GLB 
                      up to :data:`CHUNK_ROWS` params.jsonl records of the track, in frame order
       fused          (a ``wbcap fuse`` folder, :func:`_fused_content`: ``video`` null, ``world``
                      fuse.json's or ``{"ground_from": "calibration"}``) {"runs": [folder names],
-                     "offsets": "given" | "auto"}; its chunks hold its npz rows (``file``: the npz)
+                     "offsets": "none" | "given" | "auto" | "audio"}; its chunks hold its npz rows
+                     (``file``: the npz)
     image run:
       images         [{"name", "overlay": JPEG URL | null, "camera": the shared camera (the largest
                      box's, as render_original_img.jpg), "people": [{"id", "color", "obj": URL,
@@ -527,6 +528,9 @@ def _fused_content(out: Path) -> SiteContent:
             except ValueError as exc:
                 raise InputError(f"{npz}: {exc}; fuse the runs again with --overwrite") from None
             camera = camera or npz_camera(arrays)
+            if camera is None:
+                raise InputError(f"{npz}: holds no source camera's intrinsics (a file of an older wbcap); fuse the runs "
+                                 "again with --overwrite")
             fps = fps or float(arrays["mocap_framerate"])
             url = f"media/{glb.name}"
             content.files[url] = glb
@@ -582,12 +586,16 @@ def _npz_records(arrays: dict[str, Any]) -> list[dict[str, Any]]:
     camera's index, -1), ``valid`` and AMASS's per-row keys (radians, metres, its world)."""
     import numpy as np
 
-    keys = ("trans", "root_orient", "pose_body", "pose_jaw", "pose_eye", "pose_hand", "expression")
+    # (AMASS's split views, cut from the checked poses (T, 165): root, 21 body, jaw, two eyes, 2 x 15 hand joints)
+    poses = np.asarray(arrays["poses"], np.float64)
+    views = {"trans": np.asarray(arrays["trans"], np.float64), "root_orient": poses[:, :3], "pose_body": poses[:, 3:66],
+             "pose_jaw": poses[:, 66:69], "pose_eye": poses[:, 69:75], "pose_hand": poses[:, 75:165],
+             "expression": np.asarray(arrays["expression"], np.float64)}
     rows = []
     for i in range(len(arrays["times"])):
         rec: dict[str, Any] = {"time": float(arrays["times"][i]), "frame": int(arrays["frame_indices"][i]),
                                "valid": bool(arrays["valid"][i])}
-        rec.update({key: [round(float(v), 6) for v in np.asarray(arrays[key][i]).reshape(-1)] for key in keys})
+        rec.update({key: [round(float(v), 6) for v in values[i]] for key, values in views.items()})
         if "contact" in arrays:
             rec["contact"] = [bool(v) for v in arrays["contact"][i]]
         rows.append(rec)
