@@ -764,7 +764,7 @@ def test_html_folder_of_a_run(video_run, tmp_path):
     for t in m["tracks"]:
         assert t["rows"] == FRAMES and t["parts"] == [{"src": f"media/track_{t['id']}.glb", "t0": 0.0,
                                                         "t1": pytest.approx(0.7, abs=1e-6), "rows": FRAMES,
-                                                        "frame": "camera", "source_camera": ORIGIN}]
+                                                        "frame": "camera", "source_camera": ORIGIN, "start": 0.0}]
         (chunk,) = t["chunks"]
         assert json.loads((files / chunk["src"]).read_text()) == [x for x in lines if x["track"] == t["id"]]
     assert (m["frame"], m["source_camera"], m["world"]) == ("camera", ORIGIN, None)
