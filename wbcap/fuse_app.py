@@ -450,7 +450,7 @@ def _meeting(tracks: list[ViewTrack], config: FuseConfig, auto: bool
     tracks' median pelvis distance (over shifts of the clocks within :data:`AUTO_SEARCH_S` with
     ``auto``); the median over the pairs of cameras (inf where no two cameras saw anyone
     together), and those nearest pairs ``(track, track, shift of the second's clock)``."""
-    from wbcap.fuse.views import _distance, clock_shifts
+    from wbcap.fuse.views import clock_shifts, median_distance
 
     if auto:  # (before the depth scales: people up to a metre apart may be one)
         loose = dataclasses.replace(config, max_distance=max(1.0, config.max_distance))
@@ -462,7 +462,7 @@ def _meeting(tracks: list[ViewTrack], config: FuseConfig, auto: bool
         nearest: dict[tuple[int, int], tuple[float, int, int]] = {}
         for i, a in enumerate(tracks):
             for j in range(i + 1, len(tracks)):
-                d = _distance(a, tracks[j], config.min_overlap_s) if a.view != tracks[j].view else None
+                d = median_distance(a, tracks[j], config.min_overlap_s) if a.view != tracks[j].view else None
                 key = (min(a.view, tracks[j].view), max(a.view, tracks[j].view))
                 if d is not None and d < nearest.get(key, (np.inf,))[0]:
                     nearest[key] = (d, i, j)
@@ -483,15 +483,14 @@ def _depth_scales(tracks: list[ViewTrack], pairs: list[tuple[int, int, float]], 
     Least squares over the rows of each pair of tracks in ``pairs`` (``a``'s pelvis scaled by
     ``s_a`` from its camera meets ``b``'s scaled by ``s_b``); 1 for a camera in no pair. None
     where the solution leaves :data:`DEPTH_SCALE_RANGE`."""
+    from wbcap.fuse.views import POSE_ROWS, matched_rows
+
     rows, values = [], []
     for i, j, shift in pairs:
         a, b = tracks[i], tracks[j]
-        stride = max(1, len(a.times) // 2000)
-        at = b.rows_at(a.times[::stride] + shift)
-        both = a.valid[::stride] & (at >= 0)
-        both[both] &= b.valid[at[both]]
-        da = a.pelvis[::stride][both] - a.camera_position
-        db = b.pelvis[at[both]] - b.camera_position
+        mine, theirs = matched_rows(a, b, shift, stride=max(1, len(a.times) // POSE_ROWS))
+        da = a.pelvis[mine] - a.camera_position
+        db = b.pelvis[theirs] - b.camera_position
         for axis in range(3):
             row = np.zeros((len(da), views))
             row[:, a.view] = da[:, axis]

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["ClockShift", "FuseConfig", "FusedPiece", "ViewTrack", "associate", "clock_offsets", "clock_shifts",
-           "fuse_person"]
+           "fuse_person", "matched_rows", "median_distance"]
 
 
 @dataclass(frozen=True)
@@ -198,15 +198,21 @@ def _turned_root(poses: np.ndarray, rotation: np.ndarray) -> np.ndarray:
     return out
 
 
-def _distance(a: ViewTrack, b: ViewTrack, min_overlap_s: float) -> float | None:
-    """The median distance of the pelvises of ``a`` and ``b`` over the rows both saw, metres,
-    or None where they saw the person at once for less than ``min_overlap_s``."""
-    rows_b = b.rows_at(a.times)
-    both = a.valid & (rows_b >= 0)
+def median_distance(a: ViewTrack, b: ViewTrack, min_overlap_s: float, shift: float = 0.0) -> float | None:
+    """The median distance of the pelvises of ``a`` and ``b`` (read ``shift`` s later on its
+    clock) over the rows both saw, metres, or None where they saw the person at once for less
+    than ``min_overlap_s`` (:func:`_shift_curve` at one shift)."""
+    return _shifted_distance(a, b, shift, min_overlap_s * a.fps)
+
+
+def matched_rows(a: ViewTrack, b: ViewTrack, shift: float = 0.0, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows of a, rows of b)``: every ``stride``-th row of ``a`` that it saw and ``b``'s row
+    ``shift`` s later on its clock (within half an interval) that it saw too."""
+    rows_a = np.arange(0, len(a.times), stride)
+    rows_b = b.rows_at(a.times[rows_a] + shift)
+    both = a.valid[rows_a] & (rows_b >= 0)
     both[both] &= b.valid[rows_b[both]]
-    if both.sum() < max(1, min_overlap_s * a.fps):
-        return None
-    return float(np.median(np.linalg.norm(a.pelvis[both] - b.pelvis[rows_b[both]], axis=1)))
+    return rows_a[both], rows_b[both]
 
 
 def associate(tracks: Sequence[ViewTrack], config: FuseConfig = FuseConfig()
@@ -233,7 +239,8 @@ def associate(tracks: Sequence[ViewTrack], config: FuseConfig = FuseConfig()
             b = tracks[j]
             if a.view == b.view or a.end < b.start or b.end < a.start:
                 continue
-            d = _distance(a, b, config.min_overlap_s) if a.fps >= b.fps else _distance(b, a, config.min_overlap_s)
+            d = (median_distance(a, b, config.min_overlap_s) if a.fps >= b.fps
+                 else median_distance(b, a, config.min_overlap_s))
             if d is not None:
                 distances[i, j] = d
     group = list(range(len(tracks)))  # each track's group, by its lowest member
@@ -556,6 +563,8 @@ def _gap(a: ViewTrack, b: ViewTrack) -> float:
 #: gait cycle, ~1.1 s: a step later the legs look alike again), and its step, in rows.
 POSE_SEARCH_S = 0.25
 POSE_STEP_ROWS = 0.1
+#: Rows of a track the poses' shift (and ``wbcap fuse``'s depth scales) read at most: every k-th beyond.
+POSE_ROWS = 2000
 #: Pairs of tracks of two cameras :func:`clock_shifts` asks the poses about, those that tell the most first.
 POSE_TRIES = 5
 
@@ -685,7 +694,7 @@ def clock_shifts(tracks: Sequence[ViewTrack], config: FuseConfig = FuseConfig(),
             found_pairs.sort(key=lambda f: -f[0])
             chosen = None
             for _rise, d, s, i, j in found_pairs[:POSE_TRIES] if by_poses else ():  # (the first the poses confirm)
-                fine = _pose_shift(tracks[i], tracks[j], s, stride=max(1, len(tracks[i].times) // 2000))
+                fine = _pose_shift(tracks[i], tracks[j], s, stride=max(1, len(tracks[i].times) // POSE_ROWS))
                 if fine is not None:
                     chosen = (d, fine, i, j, True)
                     break
