@@ -218,6 +218,46 @@ cam3:
     assert read_calibration(calib, source="cam02.mp4").name == "int_cam02_img"
 
 
+def test_kalibrs_chain_gives_each_camera_its_pose_in_cam0s_frame(tmp_path):
+    """Kalibr's camchain.yaml: cam0's frame is the world; each next camera's `T_cn_cnm1` takes
+    the previous camera's points into its own, so a point of cam0's frame lands in cam2's at
+    `T_c2_c1 T_c1_c0 x`, which the pose read gives (`R x + t`); a chain missing a link leaves the
+    cameras past it without a pose; a link that is no rigid transform is one line."""
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(3)
+    links = []
+    for _ in range(2):
+        link = np.eye(4)
+        link[:3, :3] = Rotation.from_rotvec(rng.normal(0.0, 0.4, 3)).as_matrix()
+        link[:3, 3] = rng.normal(0.0, 0.5, 3)
+        links.append(link)
+
+    def camera(n: int, link=None) -> str:
+        chain = "" if link is None else "  T_cn_cnm1:\n" + "".join(f"  - {[float(v) for v in row]}\n" for row in link)
+        return (f"cam{n}:\n{chain}  camera_model: pinhole\n  distortion_coeffs: [0.0, 0.0, 0.0, 0.0]\n"
+                "  distortion_model: radtan\n  intrinsics: [260.0, 262.0, 158.5, 121.2]\n  resolution: [320, 240]\n")
+
+    path = tmp_path / "camchain.yaml"
+    path.write_text(camera(2, links[1]) + camera(0) + camera(1, links[0]))  # (any order in the file)
+    point = np.array([0.3, -0.2, 4.0])  # (cam0's frame, metres)
+    for name, seen in (("cam0", point), ("cam1", links[0][:3, :3] @ point + links[0][:3, 3]),
+                       ("cam2", (links[1] @ links[0] @ np.append(point, 1.0))[:3])):
+        pose = read_calibration(path, camera=name).pose
+        assert pose is not None, name
+        np.testing.assert_allclose(np.array(pose.rotation) @ point + np.array(pose.translation), seen, atol=1e-9)
+    path.write_text(camera(0) + camera(1) + camera(2, links[1]))  # (no link from cam0 to cam1)
+    assert [read_calibration(path, camera=f"cam{n}").pose for n in (1, 2)] == [None, None]
+    assert read_calibration(path, camera="cam0").pose is not None
+    path.write_text(camera(0))  # (one camera: no chain, no world)
+    assert read_calibration(path).pose is None
+    sheared = links[0].copy()
+    sheared[3] = [0.0, 0.0, 0.1, 1.0]
+    path.write_text(camera(0) + camera(1, sheared))
+    with pytest.raises(InputError, match=r"cam1's T_cn_cnm1 .*: a 4 x 4 rigid transform \(its last row 0 0 0 1\)"):
+        read_calibration(path, camera="cam1")
+
+
 def test_frames_of_another_size_fit_the_calibration(caplog):
     """A calibration fitted to the frames: its own size; a resized picture (each axis scaled, also
     a rounded one: 854x480 of 1920x1080); a few pixels cropped or padded at the right or bottom

@@ -160,6 +160,41 @@ def test_glb_in_blender_equals_lbs(blender, setup):
     assert _max_error(verts, rest, rig, setup["exact"]["25"]) > 5 * MM
 
 
+def test_a_glbs_cameras_stand_in_blender_where_the_world_puts_them(blender, setup):
+    """A clip in a world frame with its source camera and two more (a fusion's: `wbcap fuse`):
+    Blender's importer makes three camera objects, each where its pose puts it (Blender's z-up
+    world is the glTF's y-up turned back: the clip's z-up world itself), looking along its
+    optical axis (-z of the camera object: OpenCV's +z), with the field of view of its
+    intrinsics; the character is no parent of any."""
+    from scipy.spatial.transform import Rotation
+
+    from wbcap.export.gltf import PlacedCamera, write_glb
+
+    clip, rig = setup["clips"]["25"], setup["rig"]
+    cameras = {"source_camera": ImageCamera(focal=(1100.0, 1100.0), princpt=(640.0, 360.0), image_size=(1280, 720)),
+               "camera_cam02": ImageCamera(focal=(900.0, 900.0), princpt=(480.0, 270.0), image_size=(960, 540)),
+               "camera_cam03": ImageCamera(focal=(1500.0, 1500.0), princpt=(360.0, 640.0), image_size=(720, 1280))}
+    rng = np.random.default_rng(5)
+    poses = {name: (Rotation.random(random_state=rng).as_matrix(), rng.uniform(-4.0, 4.0, 3)) for name in cameras}
+    rotation, position = poses["source_camera"]  # (z up: the clip's y-up world is this one turned)
+    world = replace(clip.in_world("z"), frame="world", ground_from="calibration", camera_rotation=rotation,
+                    camera_position=position)
+    others = tuple(PlacedCamera(name, cameras[name], *poses[name]) for name in ("camera_cam02", "camera_cam03"))
+    glb = write_glb(setup["dir"] / "cameras.glb", rig, world, camera=cameras["source_camera"], other_cameras=others)
+    result, _, _ = _read("glb_read.py", glb, setup["dir"] / "glb_cameras")
+    assert sorted(result["cameras"]) == sorted(cameras)
+    parents = {name: (kind, parent) for name, kind, parent in result["objects"]}
+    for name, camera in cameras.items():
+        assert parents[name] == ("CAMERA", None)
+        seen = np.array(result["cameras"][name]["matrix_world"])
+        rotation, position = poses[name]
+        np.testing.assert_allclose(seen[:3, 3], position, atol=1e-5)  # (Blender's z-up world: the clip's own)
+        np.testing.assert_allclose(seen[:3, :3] @ np.diag([1.0, -1.0, -1.0]), rotation, atol=1e-5)
+        # (the vertical field of view: the horizontal one is the render size's, which the user sets to the footage's)
+        assert result["cameras"][name]["sensor_fit"] == "VERTICAL", result["cameras"][name]
+        assert result["cameras"][name]["angle_y"] == pytest.approx(camera.yfov, rel=1e-4)
+
+
 @pytest.mark.slow  # ~2-4 s; the exact GLB also goes through Blender in the exact FBX test
 def test_exact_glb_in_blender_equals_smplx(blender, setup):
     """An exact GLB at 29.97 fps in Blender: mesh = SMPL-X (pose correctives, expression joints)."""

@@ -165,6 +165,49 @@ def test_fuse_finds_each_person_across_the_cameras_and_lands_nearer_the_truth(ru
     assert len(steps) == len(arrays["times"]) and np.diff(steps).min() > 0.03
 
 
+def test_each_persons_glb_holds_every_camera_where_the_calibration_puts_it(runs, tmp_path, body_dir):
+    """A fused person's GLB: their source camera as `source_camera`, the other run's as
+    `camera_cam02`, each node where its run's calibration puts the camera (glTF's y-up world: the
+    calibration's z up; a glTF camera looks down its -z, OpenCV's axes with y and z flipped) with
+    that camera's field of view; fuse.json lists each run's camera (rotation and intrinsics)."""
+    import pygltflib
+
+    from wbcap.export.clip import YUP_FROM_ZUP
+
+    root, _ = runs
+    out = tmp_path / "fused"
+    r, _ = invoke("fuse", root / "cam01", root / "cam02", "-o", out, "--format", "glb", "--body-models", body_dir)
+    assert r.exit_code == 0, r.output
+    record = json.loads((out / "fuse.json").read_text())
+    expected = {}
+    for run in record["runs"]:
+        name = Path(run["folder"]).name
+        with np.load(next((root / name).glob("track_*.npz"))) as z:
+            np.testing.assert_allclose(run["camera_rotation"], z["camera_rotation"], atol=1e-12)
+            np.testing.assert_allclose(run["camera_position_m"], z["camera_position"], atol=1e-12)
+            assert run["camera"]["focal_px"] == z["camera_focal"].tolist()
+            size = z["camera_image_size"].tolist()
+            expected[name] = (YUP_FROM_ZUP @ z["camera_rotation"] @ np.diag([1.0, -1.0, -1.0]),
+                              YUP_FROM_ZUP @ z["camera_position"],
+                              2 * np.arctan(size[1] / 2 / z["camera_focal"][1]), size[0] / size[1])
+    assert expected["cam01"][1][0] != pytest.approx(expected["cam02"][1][0], abs=1.0)  # (two places)
+    for k, person in enumerate(record["people"]):
+        source = person["source_camera"].split("/")[0]
+        gltf = pygltflib.GLTF2().load(str(out / f"track_{k}.glb"))
+        nodes = {n.name: n for n in gltf.nodes if n.camera is not None}
+        assert sorted(nodes) == sorted(["source_camera", *(f"camera_{c}" for c in expected if c != source)])
+        assert gltf.asset.extras["other_cameras"] == [f"camera_{c}" for c in expected if c != source]
+        scene_nodes = {gltf.nodes[i].name for i in gltf.scenes[0].nodes}
+        assert set(nodes) <= scene_nodes
+        for name, node in nodes.items():
+            rotation, position, yfov, aspect = expected[source if name == "source_camera" else name[len("camera_"):]]
+            np.testing.assert_allclose(Rotation.from_quat(node.rotation).as_matrix(), rotation, atol=1e-6)
+            np.testing.assert_allclose(node.translation, position, atol=1e-6)
+            perspective = gltf.cameras[node.camera].perspective
+            assert perspective.yfov == pytest.approx(yfov, rel=1e-6)
+            assert perspective.aspectRatio == pytest.approx(aspect, rel=1e-6)
+
+
 def test_offsets_line_up_the_cameras_clocks(runs, tmp_path, body_dir):
     """A camera whose video started 0.5 s earlier (the same moments 0.5 s later on its clock):
     `--offsets 0,-0.5` gives the same fusion as the synchronised runs."""

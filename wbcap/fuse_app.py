@@ -9,7 +9,8 @@ with ``fuse.json``: which tracks of which runs each person holds, how far apart 
 them, the runs' cameras and the settings.
 
 A fused person's files carry the camera that saw them longest as their ``source_camera`` (the
-npz's ``camera_rotation``, ``camera_position`` and intrinsics, the GLB's camera node); their frame
+npz's ``camera_rotation``, ``camera_position`` and intrinsics, the GLB's camera node), the GLB
+every other run's camera too (``camera_<run>``), ``fuse.json`` each run's; their frame
 is the calibration's world (``frame`` ``"world"``, ``ground_from`` ``"calibration"``). Runs whose
 calibration's world ``wbcap run --world`` did not take (not z up: tracks on their feet's ground or
 in their camera's frame, the calibration's pose in ``meta.json``) are fused in the calibration's
@@ -406,7 +407,7 @@ def fuse_runs(job: FuseJob) -> FuseResult:
         if frames is not None:
             fused, cameras = _levelled(fused, frames, tracks, pieces, body, record)
         with staging_sibling(out) as stage, staging_sibling(out) as old:
-            made = _write_people(stage, fused, tracks, pieces, cameras, distances, body, gender, job, record)
+            made = _write_people(stage, fused, tracks, pieces, cameras, distances, body, gender, job, record, folder)
             atomic_write_text(stage / FUSE_FILE, json.dumps(record, indent=1) + "\n")
             written = _swap(out, stage, [*made, FUSE_FILE], earlier, old)
     except BaseException:  # (Ctrl-C included) a folder this fusion made and nothing went into goes again
@@ -815,22 +816,38 @@ def _fuse_people(people: list[list[int]], tracks: list[ViewTrack], body: Any, co
 
 def _write_people(stage: Path, people: list[tuple[list[int], int, list[FusedPiece]]], tracks: list[ViewTrack],
                   pieces: list[_Piece], cameras: dict[int, tuple[np.ndarray, np.ndarray]], distances: dict, body: Any,
-                  gender: str, job: FuseJob, record: dict) -> list[str]:
+                  gender: str, job: FuseJob, record: dict, folder: list[str]) -> list[str]:
     """Each person's fused files written into ``stage`` (``cameras``: each track's camera, OpenCV
-    axes -> the files' world and its centre there), their entries added to ``record``; returns
-    the names of the files written."""
+    axes -> the files' world and its centre there; ``folder``: each run's name), their entries
+    added to ``record``, each run's camera too; returns the names of the files written.
+
+    A person's GLB holds their source camera as ``source_camera`` and every other run's camera
+    as ``camera_<run>`` (:class:`wbcap.export.gltf.PlacedCamera`)."""
     from wbcap.export.amass import npz_camera
     from wbcap.export.animation import write_animations
+    from wbcap.export.gltf import PlacedCamera
 
     written: list[str] = []
     ground = record.get("world", {}).get("ground_from", "calibration")
+    views: dict[int, PlacedCamera] = {}  # (each run's camera, from its first track file)
+    for i, piece in enumerate(pieces):
+        intrinsics = npz_camera(piece.arrays)
+        if piece.run in views or intrinsics is None:
+            continue
+        views[piece.run] = PlacedCamera(f"camera_{folder[piece.run]}", intrinsics, *cameras[i])
+        record["runs"][piece.run].update(
+            camera_rotation=[[float(v) for v in row] for row in cameras[i][0]],
+            camera={"focal_px": [float(v) for v in intrinsics.focal],
+                    "principal_point_px": [float(v) for v in intrinsics.princpt],
+                    "image_size_px": [int(v) for v in intrinsics.image_size]})
     for k, (members, chosen, fused) in enumerate(people):
         reference = pieces[chosen]
         names = [f"track_{k}" if len(fused) == 1 else f"track_{k}_part{n + 1}" for n in range(len(fused))]
+        others = tuple(v for run, v in sorted(views.items()) if run != reference.run)
         for name, piece in zip(names, fused):
             arrays = _piece_arrays(piece, reference, *cameras[chosen], ground, body, gender)
             written += [p.name for p in write_animations(stage, name, arrays, body, job.export,
-                                                         camera=npz_camera(reference.arrays))]
+                                                         camera=npz_camera(reference.arrays), other_cameras=others)]
         apart = {f"{tracks[i].label} ~ {tracks[j].label}": round(d, 4) for (i, j), d in distances.items()
                  if i in members and j in members}
         record["people"].append({

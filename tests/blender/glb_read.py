@@ -83,7 +83,8 @@ def report(out_dir: Path, frame_to_time: Any, extra: dict[str, Any] | None = Non
     armature order), ``mesh``, ``shape_keys`` (names, Basis first), ``fps``, ``fps_base``,
     ``key_frames`` (sorted distinct key frames over all F-curves of the active actions),
     ``key_times`` (``frame_to_time`` of them, seconds), ``keys_per_curve`` (distinct counts),
-    ``num_curves``, ``vertex_count``, and ``extra``.
+    ``num_curves``, ``vertex_count``, ``cameras`` (per camera object: ``matrix_world`` 4 x 4 in
+    Blender's world, ``angle_x`` and ``angle_y`` radians, ``sensor_fit``, ``type``), and ``extra``.
     """
     scene = bpy.context.scene
     arm = next(o for o in bpy.data.objects if o.type == "ARMATURE")
@@ -116,6 +117,9 @@ def report(out_dir: Path, frame_to_time: Any, extra: dict[str, Any] | None = Non
         "keys_per_curve": sorted({len(c.keyframe_points) for c in curves}),
         "num_curves": len(curves),
         "vertex_count": len(mesh.data.vertices),
+        "cameras": {o.name: {"matrix_world": [list(r) for r in o.matrix_world], "angle_x": o.data.angle_x,
+                             "angle_y": o.data.angle_y, "sensor_fit": o.data.sensor_fit, "type": o.data.type}
+                    for o in bpy.data.objects if o.type == "CAMERA"},
         **(extra or {}),
     }
     (out_dir / "result.json").write_text(json.dumps(result))

@@ -14,7 +14,8 @@ down ``-z`` (the y-up world is the OpenCV camera frame turned 180 degrees about 
 ``camera=`` it is written as the node ``source_camera``. A clip of ``wbcap run --world``
 (``clip.frame == "world"``) is in the world of the estimated ground instead: gravity ``-y``, the
 ground ``y = 0``, and the ``source_camera`` node placed where the camera stands (its translation
-and rotation); ``asset.extras.frame`` (and the scene's) says which (``"camera"`` or ``"world"``). Keyframe times are ``clip.times``:
+and rotation), a fusion's other cameras (``other_cameras=``) nodes of their own names placed
+likewise; ``asset.extras.frame`` (and the scene's) says which (``"camera"`` or ``"world"``). Keyframe times are ``clip.times``:
 seconds on the source's clock (a video's presentation timestamps), so that the animation lines
 up with the footage; the first key may be later than 0 s, and a reader holds it until then.
 
@@ -98,7 +99,7 @@ if TYPE_CHECKING:
     from wbcap.camera import ImageCamera
     from wbcap.export.clip import MotionClip
 
-__all__ = ["CAMERA_NODE_NAME", "mesh_node_name", "write_glb"]
+__all__ = ["CAMERA_NODE_NAME", "PlacedCamera", "mesh_node_name", "write_glb"]
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,26 @@ def mesh_node_name(clip_name: str) -> str:
 
 #: Name of the source camera's node.
 CAMERA_NODE_NAME = "source_camera"
+
+
+@dataclass(frozen=True)
+class PlacedCamera:
+    """One more camera of a clip in a world frame, written as a camera node of its own beside
+    ``source_camera`` (a fusion's other cameras: ``wbcap fuse``).
+
+    Attributes:
+        name: the node's (and camera's) name, e.g. ``camera_cam02``; not ``source_camera``.
+        camera: its intrinsics (:class:`wbcap.camera.ImageCamera`).
+        rotation: ``(3, 3)`` float, OpenCV camera axes -> the clip's world, in the clip's ``up``
+            as given to :func:`write_glb` (a point ``x_c`` of the camera frame is at
+            ``rotation @ x_c + position``), as ``MotionClip.camera_rotation``.
+        position: ``(3,)`` float, metres, the camera's centre in that world.
+    """
+
+    name: str
+    camera: ImageCamera
+    rotation: np.ndarray
+    position: np.ndarray
 
 _FLOAT = 5126  # glTF componentType codes (spec 3.6.2.2 "Accessor Data Types")
 _UNSIGNED_BYTE = 5121
@@ -300,14 +321,14 @@ def _metadata(rig: Rig, clip: MotionClip, exact: bool, expr_count: int,
     }
 
 
-def _camera(camera: ImageCamera) -> pygltflib.Camera:
-    """The source camera as a glTF perspective camera (spec 3.10), its principal point offset in extras."""
+def _camera(camera: ImageCamera, name: str = CAMERA_NODE_NAME) -> pygltflib.Camera:
+    """A camera as a glTF perspective camera (spec 3.10), its principal point offset in extras."""
     import pygltflib
 
     w, h = camera.image_size
     off = (float(camera.princpt[0] - w / 2.0), float(camera.princpt[1] - h / 2.0))
     return pygltflib.Camera(
-        name=CAMERA_NODE_NAME,
+        name=name,
         type="perspective",
         perspective=pygltflib.Perspective(yfov=camera.yfov, aspectRatio=camera.aspect, znear=0.01),
         extras={
@@ -338,6 +359,7 @@ def write_glb(
     intermediate: bool = False,
     root_bone: bool = False,
     source_start: float | None = None,
+    other_cameras: tuple[PlacedCamera, ...] = (),
 ) -> Path:
     """Write one clip as a skinned, animated ``.glb`` (see the module docstring), atomically.
 
@@ -349,6 +371,9 @@ def write_glb(
         camera: the source's :class:`wbcap.camera.ImageCamera`, written as the node
             ``source_camera`` (origin, no rotation, ``yfov``/``aspectRatio`` from it, ``znear``
             0.01 m, no ``zfar``).
+        other_cameras: more cameras of a clip in a world frame (``clip.frame == "world"``), each
+            a node of its name after ``source_camera``, placed as that one is;
+            ``asset.extras.other_cameras`` lists their names.
         exact_vertices: ``(T, V, 3)`` metres, the SMPL-X mesh of each row in the world of the
             ``clip`` given (``clip.up``; :func:`wbcap.export.clip.smplx_rows` ``(body, clip)``): adds the
             per-row morph targets that make the file show it exactly at each key.
@@ -370,8 +395,9 @@ def write_glb(
 
     Raises:
         ValueError: a clip that does not fit the rig (betas, expression size), non-finite
-            values, key times that are negative or not increasing in float32, or
-            ``exact_vertices`` of the wrong shape.
+            values, key times that are negative or not increasing in float32,
+            ``exact_vertices`` of the wrong shape, or ``other_cameras`` of a clip in a camera's
+            frame, named alike or ``source_camera``.
     """
     import pygltflib
 
@@ -381,6 +407,12 @@ def write_glb(
     path = Path(path)
     if exact_vertices is not None and clip.up == "z":
         exact_vertices = np.asarray(exact_vertices, np.float64) @ YUP_FROM_ZUP.T
+    names = [c.name for c in other_cameras]
+    if other_cameras and (clip.frame != "world" or len(set(names)) < len(names) or CAMERA_NODE_NAME in names):
+        raise ValueError(f"{path}: scene cameras {names} need a clip in a world frame and names of their own")
+    turn = YUP_FROM_ZUP if clip.up == "z" else np.eye(3)
+    placed = [(c.name, c.camera, _camera_node_pose(turn @ np.asarray(c.rotation, np.float64),
+                                                   turn @ np.asarray(c.position, np.float64))) for c in other_cameras]
     clip = clip.in_world("y")
     times, expr = _checked(rig, clip, exact_vertices, path)
     n_rows = len(clip)
@@ -393,6 +425,8 @@ def write_glb(
     blob = _Blob(gltf)
     gltf.asset = pygltflib.Asset(version="2.0", generator=f"wbcap {wbcap_version()}")
     meta = _metadata(rig, clip, exact_vertices is not None, n_expr, source_start)
+    if placed:
+        meta["other_cameras"] = names
     gltf.asset.extras = meta
 
     quats = _quaternions(poses).astype(np.float32)
@@ -407,8 +441,9 @@ def write_glb(
         gltf.nodes.append(pygltflib.Node(name=ROOT_BONE, children=[0], translation=[float(v) for v in (
             root[0].astype(np.float32) if not animated else np.zeros(3, np.float32))]))
     targets, weights = _add_mesh(gltf, blob, rig, expr, poses, transl, exact_vertices, animated, clip.name, lift)
-    mesh_node = _add_skin_and_scene(gltf, blob, rig, clip.name, camera, meta,
-                                    _camera_node_pose(clip) if clip.frame == "world" else None, root_bone, lift)
+    source = [] if camera is None else [
+        (CAMERA_NODE_NAME, camera, _camera_node_pose(*clip.camera_pose()) if clip.frame == "world" else None)]
+    mesh_node = _add_skin_and_scene(gltf, blob, rig, clip.name, [*source, *placed], meta, root_bone, lift)
     if animated:
         _add_animation(gltf, blob, rig, clip.name, times, quats, pelvis if root is None else pelvis - root, mesh_node,
                        weights if targets else None, root)
@@ -489,25 +524,25 @@ def _add_mesh(gltf: Any, blob: _Blob, rig: Rig, expr: np.ndarray, poses: np.ndar
     return targets, weights
 
 
-def _camera_node_pose(clip: MotionClip) -> tuple[list[float], list[float]]:
-    """The source camera node's ``(rotation XYZW, translation)`` in the clip's y-up world: a glTF
-    camera looks down its -z with +y up, i.e. OpenCV's axes with y and z flipped, so the node's
-    rotation is ``camera_rotation @ diag(1, -1, -1)``."""
+def _camera_node_pose(rotation: np.ndarray, position: np.ndarray) -> tuple[list[float], list[float]]:
+    """A camera node's ``(rotation XYZW, translation)`` for a camera at ``rotation`` (OpenCV
+    camera axes -> the clip's y-up world) and ``position`` (metres there): a glTF camera looks
+    down its -z with +y up, i.e. OpenCV's axes with y and z flipped, so the node's rotation is
+    ``rotation @ diag(1, -1, -1)``."""
     from scipy.spatial.transform import Rotation
 
-    rotation, position = clip.camera_pose()
     quat = Rotation.from_matrix(rotation @ np.diag([1.0, -1.0, -1.0])).as_quat()  # x, y, z, w
     return [float(v) for v in quat], [float(v) for v in position]
 
 
-def _add_skin_and_scene(gltf: Any, blob: _Blob, rig: Rig, name: str, camera: ImageCamera | None, meta: dict,
-                        camera_pose: tuple[list[float], list[float]] | None, root_bone: bool,
-                        lift: np.ndarray) -> int:
+def _add_skin_and_scene(gltf: Any, blob: _Blob, rig: Rig, name: str,
+                        cameras: list[tuple[str, ImageCamera, tuple[list[float], list[float]] | None]], meta: dict,
+                        root_bone: bool, lift: np.ndarray) -> int:
     """The skin (joints in model order, inverse bind = translation(-(rest joint + ``lift``)), column-major;
-    with ``root_bone`` the root, node 55, last: its inverse bind the identity), the mesh node, the
-    camera node (at ``camera_pose``, ``(rotation XYZW, translation)``, or at the origin with no
-    rotation), the person's node ``name`` (last) holding the skeleton's root, and the scene;
-    returns the mesh node's index."""
+    with ``root_bone`` the root, node 55, last: its inverse bind the identity), the mesh node, a
+    node per camera of ``cameras`` (``(name, camera, pose)``: at the pose, ``(rotation XYZW,
+    translation)``, or at the origin with no rotation where it is None), the person's node
+    ``name`` (last) holding the skeleton's root, and the scene; returns the mesh node's index."""
     import pygltflib
 
     n = 56 if root_bone else 55
@@ -520,10 +555,10 @@ def _add_skin_and_scene(gltf: Any, blob: _Blob, rig: Rig, name: str, camera: Ima
     mesh_node = len(gltf.nodes)
     gltf.nodes.append(pygltflib.Node(name=mesh_node_name(name), mesh=0, skin=0))
     camera_nodes = []
-    if camera is not None:
-        gltf.cameras.append(_camera(camera))
+    for camera_name, camera, camera_pose in cameras:
         camera_nodes.append(len(gltf.nodes))
-        node = pygltflib.Node(name=CAMERA_NODE_NAME, camera=0)
+        node = pygltflib.Node(name=camera_name, camera=len(gltf.cameras))
+        gltf.cameras.append(_camera(camera, camera_name))
         if camera_pose is not None:
             node.rotation, node.translation = camera_pose
         gltf.nodes.append(node)

@@ -31,7 +31,8 @@ The camera's pose in the calibration's world (:class:`~wbcap.camera.CameraPose`,
 ``rotation_vector`` or ``rotation_matrix`` (a rotation vector or a 3 x 3 matrix) and the
 translation ``translation``, ``T``, ``tvec`` or ``translation_vector``, OpenCV's world-to-camera
 ``x_c = R x_w + t``; EasyMocap's from the ``extri.yml`` beside its ``intri.yml`` (``Rot_<name>``
-or ``R_<name>``, ``T_<name>``). A ROS ``camera_info``'s ``R`` (its rectification) comes without a
+or ``R_<name>``, ``T_<name>``); Kalibr's chain's from its ``T_cn_cnm1`` links, ``cam0``'s frame the
+world (:func:`_kalibr_chain`). A ROS ``camera_info``'s ``R`` (its rectification) comes without a
 translation and is no pose.
 
 A file with several cameras (Pose2Sim's, Anipose's, Kalibr's) gives the one named (its table's
@@ -398,7 +399,39 @@ def _cameras(doc: Any) -> dict[str, Mapping]:
                 raise ValueError(f"tables {cameras[name]['_key']!r} and {str(key)!r} both name a camera {name!r}; "
                                  "rename one")
             cameras[name] = {**value, "_key": str(key)}
+    _kalibr_chain(cameras)
     return cameras
+
+
+def _kalibr_chain(cameras: dict[str, dict[str, Any]]) -> None:
+    """Kalibr's camera chain's poses put into its cameras' tables (``rotation`` a 3 x 3 matrix,
+    ``translation``): ``cam0``'s frame is the world (identity), and each next camera ``camN``'s
+    ``T_cn_cnm1`` (4 x 4, metres) takes points of ``cam(N-1)``'s frame into its own
+    (``x_cn = T_cn_cnm1 x_cnm1``; Kalibr's ``camchain.yaml``), so ``T_cN_c0`` is their product. A
+    chain without ``T_cn_cnm1`` past ``cam0`` gives no pose; a camera past a link missing gives
+    none either.
+
+    Raises:
+        ValueError: a ``T_cn_cnm1`` that is not a 4 x 4 rigid transform (its rotation is checked
+            by :class:`wbcap.camera.CameraPose`).
+    """
+    import numpy as np
+
+    chain = {int(k[3:]): e for e in cameras.values() if re.fullmatch(r"cam\d+", k := str(e.get("_key", "")))}
+    links = {n: (_folded(e) or {}).get("t_cn_cnm1") for n, e in chain.items()}
+    if 0 not in chain or not any(v is not None for v in links.values()):
+        return
+    pose = np.eye(4)
+    chain[0].update(rotation=np.eye(3).reshape(-1).tolist(), translation=[0.0, 0.0, 0.0])
+    for n in range(1, max(chain) + 1):
+        if n not in chain or links[n] is None:
+            log.info("Kalibr's chain: no cam%d or no T_cn_cnm1 in it; the cameras after cam%d have no pose", n, n - 1)
+            return
+        link = np.asarray(_numbers(links[n], f"cam{n}'s T_cn_cnm1"), np.float64)
+        if link.size != 16 or not np.allclose(link[12:], (0.0, 0.0, 0.0, 1.0)):
+            raise ValueError(f"cam{n}'s T_cn_cnm1 {link.tolist()}: a 4 x 4 rigid transform (its last row 0 0 0 1)")
+        pose = link.reshape(4, 4) @ pose
+        chain[n].update(rotation=pose[:3, :3].reshape(-1).tolist(), translation=pose[:3, 3].tolist())
 
 
 def _tokens(text: str) -> set[str]:
