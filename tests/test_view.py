@@ -1185,9 +1185,20 @@ def fused_run(tmp_path_factory, body_layer, body_dir):
                            noise=TrackNoise(seed=7 * i, depth_bias=0.05))
         lab = LabCalibration.of(scene.world_from_camera[0], scene.camera_position[0], yaw_deg=0.0, shift=(0.0, 0.0, 0.0))
         write_calibrated_run(tmp / "runs" / f"cam0{i + 1}", body_layer, scene, lab)
+    # the first camera lost the person standing after 1 s (its run filled the rest): the second camera,
+    # which saw them longer, is their source camera, the walker's the first (each file's source_camera
+    # another camera, in one world: a review found the page moving one by the other's camera)
+    standing = tmp / "runs" / "cam01" / "track_1.npz"
+    with np.load(standing) as z:
+        arrays = dict(z)
+    arrays["valid"][30:] = False
+    arrays["frame_indices"][30:] = -1
+    np.savez(standing, **arrays)
     r = invoke("fuse", tmp / "runs", "-o", tmp / "fused", "--format", "npz,glb", "--offsets", "0,-0.4",
                "--body-models", body_dir)
     assert r.exit_code == 0, r.output
+    sources = [p["source_camera"] for p in json.loads((tmp / "fused" / "fuse.json").read_text())["people"]]
+    assert sources == ["cam01/track_0", "cam02/track_1"], sources
     return tmp / "fused"
 
 
@@ -1341,8 +1352,16 @@ def test_a_fusions_page_shows_every_fused_body_where_its_npz_puts_it(browsed_wor
     npz."""
     import torch
 
+    from wbcap.camera import camera_from_dict
+
     page = browsed_world["fused"]
     m = page["manifest"]
+    record = json.loads((fused_run / "fuse.json").read_text())
+    assert [p["source_camera"].split("/")[0] for p in record["people"]] == ["cam01", "cam02"]
+    first = record["runs"][0]
+    cam01_rotation, cam01_position = np.array(first["camera_rotation"]), np.array(first["camera_position_m"])
+    cam01 = camera_from_dict({"focal": first["camera"]["focal_px"], "princpt": first["camera"]["principal_point_px"],
+                              "image_size": first["camera"]["image_size_px"]})
     assert (m["kind"], m["video"], m["frame"]) == ("video", None, "world") and "world frame" in page["frameText"]
     assert [t["id"] for t in m["tracks"]] == [0, 1]
     assert m["frame_times"][0] == pytest.approx(-0.4) and all(p["start"] == pytest.approx(-0.4)
@@ -1357,6 +1376,13 @@ def test_a_fusions_page_shows_every_fused_body_where_its_npz_puts_it(browsed_wor
                 rest = body_layer.rest_root(torch.as_tensor(arrays["betas"][None], dtype=torch.float32)).numpy()[0]
             x, y, z = arrays["trans"][row] + rest
             np.testing.assert_allclose(sample["bones"][str(tid)], [x, z, -y], atol=1e-4, err_msg=f"t {t} person {tid}")
+            # ... and in the page's world: seen through the page's camera (the first person's source camera,
+            # cam01) where that camera sees the npz's pelvis, also the second person's, whose source camera
+            # is cam02 (their files share one world: none is moved by its own camera)
+            seen = cam01_rotation.T @ (np.array([x, y, z]) - cam01_position)
+            want = cam01.project(seen[None])[0]
+            np.testing.assert_allclose(sample["pixels"][str(tid)]["pelvis"], want, atol=0.05,
+                                       err_msg=f"t {t} person {tid}")
         shown = sample["params"]
         with np.load(fused_run / "track_0.npz") as z:  # (the first person, selected at first)
             row = int(np.argmin(np.abs(z["times"] - t)))

@@ -570,8 +570,9 @@ class VideoViewer extends Viewer {
     for (const tr of this.tracks) {
       tr.partObjs = tr.parts.map((spec) => {
         const p = new Part(tr, spec);
-        // a file in another frame than the view's (or with its camera elsewhere) is placed through its source camera
-        if (spec.source_camera && !samePose(spec.source_camera, manifest.source_camera)) {
+        // a file in another frame than the view's (or with its camera elsewhere) is placed through its source camera;
+        // a fusion's files share one world whatever their source cameras (a review: one moved by another's camera)
+        if (!manifest.fused && spec.source_camera && !samePose(spec.source_camera, manifest.source_camera)) {
           p.placement = display.clone().multiply(poseMatrix(spec.source_camera).invert());
         }
         return p;
