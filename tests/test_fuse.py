@@ -208,6 +208,28 @@ def test_each_persons_glb_holds_every_camera_where_the_calibration_puts_it(runs,
             assert perspective.aspectRatio == pytest.approx(aspect, rel=1e-6)
 
 
+def test_export_of_a_fusion_says_the_fuse_command_that_writes_its_files(runs, tmp_path, body_dir):
+    """`wbcap export FUSED --format bvh`: a fusion has no params.jsonl to export from; one line
+    gives the `wbcap fuse` command of its runs, clocks and settings with the formats it holds and
+    those asked, which writes them, the npz as it was."""
+    import shlex
+
+    root, _ = runs
+    out = tmp_path / "fused"
+    r, _ = invoke("fuse", root / "cam01", root / "cam02", "-o", out, "--format", "npz", "--offsets", "0,0.0125",
+                  "--max-distance", "0.4", "--body-models", body_dir)
+    assert r.exit_code == 0, r.output
+    before = (out / "track_0.npz").read_bytes()
+    r, lines = invoke("export", out, "--format", "bvh", "--root-bone")
+    assert r.exit_code == 2 and len(lines) == 1 and "holds `wbcap fuse` results" in lines[0], r.output
+    command = shlex.split(lines[0].split("`")[-2])
+    assert command == ["wbcap", "fuse", str(root / "cam01"), str(root / "cam02"), "-o", str(out), "--format",
+                       "npz,bvh", "--offsets", "0,0.0125", "--max-distance", "0.4", "--root-bone", "--overwrite"]
+    r, _ = invoke(*command[1:], "--body-models", body_dir)
+    assert r.exit_code == 0, r.output
+    assert (out / "track_0.bvh").is_file() and (out / "track_0.npz").read_bytes() == before
+
+
 def test_offsets_line_up_the_cameras_clocks(runs, tmp_path, body_dir):
     """A camera whose video started 0.5 s earlier (the same moments 0.5 s later on its clock):
     `--offsets 0,-0.5` gives the same fusion as the synchronised runs."""

@@ -156,6 +156,7 @@ def export_run(job: ExportJob) -> list[Path]:
     if not run.is_dir():
         raise InputError(f"{run}: no such folder; pass the output folder of a finished `wbcap run`")
     _refuse_image_results(run, job.export.formats)
+    _refuse_fusion(run, job)
     dest = Path(job.dest).expanduser() if job.dest else run
     in_place = dest.exists() and dest.resolve() == run.resolve()
     if job.export.start_at_zero:
@@ -200,6 +201,49 @@ def _refuse_image_results(run: Path, formats: tuple[str, ...]) -> None:
                      f"files with `wbcap image PHOTOS -o {shell_word(str(out), option_safe=True)} --export "
                      f"{wanted}{keypoints} --skip-done` and the options the photos were read with (the photos whose "
                      "results lack these files are done again, whole)")
+
+
+def _refuse_fusion(run: Path, job: ExportJob) -> None:
+    """Refuse a ``wbcap fuse`` folder (``fuse.json``, no ``params.jsonl``), saying the command
+    that writes its files in the formats asked (and those it holds): ``wbcap fuse`` of its runs
+    with the offsets and settings ``fuse.json`` records, ``--overwrite`` (a fusion takes seconds:
+    no network runs; made again from the same runs and clocks, it is the same).
+
+    Raises:
+        InputError: naming the folder and the ``wbcap fuse`` command.
+    """
+    import json
+
+    from wbcap.console import shell_word
+    from wbcap.fuse.views import FuseConfig
+    from wbcap.fuse_app import FUSE_FILE
+    from wbcap.io.run_folder import track_file, track_files
+
+    record_path = run / FUSE_FILE
+    if (run / "params.jsonl").exists() or not record_path.is_file():
+        return
+    where = run.absolute() if run.name in ("", ".", "..") else run
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        runs = [str(r["folder"]) for r in record["runs"]]
+        offsets = ",".join(f"{float(r['offset_s']):.12g}" for r in record["runs"])
+        distance = float(record.get("settings", {}).get("max_distance", FuseConfig().max_distance))
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InputError(f"{where}: holds `wbcap fuse` results, which `wbcap export` does not read, and a damaged "
+                         f"{FUSE_FILE} ({type(exc).__name__}); fuse the runs again with `wbcap fuse RUNS -o "
+                         f"{shell_word(str(run), option_safe=True)} --format ... --overwrite`") from None
+    held = {found[2] for p in track_files(run) if (found := track_file(p.name)) is not None}
+    wanted = ",".join(f for f in FORMATS if f in held or f in job.export.formats)
+    words = ["wbcap", "fuse", *(shell_word(r, option_safe=True) for r in runs), "-o",
+             shell_word(str(run), option_safe=True), "--format", wanted, "--offsets", offsets]
+    if distance != FuseConfig().max_distance:
+        words += ["--max-distance", f"{distance:g}"]
+    words += [*(["--exact"] if job.export.exact else []), *(["--root-bone"] if job.export.root_bone else []),
+              *(["--body-models", shell_word(job.body_models, option_safe=True)] if job.body_models else []),
+              "--overwrite"]
+    raise InputError(f"{where}: holds `wbcap fuse` results, which `wbcap export` does not read (it exports a `wbcap "
+                     f"run` folder's params.jsonl); write them in these formats by fusing again, the same runs on the "
+                     f"same clocks (seconds): `{' '.join(words)}`")
 
 
 def _image_result_people(folder: Path) -> tuple[list[Path], Path] | None:
