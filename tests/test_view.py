@@ -1194,6 +1194,11 @@ def fused_run(tmp_path_factory, body_layer, body_dir):
     arrays["valid"][30:] = False
     arrays["frame_indices"][30:] = -1
     np.savez(standing, **arrays)
+    # the second camera's overlay video (its frames grey levels by their index), for `wbcap view --camera cam02`
+    from wbcap.testing.videos import write_video
+
+    write_video(tmp / "runs" / "cam02" / "render.mp4", [np.full((90, 160, 3), 2 * k, np.uint8) for k in range(90)],
+                fps=30)
     r = invoke("fuse", tmp / "runs", "-o", tmp / "fused", "--format", "npz,glb", "--offsets", "0,-0.4",
                "--body-models", body_dir)
     assert r.exit_code == 0, r.output
@@ -1223,9 +1228,11 @@ def browsed_world(video_run, world_runs, scene_runs, fused_run, tmp_path_factory
                "scene_camera": scene_runs.camera, "scene_world": scene_runs.world, "fused": fused_run}
     with contextlib.ExitStack() as stack:
         servers = {name: stack.enter_context(serve_view(ViewJob(out=str(f)))) for name, f in folders.items()}
+        servers["fused_cam02"] = stack.enter_context(serve_view(ViewJob(out=str(fused_run), camera="cam02")))
         pages = []
-        for name in folders:
-            times = list(SCENE_TIMES) if name.startswith("scene") else list(FUSED_TIMES) if name == "fused" else [WORLD_T]
+        for name in servers:
+            times = (list(SCENE_TIMES) if name.startswith("scene") else list(FUSED_TIMES) if name.startswith("fused")
+                     else [WORLD_T])
             pages.append({"name": name, "url": servers[name].url, "kind": "video", "times": times, "controls": False,
                           "screenshot": {"time": times[0], "source_camera": True, "grid": False}})
         job = {"executable": str(CHROMIUM), "result": str(tmp / "result.json"), "out": str(tmp),
@@ -1389,6 +1396,46 @@ def test_a_fusions_page_shows_every_fused_body_where_its_npz_puts_it(browsed_wor
             assert shown["time"] == pytest.approx(float(z["times"][row]), abs=1e-9)
             np.testing.assert_allclose(shown["trans"], z["trans"][row], atol=1e-5)
             assert shown["frame"] == int(z["frame_indices"][row])
+
+
+def test_a_fusions_page_through_another_camera_shows_its_video_on_the_fused_clock(browsed_world, fused_run, body_layer,
+                                                                                  tmp_path):
+    """`wbcap view FUSED --camera cam02`: the page shows cam02's render.mp4, its frames on the fused
+    clock (cam02's clock 0.4 s behind: at -0.2 s its frame 6, at 0.2 s of its video), and sees every
+    fused body through cam02 where cam02 (fuse.json's pose of it, its meta.json's intrinsics)
+    sees the npz's pelvis; a camera not in the fusion, or a run without its video, is one line."""
+    import torch
+
+    from wbcap.camera import camera_from_dict
+
+    page = browsed_world["fused_cam02"]
+    m = page["manifest"]
+    record = json.loads((fused_run / "fuse.json").read_text())
+    run = record["runs"][1]
+    assert m["fused"]["camera"] == "cam02" and m["video"]["offset"] == pytest.approx(-0.4)
+    assert m["video"]["frame_times"][:2] == pytest.approx([-0.4, -0.4 + 1 / 30])
+    rotation, position = np.array(run["camera_rotation"]), np.array(run["camera_position_m"])
+    meta = json.loads((Path(run["folder"]) / "meta.json").read_text())
+    camera = camera_from_dict(meta["camera"])
+    assert m["camera"] == {"focal": list(camera.focal), "princpt": list(camera.princpt),
+                           "image_size": list(camera.image_size)}
+    for sample, t in zip(page["samples"], FUSED_TIMES, strict=True):
+        state = sample["state"]
+        assert state["videoTime"] == pytest.approx(t + 0.4, abs=0.02), (t, state)
+        for tid in (0, 1):
+            with np.load(fused_run / f"track_{tid}.npz") as z:
+                arrays = dict(z)
+            row = int(np.argmin(np.abs(arrays["times"] - t)))
+            with torch.no_grad():
+                rest = body_layer.rest_root(torch.as_tensor(arrays["betas"][None], dtype=torch.float32)).numpy()[0]
+            seen = rotation.T @ (arrays["trans"][row] + rest - position)
+            np.testing.assert_allclose(sample["pixels"][str(tid)]["pelvis"], camera.project(seen[None])[0], atol=0.05,
+                                       err_msg=f"t {t} person {tid}")
+    for camera_name, words in (("cam09", "no run 'cam09' in it (its runs: cam01, cam02); give one of those to --camera"),
+                               ("cam01", "no render.mp4 (the run of cam01 in")):
+        r = invoke("view", fused_run, "--camera", camera_name, "--html", tmp_path / f"{camera_name}.html")
+        lines = [x for x in r.output.splitlines() if x.strip()]
+        assert r.exit_code == 2 and len(lines) == 1 and words in lines[0], r.output
 
 
 @pytest.mark.slow  # builds the GLBs with the SMPL-X layer

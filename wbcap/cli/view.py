@@ -21,9 +21,12 @@ from wbcap.console import printable, shell_word
               help="SMPL-X file or folder; only for a run without GLB files (--export none), whose bodies are then "
                    "made from params.jsonl as `wbcap export` makes them (default: $WBCAP_BODY_MODELS, then the user "
                    "data folder).")
+@click.option("--camera", metavar="RUN", default=None,
+              help="A `wbcap fuse` folder: show it through this camera (its run's folder name, as fuse.json lists "
+                   "the runs), with that run's render.mp4 on the fused clock.")
 @allow_pickle_option
 @click.pass_context
-def view(ctx, out, html, port, open_browser, body_models, allow_pickle):
+def view(ctx, out, html, port, open_browser, body_models, allow_pickle, camera):
     """Look at a finished `wbcap run`, `wbcap image` or `wbcap fuse` folder (OUT) in a web browser: the overlay
     video or photo (none for a fusion), every track's body in 3D (in the frame its GLB files are in: the source camera's, or with
     --world the estimated ground's, seen through the source camera where the files place it), the
@@ -36,7 +39,7 @@ def view(ctx, out, html, port, open_browser, body_models, allow_pickle):
     from wbcap.io.run_folder import reading_folder
     from wbcap.view.site import ViewJob, serve_command, serve_view, write_html
 
-    job = ViewJob(out=out, html=html, port=port, body_models=body_models, allow_pickle=allow_pickle)
+    job = ViewJob(out=out, html=html, port=port, body_models=body_models, allow_pickle=allow_pickle, camera=camera)
     # The page is built holding OUT shared: refused while a `wbcap run` or `wbcap export` writes it (pass 2
     # removes render.mp4 and rewrites the GLBs: a page of missing and mixed files), and none starts meanwhile.
     reading = reading_folder(Path(out).expanduser(), then="view it again")

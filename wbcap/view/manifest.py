@@ -43,8 +43,10 @@ with the origin at the image's top-left corner, 3D in the y-up world of the GLB 
                      up to :data:`CHUNK_ROWS` params.jsonl records of the track, in frame order
       fused          (a ``wbcap fuse`` folder, :func:`_fused_content`: ``video`` null, ``world``
                      fuse.json's or ``{"ground_from": "calibration"}``) {"runs": [folder names],
-                     "offsets": "none" | "given" | "auto" | "audio"}; its chunks hold its npz rows
-                     (``file``: the npz)
+                     "offsets": "none" | "given" | "auto" | "audio", "camera": a run's name with
+                     ``wbcap view --camera``}; its chunks hold its npz rows (``file``: the npz); with a
+                     camera, ``video`` is that run's render.mp4 on the fused clock, ``camera`` and
+                     ``source_camera`` that camera's (:func:`_fused_camera`)
     image run:
       images         [{"name", "overlay": JPEG URL | null, "camera": the shared camera (the largest
                      box's, as render_original_img.jpg), "people": [{"id", "color", "obj": URL,
@@ -97,6 +99,8 @@ class SiteContent:
             :func:`end_parts_at_their_rows`.
         warnings: what the command says once the page is built (a refusal stays one line).
         read: ``{name: file}`` of the folder read into the page (not served as they are).
+        roots: folders besides the output folder the page takes files from (a fused page's
+            camera: that run's folder).
     """
 
     manifest: dict[str, Any]
@@ -107,6 +111,7 @@ class SiteContent:
     row_times: dict[int, list[float]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     read: dict[str, Path] = field(default_factory=dict)
+    roots: list[Path] = field(default_factory=list)
 
 
 def end_parts_at_their_rows(track: dict[str, Any], times: list[float]) -> None:
@@ -145,7 +150,7 @@ def _not_a_run(out: Path) -> InputError:
                       f"<image>/person_<k>/smplx_param.json); pass the -o folder of one of those commands")
 
 
-def read_output(out: Path) -> SiteContent:
+def read_output(out: Path, camera: str | None = None) -> SiteContent:
     """The viewer content of ``out``, a ``wbcap run`` folder (holds ``params.jsonl``), a
     ``wbcap image`` folder (holds ``<name>/person_<k>/smplx_param.json``) or a ``wbcap fuse``
     folder (holds ``fuse.json``: :func:`_fused_content`).
@@ -154,9 +159,12 @@ def read_output(out: Path) -> SiteContent:
     place: :func:`wbcap.io.run_folder.hold_folder`) is refused; it is read holding it shared
     (:func:`wbcap.io.run_folder.reading_folder`).
 
+    ``camera``: a fused folder's page through that run's camera (:func:`_fused_camera`).
+
     Raises:
         InputError: ``out`` is neither (or is damaged), naming the folder or file and the fix; or
-            another wbcap process writes it.
+            another wbcap process writes it; ``camera`` for a folder that is no fusion, or not one
+            of its runs.
     """
     from wbcap.io.run_folder import reading_folder
 
@@ -164,45 +172,52 @@ def read_output(out: Path) -> SiteContent:
         raise InputError(f"{out}: no such folder; pass the -o folder of a finished `wbcap run` or `wbcap image`")
     with reading_folder(out, then="view it again"):  # (a run's pass 2 removes and rewrites these files)
         # (absolute: `wbcap view .` in a person's folder found its file's parent named "", no person's)
-        content = _output_content(out.absolute())
+        content = _output_content(out.absolute(), camera)
         from wbcap.io.run_folder import META_FILE, PARAMS_FILE
 
         # (params.jsonl and meta.json too: params.jsonl's lines go into the page as they are, a break-it
         # trial's from elsewhere, and meta.json's world; a review)
         read = {"params": out / PARAMS_FILE, "meta": out / META_FILE} if content.manifest.get("kind") == "video" else {}
         read.update(content.read)
-        _check_inside(out, {**content.files, **{k: v for k, v in read.items() if v.exists() or v.is_symlink()}})
+        _check_inside(out, {**content.files, **{k: v for k, v in read.items() if v.exists() or v.is_symlink()}},
+                      content.roots)
         return content
 
 
-def _check_inside(out: Path, files: dict[str, Path]) -> None:
+def _check_inside(out: Path, files: dict[str, Path], roots: list[Path] = ()) -> None:
     """Refuse a file of the page that a symbolic link (its own, or a folder's on the way) puts
     outside ``out``: the page serves and copies what the link leads to, and one planted in a folder
     from someone else sent any file the user can read with the page (``output.obj -> ~/.ssh/id_rsa``
-    in ``--html``'s folder: a security review).
+    in ``--html``'s folder: a security review). ``roots``: more folders whose files the page takes
+    (a fused page's camera's run).
 
     Raises:
         InputError: naming the file, where it leads and the fix.
     """
     root = out.resolve()
+    others = [r.resolve() for r in roots]
     for path in files.values():
         try:
             real = path.resolve()
         except (RuntimeError, OSError):  # (a loop of links: RuntimeError on Python < 3.13)
             raise InputError(f"{path}: a loop of symbolic links; the page takes only the folder's own files: put the "
                              "file itself there, or remove the link") from None
-        if not real.is_relative_to(root):
+        if not real.is_relative_to(root) and not any(real.is_relative_to(r) for r in others):
             raise InputError(f"{path}: a symbolic link leads it out of {out} (to {real}); the page takes only the "
                              "folder's own files: put the file itself there, or remove the link")
 
 
-def _output_content(out: Path) -> SiteContent:
+def _output_content(out: Path, camera: str | None = None) -> SiteContent:
     """:func:`read_output` of the folder ``out`` (held)."""
+    from wbcap.errors import setting
     from wbcap.fuse_app import FUSE_FILE
     from wbcap.io.run_folder import PARAMS_FILE, unfinished_outputs_note
 
     if (out / FUSE_FILE).is_file() and not (out / PARAMS_FILE).exists():
-        return _fused_content(out)
+        return _fused_content(out, camera)
+    if camera is not None:
+        raise InputError(f"{out}: not a `wbcap fuse` folder (no {FUSE_FILE}); {setting('camera')} picks a fused "
+                         "folder's camera: leave it out")
     if (out / PARAMS_FILE).is_file():
         note = unfinished_outputs_note(out)
         if note is not None:
@@ -480,17 +495,20 @@ def _video_content(out: Path) -> SiteContent:
 # --------------------------------------------------------------------------- wbcap fuse folders
 
 
-def _fused_content(out: Path) -> SiteContent:
+def _fused_content(out: Path, camera_run: str | None = None) -> SiteContent:
     """A ``wbcap fuse`` folder's page: a video page without a video (the fused clock steps the
     timeline), every fused person's GLB files in the world they were fused in (the calibration's,
     or its frame levelled), seen through its source camera (the camera that saw them longest:
     the first person's intrinsics are the page's ``camera``), each row's parameters from its
     ``track_<k>.npz`` (AMASS's keys, in that world; ``frame`` the source camera's frame index,
-    -1 where it did not see the person; a chunk's ``file`` names its npz).
+    -1 where it did not see the person; a chunk's ``file`` names its npz). With ``camera_run``
+    (a run's folder name in ``fuse.json``), that run's camera and video instead
+    (:func:`_fused_camera`).
 
     Raises:
         InputError: a damaged ``fuse.json`` or track file, or a person without both its ``.glb``
-            and ``.npz`` (a fusion without them: fuse again with ``--format npz,glb``).
+            and ``.npz`` (a fusion without them: fuse again with ``--format npz,glb``); a
+            ``camera_run`` that is none of the runs, or whose run or video cannot be read.
     """
     from wbcap.export.amass import npz_camera, read_track_npz
     from wbcap.export.colors import TRACK_COLORS
@@ -560,8 +578,78 @@ def _fused_content(out: Path) -> SiteContent:
                     fused={"runs": [Path(str(r.get("folder", "?") if isinstance(r, dict) else "?")).name for r in runs],
                            "offsets": str(record.get("offsets"))})
     set_view_frame(manifest)
+    if camera_run is not None:
+        _fused_camera(content, manifest, path, runs, camera_run)
     content.manifest = manifest
     return content
+
+
+def _fused_camera(content: SiteContent, manifest: dict[str, Any], path: Path, runs: list[Any], name: str) -> None:
+    """A fused page through the camera of the run ``name`` (its folder's name in ``fuse.json``'s
+    ``runs``): the page's ``camera`` that run's (its ``meta.json``'s: the camera its
+    ``render.mp4`` shows), ``source_camera`` where the fusion put it (``fuse.json``'s
+    ``camera_rotation`` and ``camera_position_m``: the GLBs' ``camera_<run>`` node), and its
+    ``render.mp4`` as the page's video on the fused clock (its frames at their run's times plus
+    the run's ``offset_s``), the timeline stepping its frames; ``fused.camera`` names it.
+
+    Raises:
+        InputError: one line: no such run (the names listed), a fusion without the cameras'
+            poses (made before they were recorded: fuse again), a run folder or ``render.mp4``
+            that is gone or cannot be read.
+    """
+    import numpy as np
+    from scipy.spatial.transform import Rotation
+
+    from wbcap.camera import camera_from_dict, camera_to_dict
+    from wbcap.errors import setting
+    from wbcap.export.clip import YUP_FROM_ZUP
+    from wbcap.io.run_folder import PARAMS_FILE, RENDER_FILE, read_meta, read_run_file, reading_folder
+
+    option = setting("camera")
+    names = [Path(str(r.get("folder", ""))).name if isinstance(r, dict) else "" for r in runs]
+    if names.count(name) != 1:
+        known = ", ".join(n for n in names if n)
+        raise InputError(f"{path}: no run {name!r} in it{' (two of that name)' if names.count(name) > 1 else ''} (its "
+                         f"runs: {known}); give one of those to {option}")
+    entry = runs[names.index(name)]
+    run = Path(str(entry["folder"]))
+    try:
+        rotation = np.asarray(entry["camera_rotation"], np.float64).reshape(3, 3)
+        position = np.asarray(entry["camera_position_m"], np.float64).reshape(3)
+        offset = float(entry.get("offset_s") or 0.0)
+        if not (np.isfinite(rotation).all() and np.isfinite(position).all() and np.isfinite(offset)):
+            raise ValueError("not finite")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{path}: run {name!r} has no camera pose recorded ({type(exc).__name__}: a fusion made before "
+                         "wbcap recorded its cameras); fuse the runs again with --overwrite") from None
+    video = run / RENDER_FILE
+    with reading_folder(run, then="view it again"):
+        meta = read_meta(run)
+        if meta is None or not video.is_file():
+            raise InputError(f"{run}: {'no ' + RENDER_FILE if meta is not None else 'not a finished run folder'} (the "
+                             f"run of {name} in {path}): {option} shows that run's {RENDER_FILE}; leave {option} out, "
+                             "or give the run back its video (`wbcap run --resume` without --no-render)")
+        start = float((read_run_file(run) or {}).get("start") or 0.0)
+        times = [t + start + offset for t in video_frame_times(video, f"run that camera again, or leave {option} out")]
+        lines = _read_lines(run / PARAMS_FILE) if (run / PARAMS_FILE).is_file() else {}
+        by_time = sorted({(t + offset, f) for rows in lines.values() for f, t, _ in rows})
+        fps = float(meta.get("fps") or manifest.get("fps") or 30.0)
+        try:
+            camera = camera_to_dict(camera_from_dict(meta.get("camera")))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"{run / 'meta.json'}: no readable camera ({type(exc).__name__}); leave {option} out") from None
+    # (the pose as a glTF camera node's in the files' y-up world: OpenCV's axes with y and z flipped)
+    turned = YUP_FROM_ZUP @ rotation @ np.diag([1.0, -1.0, -1.0])
+    pose = {"translation": [float(v) for v in YUP_FROM_ZUP @ position],
+            "rotation": [float(v) for v in Rotation.from_matrix(turned).as_quat()]}
+    url = f"media/{name}/{RENDER_FILE}"
+    content.files[url] = video
+    content.roots.append(run)
+    manifest.update(camera=camera, source_camera={**pose, **camera_pose_info(pose)}, frame_times=times,
+                    video={"src": _url(url), "offset": start + offset, "frame_times": times,
+                           "frame_index": _match_frames(times, by_time, 0.5 / fps)})
+    manifest["fused"]["camera"] = name
+    manifest["title"] = f"{manifest['title']}, through {name}"
 
 
 _FUSED_NAME = re.compile(r"track_\d+(?:_part\d+)?")

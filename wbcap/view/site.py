@@ -66,6 +66,8 @@ class ViewJob:
             then made from ``params.jsonl`` as ``wbcap export`` does); None: as ``wbcap export`` (the
             model the run was made with while it exists, else the usual places).
         allow_pickle: also accept a ``.pkl`` body model.
+        camera: a ``wbcap fuse`` folder's page through this run's camera, with its ``render.mp4``
+            (the run's folder name in ``fuse.json``); None: no video, the first person's source camera.
     """
 
     out: str
@@ -73,6 +75,7 @@ class ViewJob:
     port: int = 0
     body_models: str | None = None
     allow_pickle: bool = False
+    camera: str | None = None
 
 
 #: The prefix of a served page's temporary folder (:func:`serve_view`).
@@ -153,7 +156,7 @@ def build_site(job: ViewJob, site: Path, *, link: bool) -> dict:
     """
     t0 = time.perf_counter()
     out = Path(job.out).expanduser()
-    content = read_output(out)
+    content = read_output(out, job.camera)
     static = static_dir()
     # wbcap's own page files: linked into a served site (gone with it), copied into an --html
     # folder (a hard link there would be the installed file itself: a page edited in place
