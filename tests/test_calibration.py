@@ -254,7 +254,22 @@ def test_kalibrs_chain_gives_each_camera_its_pose_in_cam0s_frame(tmp_path):
     sheared = links[0].copy()
     sheared[3] = [0.0, 0.0, 0.1, 1.0]
     path.write_text(camera(0) + camera(1, sheared))
-    with pytest.raises(InputError, match=r"cam1's T_cn_cnm1 .*: a 4 x 4 rigid transform \(its last row 0 0 0 1\)"):
+    with pytest.raises(InputError, match=r"cam1's T_cn_cnm1 .*: a 4 x 4 rigid transform \(four rows of four numbers"):
+        read_calibration(path, camera="cam1")
+    # a link that is no rigid motion is named as such, whichever camera is asked for (a review: cam2 was
+    # blamed for cam1's link, with the product of the two); so are rows of other lengths (3, 5, 4, 4 numbers
+    # flattened into 16 had passed)
+    scaled = links[0].copy()
+    scaled[:3, :3] *= 2.0
+    path.write_text(camera(0) + camera(1, scaled) + camera(2, links[1]))
+    with pytest.raises(InputError, match=r"cam1's T_cn_cnm1 .*: its rotation is not one"):
+        read_calibration(path, camera="cam2")
+    path.write_text(camera(0) + camera(1, links[0]).replace("  T_cn_cnm1:\n", "  T_cn_cnm1: [[1, 0, 0], [0, 0, 1, 0, 0], "
+                                                            "[0, 1, 0, 0], [0, 0, 0, 1]]\n  old_link:\n"))
+    with pytest.raises(InputError, match=r"cam1's T_cn_cnm1 .*: a 4 x 4 rigid transform"):
+        read_calibration(path, camera="cam1")
+    path.write_text(camera(0) + camera(1, links[0]) + camera(1, links[1]).replace("cam1:", "cam01:"))
+    with pytest.raises(InputError, match="tables 'cam1' and 'cam01' are both camera 1 of Kalibr's chain; rename one"):
         read_calibration(path, camera="cam1")
 
 

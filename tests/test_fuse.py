@@ -23,6 +23,7 @@ from scipy.spatial.transform import Rotation
 from wbcap.cli import cli
 from wbcap.export.gltf import glb_json
 from wbcap.fuse.views import FuseConfig, ViewTrack, associate, clock_shifts, fuse_person
+from wbcap.fuse_app import run_names
 from wbcap.testing.world_scenes import (
     LabCalibration,
     SceneCamera,
@@ -206,6 +207,19 @@ def test_each_persons_glb_holds_every_camera_where_the_calibration_puts_it(runs,
             perspective = gltf.cameras[node.camera].perspective
             assert perspective.yfov == pytest.approx(yfov, rel=1e-6)
             assert perspective.aspectRatio == pytest.approx(aspect, rel=1e-6)
+    # runs in folders of one name: named by the fewest last parts of their paths that tell them apart (a
+    # review: the paths as typed, a user's absolute folders, went into the files)
+    shutil.copytree(root / "cam01", tmp_path / "site" / "a" / "cam")
+    shutil.copytree(root / "cam02", tmp_path / "site" / "b" / "cam")
+    r, _ = invoke("fuse", tmp_path / "site" / "a" / "cam", tmp_path / "site" / "b" / "cam", "-o", tmp_path / "same",
+                  "--format", "glb", "--body-models", body_dir)
+    assert r.exit_code == 0, r.output
+    record = json.loads((tmp_path / "same" / "fuse.json").read_text())
+    assert [p["tracks"] for p in record["people"]] == [["a/cam/track_0", "b/cam/track_7"],
+                                                       ["a/cam/track_1", "b/cam/track_5"]]
+    gltf = pygltflib.GLTF2().load(str(tmp_path / "same" / "track_0.glb"))
+    assert sorted(n.name for n in gltf.nodes if n.camera is not None) == ["camera_b/cam", "source_camera"]
+    assert run_names(["/x/y/cam", "/x/z/cam", "/w/y/cam", "/q/cam01"]) == ["x/y/cam", "z/cam", "w/y/cam", "cam01"]
 
 
 def test_export_of_a_fusion_says_the_fuse_command_that_writes_its_files(runs, tmp_path, body_dir):

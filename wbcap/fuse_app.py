@@ -25,6 +25,7 @@ import dataclasses
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,6 +206,23 @@ def _run_folders(given: list[Path]) -> list[Path]:
     return given
 
 
+def run_names(folders: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """Each run's name in a fusion's files (track labels ``cam01/track_3``, the GLB's
+    ``camera_cam01``, ``wbcap view --camera``): its folder's name, or where two runs' folders
+    share it, the fewest last parts of their absolute paths that tell them apart (``a/cam`` and
+    ``b/cam``; never a whole path, which would name the user's folders in files to share)."""
+    parts = [Path(os.path.abspath(f)).parts for f in folders]
+    names = []
+    for i, own in enumerate(parts):
+        for k in range(1, len(own) + 1):
+            if all(other[-k:] != own[-k:] for j, other in enumerate(parts) if j != i):
+                names.append("/".join(own[-k:]))
+                break
+        else:  # (one folder twice: refused before names are needed)
+            names.append(own[-1] if own else "")
+    return names
+
+
 def _view_track(piece: _Piece, label: str, offset: float, body: Any) -> ViewTrack:
     """A run's track file as a :class:`~wbcap.fuse.views.ViewTrack` (its pelvis from ``body``)."""
     a = piece.arrays
@@ -363,8 +381,7 @@ def fuse_runs(job: FuseJob) -> FuseResult:
     try:
         body = SMPLXLayer.from_file(run_body_model(runs[0], gender, job.body_models, job.allow_pickle),
                                     allow_pickle=job.allow_pickle)
-        names = [r.name for r in runs]
-        folder = [r.name if names.count(r.name) == 1 else str(r) for r in runs]  # (runs a/cam and b/cam: their paths)
+        folder = run_names(runs)  # (runs a/cam and b/cam: those; not the paths as typed, a review)
         if found_by == AUDIO_OFFSETS:
             offsets, record["sound_pairs"] = _sound_offsets(runs, videos)
             for entry, offset in zip(record["runs"], offsets):

@@ -412,14 +412,25 @@ def _kalibr_chain(cameras: dict[str, dict[str, Any]]) -> None:
     none either.
 
     Raises:
-        ValueError: a ``T_cn_cnm1`` that is not a 4 x 4 rigid transform (its rotation is checked
-            by :class:`wbcap.camera.CameraPose`).
+        ValueError: a ``T_cn_cnm1`` that is not a 4 x 4 rigid transform (four rows of four
+            numbers, the last ``0 0 0 1``, a rotation whose rows are orthonormal within 1e-3 and
+            no mirror, a translation within 1e6 m), named by its camera.
     """
     import numpy as np
 
-    chain = {int(k[3:]): e for e in cameras.values() if re.fullmatch(r"cam\d+", k := str(e.get("_key", "")))}
+    chain: dict[int, dict[str, Any]] = {}
+    for entry in cameras.values():
+        key = str(entry.get("_key", ""))
+        if re.fullmatch(r"cam\d+", key):
+            if int(key[3:]) in chain:
+                raise ValueError(f"tables {chain[int(key[3:])]['_key']!r} and {key!r} are both camera {int(key[3:])} "
+                                 "of Kalibr's chain; rename one")
+            chain[int(key[3:])] = entry
     links = {n: (_folded(e) or {}).get("t_cn_cnm1") for n, e in chain.items()}
-    if 0 not in chain or not any(v is not None for v in links.values()):
+    if not any(v is not None for v in links.values()):
+        return
+    if 0 not in chain:
+        log.info("Kalibr's chain: no cam0, whose frame is its world; its cameras have no pose")
         return
     pose = np.eye(4)
     chain[0].update(rotation=np.eye(3).reshape(-1).tolist(), translation=[0.0, 0.0, 0.0])
@@ -427,10 +438,19 @@ def _kalibr_chain(cameras: dict[str, dict[str, Any]]) -> None:
         if n not in chain or links[n] is None:
             log.info("Kalibr's chain: no cam%d or no T_cn_cnm1 in it; the cameras after cam%d have no pose", n, n - 1)
             return
-        link = np.asarray(_numbers(links[n], f"cam{n}'s T_cn_cnm1"), np.float64)
-        if link.size != 16 or not np.allclose(link[12:], (0.0, 0.0, 0.0, 1.0)):
-            raise ValueError(f"cam{n}'s T_cn_cnm1 {link.tolist()}: a 4 x 4 rigid transform (its last row 0 0 0 1)")
-        pose = link.reshape(4, 4) @ pose
+        value = links[n]
+        rows = isinstance(value, list) and len(value) == 4 and all(isinstance(r, list) and len(r) == 4 for r in value)
+        link = np.asarray(_numbers(value, f"cam{n}'s T_cn_cnm1"), np.float64)
+        if not rows or link.size != 16 or not np.allclose(link[12:], (0.0, 0.0, 0.0, 1.0)):
+            raise ValueError(f"cam{n}'s T_cn_cnm1 {value!r:.200}: a 4 x 4 rigid transform (four rows of four numbers, "
+                             "the last 0 0 0 1)")
+        link = link.reshape(4, 4)
+        turn = link[:3, :3]
+        if (np.abs(turn @ turn.T - np.eye(3)).max() > 1e-3 or np.linalg.det(turn) < 0
+                or not np.abs(link[:3, 3]).max() <= 1e6):  # (metres: a lab, not a planet)
+            raise ValueError(f"cam{n}'s T_cn_cnm1 {link.tolist()}: its rotation is not one (rows orthonormal within "
+                             "1e-3, no mirror) or its translation not metres of a rig")
+        pose = link @ pose
         chain[n].update(rotation=pose[:3, :3].reshape(-1).tolist(), translation=pose[:3, 3].tolist())
 
 

@@ -512,7 +512,7 @@ def _fused_content(out: Path, camera_run: str | None = None) -> SiteContent:
     """
     from wbcap.export.amass import npz_camera, read_track_npz
     from wbcap.export.colors import TRACK_COLORS
-    from wbcap.fuse_app import FUSE_FILE
+    from wbcap.fuse_app import FUSE_FILE, run_names
 
     path = out / FUSE_FILE
     try:
@@ -575,7 +575,7 @@ def _fused_content(out: Path, camera_run: str | None = None) -> SiteContent:
                             "image_size": [int(v) for v in camera.image_size]},
                     fps=fps, video=None, frame_times=steps, tracks=tracks,
                     world=world if isinstance(world, dict) else {"ground_from": "calibration"},
-                    fused={"runs": [Path(str(r.get("folder", "?") if isinstance(r, dict) else "?")).name for r in runs],
+                    fused={"runs": run_names([str(r.get("folder", "?")) if isinstance(r, dict) else "?" for r in runs]),
                            "offsets": str(record.get("offsets"))})
     set_view_frame(manifest)
     if camera_run is not None:
@@ -586,7 +586,7 @@ def _fused_content(out: Path, camera_run: str | None = None) -> SiteContent:
 
 def _fused_camera(content: SiteContent, manifest: dict[str, Any], path: Path, runs: list[Any], name: str) -> None:
     """A fused page through the camera of the run ``name`` (its folder's name in ``fuse.json``'s
-    ``runs``): the page's ``camera`` that run's (its ``meta.json``'s: the camera its
+    ``runs``, :func:`wbcap.fuse_app.run_names`): the page's ``camera`` that run's (its ``meta.json``'s: the camera its
     ``render.mp4`` shows), ``source_camera`` where the fusion put it (``fuse.json``'s
     ``camera_rotation`` and ``camera_position_m``: the GLBs' ``camera_<run>`` node), and its
     ``render.mp4`` as the page's video on the fused clock (its frames at their run's times plus
@@ -606,11 +606,9 @@ def _fused_camera(content: SiteContent, manifest: dict[str, Any], path: Path, ru
     from wbcap.io.run_folder import PARAMS_FILE, RENDER_FILE, read_meta, read_run_file, reading_folder
 
     option = setting("camera")
-    names = [Path(str(r.get("folder", ""))).name if isinstance(r, dict) else "" for r in runs]
-    if names.count(name) != 1:
-        known = ", ".join(n for n in names if n)
-        raise InputError(f"{path}: no run {name!r} in it{' (two of that name)' if names.count(name) > 1 else ''} (its "
-                         f"runs: {known}); give one of those to {option}")
+    names = manifest["fused"]["runs"]
+    if name not in names:
+        raise InputError(f"{path}: no run {name!r} in it (its runs: {', '.join(names)}); give one of those to {option}")
     entry = runs[names.index(name)]
     run = Path(str(entry["folder"]))
     try:
