@@ -737,10 +737,11 @@ def test_an_empty_path_is_refused_in_one_line(tmp_path, monkeypatch, args, name)
     # (a streaming trial: a camera's stream was told to be downloaded with curl, and stdin was "no such file")
     (["run", "rtsp://127.0.0.1:8554/cam", "-o", "{tmp}/o"], "'SOURCE'",
      "rtsp://127.0.0.1:8554/cam: an address, not a path; wbcap reads and writes local files and folders only (record "
-     "a clip of it first, e.g. with ffmpeg -i rtsp://127.0.0.1:8554/cam -t 60 -c copy clip.mkv, and name the file)"),
+     "a clip of it first, e.g. with wbcap record rtsp://127.0.0.1:8554/cam -o clip.mkv --seconds 60, and name the "
+     "file)"),
     (["run", "-", "-o", "{tmp}/o"], "'SOURCE'",
      "-: standard input or output; wbcap reads and writes files and folders only: name one (a stream is saved to a "
-     "file first, e.g. ffmpeg -i - -c copy clip.mkv)"),
+     "file first, e.g. ... | wbcap record pipe:0 -o clip.mkv)"),
 ])
 def test_an_address_is_refused_in_one_line(tmp_path, monkeypatch, args, name, said):
     """A user trial: `wbcap run http://host/x.mp4` said "http:/host/x.mp4: no such file" (the

@@ -1407,7 +1407,7 @@ def test_a_pipe_or_a_device_is_named_as_such_not_an_empty_file(tmp_path: Path) -
     with pytest.raises(InputError) as err:
         open_frames(fifo)
     assert str(err.value) == (f"{fifo}: is a pipe, not a video file; wbcap reads finished files (record a clip of it "
-                              f"first, e.g. with ffmpeg -i {fifo} -t 60 -c copy clip.mkv, and name the file)")
+                              f"first, e.g. with wbcap record {fifo} -o clip.mkv --seconds 60, and name the file)")
     if Path("/dev/null").is_char_device():
         with pytest.raises(InputError, match=r"^/dev/null: is a device, not a video file; wbcap reads finished files"):
             open_frames("/dev/null")

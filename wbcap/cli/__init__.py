@@ -40,6 +40,7 @@ from wbcap.limits import SUGGESTED_OPEN_FILES, open_files_limit  # (loaded now, 
 
 SUBCOMMANDS = {
     "image": ("wbcap.cli.image", "image", "Recover SMPL-X bodies of the people in images."),
+    "record": ("wbcap.cli.record", "record_cmd", "Record a live stream or a camera into a file that wbcap run reads."),
     "run": ("wbcap.cli.run", "run", "Track and reconstruct every person in a video or image sequence."),
     "export": ("wbcap.cli.export", "export_cmd", "Write a finished run's files again: glb, bvh, fbx, npz, csv (3D joints), angles, trc (OpenSim), c3d."),
     "fuse": ("wbcap.cli.fuse", "fuse", "Fuse several calibrated cameras' runs into one motion per person."),

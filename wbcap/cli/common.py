@@ -22,7 +22,7 @@ class NonEmptyPath(click.Path):
         if isinstance(value, str) and value in _STANDARD_STREAMS and not os.path.exists(value):
             # (a streaming trial: `cat clip | wbcap run -` said "-: no such file or folder")
             self.fail(f"{value}: standard input or output; wbcap reads and writes files and folders only: name one "
-                      "(a stream is saved to a file first, e.g. ffmpeg -i - -c copy clip.mkv)", param, ctx)
+                      "(a stream is saved to a file first, e.g. ... | wbcap record pipe:0 -o clip.mkv)", param, ctx)
         url = _URL.match(value) if isinstance(value, str) and not os.path.exists(value) else None
         if url is not None:  # (a user trial: `wbcap run http://host/x.mp4` said "http:/host/x.mp4: no such file")
             scheme = url.group(1).lower()

@@ -361,8 +361,12 @@ def _is_cut_gif(p: Path, container: Any) -> bool:
 
 def record_clip_hint(source: object) -> str:
     """How to make a file wbcap reads of a stream, a pipe or a camera (``source``): record a clip
-    with FFmpeg, and name it (a streaming trial)."""
-    return f"record a clip of it first, e.g. with ffmpeg -i {source} -t 60 -c copy clip.mkv, and name the file"
+    with ``wbcap record`` (:mod:`wbcap.io.record`; FFmpeg's command line need not be installed), and
+    name it (a streaming trial)."""
+    from wbcap.console import shell_word
+
+    return (f"record a clip of it first, e.g. with wbcap record {shell_word(str(source), option_safe=True)} -o clip.mkv "
+            "--seconds 60, and name the file")
 
 
 def _open_input(p: Path) -> Any:
