@@ -1240,3 +1240,21 @@ def test_a_containers_memory_limit_is_read_from_cgroup_v1_and_v2(monkeypatch, fi
 
     monkeypatch.setattr(builtins, "open", fake)
     assert wbcap.limits._cgroup_memory_max() == expected
+
+
+def test_doctor_says_what_wbcap_record_can_open(monkeypatch):
+    """The input devices of PyAV's FFmpeg (the Linux wheel's v4l2 and lavfi) and the cameras
+    /dev/video* in number order, or that none was found."""
+    import glob
+
+    import av
+
+    from wbcap.doctor import recording_check
+
+    monkeypatch.setattr(glob, "glob", lambda pattern: ["/dev/video2", "/dev/video10", "/dev/video0"])
+    check = recording_check()
+    assert check.ok and check.optional and check.detail == (
+        f"streams (rtsp, rtmp, srt, udp, http) and FFmpeg's devices v4l2, lavfi (PyAV {av.__version__}); "
+        "cameras: /dev/video0, /dev/video2, /dev/video10")
+    monkeypatch.setattr(glob, "glob", lambda pattern: [])
+    assert recording_check().detail.endswith("; no camera device found")

@@ -472,10 +472,24 @@ def memory_check() -> Check:
     return Check("memory", True, detail)
 
 
+def recording_check() -> Check:
+    """What ``wbcap record`` can open here (:mod:`wbcap.io.record`): the input devices of PyAV's
+    FFmpeg and, on Linux, the cameras ``/dev/video*``. Optional: files need neither."""
+    import glob
+
+    import av
+
+    devices = [n for n in ("v4l2", "avfoundation", "dshow", "lavfi") if any(n in f.split(",") for f in av.formats_available)]
+    cameras = sorted(glob.glob("/dev/video[0-9]*"), key=lambda d: (len(d), d))
+    detail = (f"streams (rtsp, rtmp, srt, udp, http) and FFmpeg's devices {', '.join(devices) or 'none'} "
+              f"(PyAV {av.__version__}); " + (f"cameras: {', '.join(cameras)}" if cameras else "no camera device found"))
+    return Check("Recording", True, detail, optional=True)
+
+
 def run_checks(body_models: str | None = None) -> list[Check]:
     """Every check, in display order (wbcap's user folders, the open-files limit where it is too
     low, memory, body models, MANO, checkpoints, detector, renderer, CUDA, the CPU inference form, huge
-    pages, HOG, FBX, libraries).
+    pages, HOG, FBX, photo formats, C3D, recording, libraries).
 
     A failed check's ``detail`` says what is missing and where wbcap looked; its ``fix`` says
     what to do, without repeating the detail.
@@ -525,6 +539,7 @@ def run_checks(body_models: str | None = None) -> list[Check]:
                         optional=True))
     checks.append(photo_formats_check())
     checks.append(c3d_check())
+    checks.append(recording_check())
     libs = ", ".join(f"{p} {_version(p)}" for p in ("torch", "smplx", "av", "trimesh", "pyrender", "pygltflib", "numpy", "onnxruntime", "onnx"))
     checks.append(Check("libraries", True, libs))
     return checks
