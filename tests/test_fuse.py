@@ -166,6 +166,7 @@ def test_fuse_finds_each_person_across_the_cameras_and_lands_nearer_the_truth(ru
     assert len(steps) == len(arrays["times"]) and np.diff(steps).min() > 0.03
 
 
+@pytest.mark.slow  # three fusions
 def test_each_persons_glb_holds_every_camera_where_the_calibration_puts_it(runs, tmp_path, body_dir):
     """A fused person's GLB: their source camera as `source_camera`, the other run's as
     `camera_cam02`, each node where its run's calibration puts the camera (glTF's y-up world: the
@@ -222,6 +223,7 @@ def test_each_persons_glb_holds_every_camera_where_the_calibration_puts_it(runs,
     assert run_names(["/x/y/cam", "/x/z/cam", "/w/y/cam", "/q/cam01"]) == ["x/y/cam", "z/cam", "w/y/cam", "cam01"]
 
 
+@pytest.mark.slow  # two fusions
 def test_export_of_a_fusion_says_the_fuse_command_that_writes_its_files(runs, tmp_path, body_dir):
     """`wbcap export FUSED --format bvh`: a fusion has no params.jsonl to export from; one line
     gives the `wbcap fuse` command of its runs, clocks and settings with the formats it holds and
