@@ -7,6 +7,7 @@ by frame."""
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -131,11 +132,148 @@ def test_a_cameras_raw_pictures_are_encoded_and_its_sound_copied_from_0_s(tmp_pa
         truth = [f.to_ndarray(format="rgb24") for _, f in zip(range(10), c.decode(video=0))]
     with av.open(f"{LAVFI}", format="lavfi") as c:
         truth_sound = np.concatenate([f.to_ndarray().reshape(-1) for _, f in zip(range(8), c.decode(audio=0))])
+    _, _, keys = _decoded(out)
+    assert keys == [True] + [False] * 9  # (raw decoders mark every picture an I-frame: not kept, a review's 9x file)
     frames = list(open_frames(out))
     assert [f.time for f in frames] == pytest.approx(np.arange(10) / 10, abs=1e-6)
     for got, want in zip(frames, truth, strict=True):
         assert np.abs(got.image.astype(int) - want).mean() < 5.0  # (its colours' sharp edges: 4:2:0 chroma)
     assert len(sound) >= 8000 and np.array_equal(sound[:8000], truth_sound[:8000])
+
+
+def test_an_odd_picture_size_is_encoded_whole(tmp_path):
+    """Raw pictures of odd width and height (4:2:0 H.264 needs even ones: libx264 failed, a crash
+    report): encoded in 4:4:4, every pixel kept."""
+    out = tmp_path / "odd.mkv"
+    r, _ = invoke("record", "testsrc=size=161x97:rate=10", "--input-format", "lavfi", "-o", out, "--seconds", 0.5)
+    assert r.exit_code == 0, r.output
+    with av.open(str(out)) as c:
+        frame = next(c.decode(video=0))
+        assert (frame.width, frame.height, frame.format.name) == (161, 97, "yuv444p")
+
+
+def _mpeg2_ts(frames: int = 60) -> bytes:
+    """MPEG-TS of MPEG-2 video with B-frames (open GOPs: a GOP's first B-frames refer to the
+    previous one's last picture), frame k grey level 4 k, nearly lossless."""
+    import io
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mpegts") as out:
+        stream = out.add_stream("mpeg2video", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
+        stream.options = {"g": "10", "bf": "2", "qmin": "1", "qmax": "1"}
+        for k in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.full((96, 160, 3), 4 * k, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = k, Fraction(1, 25)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def test_a_stream_joined_in_an_open_gop_starts_at_its_keyframe_at_0_s(tmp_path):
+    """A stream joined mid-way (MPEG-TS cut at a packet) whose first keyframe is followed by
+    B-frames shown before it (referring to pictures never received): those are left out, so the
+    recording's first picture is that keyframe's, at 0 s, and every frame it says it holds
+    decodes (a review: 52 said, 49 decoded, the first at 0.12 s)."""
+    data = _mpeg2_ts()
+    cut = tmp_path / "joined.ts"
+    cut.write_bytes(data[(len(data) * 2 // 5) // 188 * 188:])
+    with av.open(str(cut)) as c:
+        shown = {round(float(f.time), 3): f.to_ndarray(format="gray") for f in c.decode(video=0)}
+    with av.open(str(cut)) as c:
+        packets = [(float(p.pts * p.time_base), p.is_keyframe) for p in c.demux(video=0) if p.size]
+    first = next(i for i, (_, k) in enumerate(packets) if k)
+    key = packets[first][0]
+    assert any(t < key for t, _ in packets[first + 1:])  # (B-frames after it in decoding order, shown before it)
+    out = tmp_path / "clip.mkv"
+    r, lines = invoke("record", cut, "-o", out)
+    assert r.exit_code == 0, r.output
+    said = int(re.search(r"recorded [\d.]+ s, (\d+) frames", r.output).group(1))
+    times = []
+    with av.open(str(out)) as c:
+        for frame in c.decode(video=0):
+            times.append(float(frame.time))
+            np.testing.assert_array_equal(frame.to_ndarray(format="gray"), shown[round(key + frame.time, 3)])
+    assert times[0] == 0.0 and len(times) == said
+    np.testing.assert_allclose(times, np.arange(said) / 25, atol=1e-3)
+
+
+def test_a_raw_h264_stream_without_timestamps_is_timed_at_its_rate(tmp_path):
+    """H.264 without a container (a Raspberry Pi camera's `-o -`): its packets carry no
+    timestamps (a review: "sent no video keyframe"); they are timed at the stream's rate, 25 a
+    second, with a warning, or at --fps's."""
+    es = tmp_path / "cam.h264"
+    with av.open(str(es), "w", format="h264") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
+        stream.options = {"g": "10", "bf": "0"}
+        for k in range(20):
+            frame = av.VideoFrame.from_ndarray(np.full((96, 160, 3), 4 * k, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = k, Fraction(1, 25)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    for extra, rate in (((), 25), (("--fps", "10"), 10)):
+        out = tmp_path / f"cam{rate}.mkv"
+        r, lines = invoke("record", es, "-o", out, *extra)
+        assert r.exit_code == 0, r.output
+        assert [x for x in lines if x.startswith("WARNING")] == [
+            f"WARNING  {es}: its video carries no timestamps: its frames are timed {rate} per second (the stream's "
+            "rate; --fps sets another)"], r.output
+        times, _, _ = _decoded(out)
+        np.testing.assert_allclose(times, np.arange(20) / rate, atol=1e-3)
+
+
+def test_a_recording_a_kill_left_is_said(tmp_path):
+    """A recording killed (SIGKILL, a power cut) leaves its hidden temporary file, which may hold
+    most of it (Matroska written as it goes): the next recording of that name says where it is
+    and how to keep it; it is not removed."""
+    left = tmp_path / ".clip.tmp-0123abcd.mkv"
+    left.write_bytes(b"x" * 2_000_000)
+    r, lines = invoke("record", "testsrc=size=160x96:rate=10", "--input-format", "lavfi", "-o", tmp_path / "clip.mkv",
+                      "--seconds", 0.3)
+    assert r.exit_code == 0, r.output
+    assert [x for x in lines if x.startswith("WARNING")] == [
+        f"WARNING  {left}: left by a recording into clip.mkv that was killed (2.0 MB); it may hold part of it: rename it "
+        "to keep it (e.g. mv .clip.tmp-0123abcd.mkv clip_killed.mkv), else remove it"], r.output
+    assert left.read_bytes() == b"x" * 2_000_000
+
+
+@pytest.mark.slow  # two wbcap processes, signalled
+def test_ctrl_c_is_seen_while_the_source_sends_nothing(tmp_path):
+    """Ctrl-C while the source sends nothing (PyAV's waits are not interrupted by signals: a
+    review's Ctrl-C waited for --timeout): while opening, `interrupted` (130) within a second or
+    two, nothing written; while a stream stalls, the recording ends there, its file finished."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    def wbcap(*args: str) -> subprocess.Popen:
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        return subprocess.Popen([sys.executable, "-m", "wbcap", *args], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    port = _free_udp_port()
+    proc = wbcap("record", f"udp://127.0.0.1:{port}", "-o", str(tmp_path / "a.mkv"), "--timeout", "60")
+    time.sleep(2.0)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130 and time.monotonic() - t0 < 3.0, err
+    assert not list(tmp_path.iterdir())
+    proc = wbcap("record", f"udp://127.0.0.1:{port}", "-o", str(tmp_path / "b.mkv"), "--timeout", "60")
+    _send(port, frames=25, delay=2.5).join(10)  # (1 s once the recorder listens, then nothing)
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and time.monotonic() - t0 < 3.0, err
+    times, _, _ = _decoded(tmp_path / "b.mkv")
+    assert 5 <= len(times) <= 25 and times[0] == 0.0
 
 
 def test_ctrl_c_finishes_the_file(tmp_path):

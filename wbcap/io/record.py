@@ -117,8 +117,11 @@ def record(job: RecordJob, progress: Callable[[str, int, int | None], None] | No
 
     Raises:
         InputError: one line naming the source or file and the fix: ``out`` not ``.mkv``, there
-            already (without ``overwrite``) or not writable; a source that cannot be opened (no such
-            device, refused, timed out), has no video stream, or sent no keyframe before it ended.
+            already (without ``overwrite``), the source itself, or not writable; a source that
+            cannot be opened (no such device, refused, nothing sent for ``timeout_s``), has no
+            video stream, or sent no keyframe before it ended.
+        KeyboardInterrupt: Ctrl-C while opening (nothing written); while recording it ends the
+            recording instead.
     """
     from wbcap.atomic import atomic_path, check_writable_file
 
@@ -126,53 +129,198 @@ def record(job: RecordJob, progress: Callable[[str, int, int | None], None] | No
     if out.suffix.lower() != ".mkv":
         raise InputError(f"{out}: wbcap records into Matroska, which holds any stream's codec and timestamps; give "
                          f"a name ending in .mkv (e.g. {out.with_suffix('.mkv').name})")
-    if out.exists() and not job.overwrite:
+    if (out.exists() or out.is_symlink()) and not job.overwrite:
         raise InputError(f"{out}: already there; pass {setting('overwrite', api='overwrite=True')} to replace it, or "
                          "choose another name")
-    check_writable_file(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    source = _open(job)
+    local = Path(job.source).expanduser()
+    check_writable_file(out, inputs={"SOURCE": local} if local.exists() else None)
+    _say_killed_recordings(out)
+    reader = _Reader(job)
     try:
+        source = reader.opened()
         video = next(iter(source.streams.video), None)
         if video is None:
             raise InputError(f"{job.source}: has no video stream ({_describe(source)}); give a camera's or a video "
                              "stream's address")
         audio = next(iter(source.streams.audio), None)
-        with atomic_path(out) as tmp:
-            result = _copy(source, video, audio, tmp, job, progress)
+        out.parent.mkdir(parents=True, exist_ok=True)  # (only once the source opened: a refusal leaves no folder)
+        with atomic_path(out, through_link=True) as tmp:
+            result = _copy(reader, video, audio, tmp, job, progress)
         result = RecordResult(out=out, **{k: v for k, v in result.items() if k != "out"})
     finally:
-        source.close()
+        reader.stop()
     for line in result.warnings:
         log.warning("%s", line)
     log.debug("recorded %s: %.2f s, %d frames (%s%s), stopped by %s", out, result.seconds, result.frames, result.video,
-             f", audio {result.audio} copied" if result.audio else ", no audio", result.stopped_by)
+              f", audio {result.audio} copied" if result.audio else ", no audio", result.stopped_by)
     return result
 
 
-def _open(job: RecordJob) -> Any:
-    """The source opened by PyAV (FFmpeg), with ``job.timeout_s`` for opening and each read.
+#: Seconds the recording waits for the source at a time: it reads the source in a thread of its
+#: own (PyAV's waits for data are not interrupted by signals), so that Ctrl-C is seen within this
+#: while the source sends nothing (a review: Ctrl-C waited for --timeout, up to an hour).
+WAIT_S = 0.25
+#: Packets the reading thread may hold ahead of the recording (a slow encoder: the source then
+#: waits, as it would without the thread).
+QUEUE_PACKETS = 512
 
-    Raises:
-        InputError: it cannot be opened (one line with FFmpeg's reason and the fix).
-    """
-    import av
 
-    form = job.input_format or ("v4l2" if _V4L2_DEVICE.fullmatch(job.source) else None)
-    if form is not None and form not in av.formats_available and not any(
-            form in name.split(",") for name in av.formats_available):
-        raise InputError(f"{job.source}: FFmpeg here has no input format or device {form!r} (PyAV {av.__version__}); "
-                         f"give one it has, e.g. {_devices()}")
-    try:
-        return av.open(job.source, format=form, options=dict(job.options), timeout=(job.timeout_s, job.timeout_s))
-    except av.error.ExitError:
-        raise InputError(f"{job.source}: sent nothing for {job.timeout_s:g} s while opening; check that the stream "
-                         f"is live at that address, or give it longer with {setting('timeout_s')}") from None
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        why = getattr(exc, "strerror", None) or str(exc)
-        fix = ("check the device (`ls /dev/video*`), that no other program holds it, and its --size/--fps"
-               if form == "v4l2" else "check the address, that the stream is live, and the network")
-        raise InputError(f"{job.source}: cannot be opened ({why}); {fix}") from None
+def _say_killed_recordings(out: Path) -> None:
+    """Warn of the temporary files of recordings into ``out`` that a kill (SIGKILL, a power cut)
+    left beside it: they may hold most of a recording (Matroska written as it went)."""
+    import re as _re
+
+    pattern = _re.compile(rf"\.{_re.escape(out.stem)}\.tmp-[0-9a-f]{{8}}{_re.escape(out.suffix)}")
+    if not out.parent.is_dir():
+        return
+    for left in sorted(p for p in out.parent.iterdir() if pattern.fullmatch(p.name)):
+        size = left.stat().st_size
+        log.warning("%s: left by a recording into %s that was killed (%.1f MB); it may hold part of it: rename it to "
+                    "keep it (e.g. mv %s %s), else remove it", left, out.name, size / 1e6, left.name,
+                    out.with_name(f"{out.stem}_killed{out.suffix}").name)
+
+
+class _Reader:
+    """The source opened and demuxed in a thread of its own; the recording takes its packets
+    (:meth:`packets`) in waits of :data:`WAIT_S`, so that Ctrl-C and ``timeout_s`` are seen
+    whatever the source does. The thread closes the source when it ends (:meth:`stop`; a read
+    blocked in FFmpeg ends within ``timeout_s``)."""
+
+    def __init__(self, job: RecordJob) -> None:
+        import queue
+        import threading
+
+        self.job = job
+        self.form = job.input_format or ("v4l2" if _V4L2_DEVICE.fullmatch(job.source) else None)
+        self._check_form()
+        self.queue: queue.Queue = queue.Queue(QUEUE_PACKETS)
+        self.streams: list[Any] = []
+        self.go = threading.Event()
+        self.halt = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="wbcap-record-reader", daemon=True)
+        self.thread.start()
+
+    def _check_form(self) -> None:
+        import av
+
+        if self.form is not None and self.form not in av.formats_available and not any(
+                self.form in name.split(",") for name in av.formats_available):
+            raise InputError(f"{self.job.source}: FFmpeg here has no input format or device {self.form!r} (PyAV "
+                             f"{av.__version__}); give one it has, e.g. {_devices()}")
+
+    def _put(self, item: Any) -> bool:
+        """Hand ``item`` over, waiting while the queue is full; False once stopped."""
+        import queue
+
+        while not self.halt.is_set():
+            try:
+                self.queue.put(item, timeout=WAIT_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        import av
+
+        name = "pipe:0" if self.job.source == "-" else self.job.source
+        try:  # (the options for the source only: PyAV's `options` reach its decoders too, whose video_size then
+            # overrode a raw picture's own: a review's garbled recording)
+            container = av.open(name, format=self.form, container_options=dict(self.job.options),
+                                timeout=(self.job.timeout_s, self.job.timeout_s))
+        except BaseException as exc:  # (handed to the recording, which says it)
+            self._put(("failed", exc))
+            return
+        try:
+            if not self._put(("opened", container)):
+                return
+            while not self.go.wait(WAIT_S):
+                if self.halt.is_set():
+                    return
+            for packet in container.demux(self.streams):
+                if packet.size == 0:  # (a demuxer's flush packet at the end)
+                    continue
+                if not self._put(packet):
+                    return
+            self._put(("end", None))
+        except BaseException as exc:
+            self._put(("failed", exc))
+        finally:
+            container.close()
+
+    def _next(self) -> Any:
+        """The next item; raises TimeoutError after ``timeout_s`` without one."""
+        import queue
+        import time
+
+        since = time.monotonic()
+        while True:
+            try:
+                return self.queue.get(timeout=WAIT_S)
+            except queue.Empty:
+                if time.monotonic() - since >= self.job.timeout_s:
+                    raise TimeoutError from None
+
+    def opened(self) -> Any:
+        """The opened source (its streams to read; read nothing else of it).
+
+        Raises:
+            InputError: it cannot be opened (one line with FFmpeg's reason and the fix), or sent
+                nothing for ``timeout_s``.
+        """
+        import queue
+
+        import av
+
+        while True:  # (as long as the thread opens it: FFmpeg's own wait, timeout_s for each read, ends that)
+            try:
+                kind, value = self.queue.get(timeout=WAIT_S)
+                break
+            except queue.Empty:
+                if not self.thread.is_alive():
+                    kind, value = "failed", RuntimeError("the reading thread ended")
+                    break
+        if kind == "opened":
+            return value
+        source = self.job.source
+        if isinstance(value, av.error.ExitError):
+            raise InputError(f"{source}: sent nothing for {self.job.timeout_s:g} s while opening; check that the stream "
+                             f"is live at that address, or give it longer with {setting('timeout_s')}")
+        if isinstance(value, (av.error.FFmpegError, OSError, ValueError)):
+            why = getattr(value, "strerror", None) or str(value)
+            fix = ("check the device (`ls /dev/video*`), that no other program holds it, and its --size/--fps"
+                   if self.form == "v4l2" else "check the address, that the stream is live, and the network")
+            raise InputError(f"{source}: cannot be opened ({why}); {fix}")
+        raise value
+
+    def packets(self, streams: list[Any]) -> Any:
+        """The source's packets of ``streams`` as they come, to its end.
+
+        Raises:
+            TimeoutError: nothing came for ``timeout_s``.
+            av.error.FFmpegError, OSError: the source failed (a dropped connection).
+        """
+        self.streams = streams
+        self.go.set()
+        while True:
+            item = self._next()
+            if isinstance(item, tuple):
+                kind, value = item
+                if kind == "end":
+                    return
+                if kind == "failed":
+                    import av
+
+                    if isinstance(value, av.error.ExitError):  # (FFmpeg's own wait for data ran out)
+                        raise TimeoutError from None
+                    raise value
+                continue
+            yield item
+
+    def stop(self) -> None:
+        """End the thread (it closes the source); waits for it a moment, not for a blocked read."""
+        self.halt.set()
+        self.thread.join(WAIT_S * 4)
 
 
 def _devices() -> str:
@@ -187,40 +335,64 @@ def _describe(container: Any) -> str:
     return ", ".join(kinds) + " streams" if kinds else "no streams"
 
 
-def _copy(source: Any, video: Any, audio: Any, tmp: Path, job: RecordJob,
+def _encoder(sink: Any, video: Any) -> Any:
+    """The H.264 stream raw pictures are encoded into (libx264, :data:`H264_OPTIONS`): yuv420p,
+    or yuv444p for a picture of odd width or height (4:2:0 needs even ones), its time base the source's."""
+    decoder = video.codec_context
+    stream = sink.add_stream("libx264", rate=video.average_rate or video.guessed_rate or 30)
+    even = decoder.width % 2 == 0 and decoder.height % 2 == 0
+    stream.width, stream.height, stream.pix_fmt = decoder.width, decoder.height, "yuv420p" if even else "yuv444p"
+    stream.time_base = video.time_base
+    stream.codec_context.time_base = video.time_base
+    stream.options = dict(H264_OPTIONS)
+    return stream
+
+
+def _copy(reader: _Reader, video: Any, audio: Any, tmp: Path, job: RecordJob,
           progress: Callable[[str, int, int | None], None] | None) -> dict[str, Any]:
-    """Write the recording into ``tmp`` (Matroska); the fields of :class:`RecordResult`."""
+    """Write the recording into ``tmp`` (Matroska); the fields of :class:`RecordResult`.
+
+    Video packets are kept from the first keyframe on, less those shown before it (an open
+    GOP's leading B-frames, which refer to pictures before it); with ``job.seconds``, up to the
+    first packet in decoding order shown at or past the limit (with B-frames, the few shown just
+    before it that refer to it are left out with it). Packets without timestamps (a raw H.264
+    stream from a pipe) are timed one frame duration apart.
+    """
     import av
 
     raw = video.codec_context.name in RAW_VIDEO_CODECS
     streams = [video] + ([audio] if audio is not None else [])
     total = math.ceil(job.seconds) if job.seconds else None
-    with av.open(str(tmp), "w", format="matroska") as sink:
-        if raw:
-            decoder = video.codec_context
-            encoder = sink.add_stream("libx264", rate=video.average_rate or video.guessed_rate or 30)
-            encoder.width, encoder.height, encoder.pix_fmt = decoder.width, decoder.height, "yuv420p"
-            encoder.time_base = video.time_base
-            encoder.codec_context.time_base = video.time_base
-            encoder.options = dict(H264_OPTIONS)
-            video_out = encoder
-        else:
-            video_out = sink.add_stream_from_template(video)
+    warnings: list[str] = []
+    # (written as it goes: a killed recording's temporary file holds up to the last second, not nothing: a review)
+    with av.open(str(tmp), "w", format="matroska", options={"cluster_time_limit": "1000", "flush_packets": "1"}) as sink:
+        video_out = _encoder(sink, video) if raw else sink.add_stream_from_template(video)
         audio_out = sink.add_stream_from_template(audio) if audio is not None else None
         start: float | None = None  # (the first keyframe's time, s: the recording's 0)
-        frames, skipped, last, said = 0, 0, 0.0, -1
-        stopped_by, warnings = "end", []
+        frames, skipped, last, said, untimed = 0, 0, 0.0, -1, 0
+        stopped_by = "end"
         try:
-            for packet in source.demux(streams):
-                if packet.dts is None and packet.pts is None:  # (a demuxer's flush packet)
-                    continue
+            for packet in reader.packets(streams):
+                is_video = packet.stream is video
+                if packet.pts is None and packet.dts is None:
+                    rate = video.average_rate or (1 / (packet.duration * packet.time_base) if packet.duration else None)
+                    if not is_video or not rate:
+                        continue
+                    packet.pts = packet.dts = round(untimed / (rate * packet.time_base))  # (one frame apart)
+                    if untimed == 0:
+                        warnings.append(f"{job.source}: its video carries no timestamps: its frames are timed "
+                                        f"{float(rate):g} per second (the stream's rate; --fps sets another)")
+                    untimed += 1
                 when = float((packet.pts if packet.pts is not None else packet.dts) * packet.time_base)
-                if packet.stream is video:
+                if is_video:
                     if start is None and not (packet.is_keyframe or raw):
                         skipped += 1
                         continue
                     if start is None:
                         start = when
+                    if when < start - 1e-9:  # (shown before the first keyframe: it refers to pictures not recorded)
+                        skipped += 1
+                        continue
                     if job.seconds is not None and when - start >= job.seconds - 1e-9:
                         stopped_by = "seconds"
                         break
@@ -235,7 +407,7 @@ def _copy(source: Any, video: Any, audio: Any, tmp: Path, job: RecordJob,
                     sink.mux(packet)
         except KeyboardInterrupt:  # (the way to stop a recording without --seconds: the file is finished)
             stopped_by = "ctrl-c"
-        except av.error.ExitError:
+        except TimeoutError:
             stopped_by = "timeout"
             warnings.append(f"{job.source}: sent nothing for {job.timeout_s:g} s: the recording ends there "
                             f"({last:.1f} s)")
@@ -254,11 +426,26 @@ def _copy(source: Any, video: Any, audio: Any, tmp: Path, job: RecordJob,
                 sink.mux(out_packet)
         if progress is not None and stopped_by != "ctrl-c":
             progress("record", int(last), total)
+    warnings += _not_as_asked(job, video)
     step = 1.0 / float(video.average_rate) if video.average_rate else 0.0
     return {"out": tmp, "seconds": last + step if frames else 0.0, "frames": frames,
             "video": f"{video.codec_context.name} encoded as h264" if raw else f"{video.codec_context.name} copied",
             "audio": audio.codec_context.name if audio is not None else None, "stopped_by": stopped_by,
             "skipped": skipped, "warnings": warnings}
+
+
+def _not_as_asked(job: RecordJob, video: Any) -> list[str]:
+    """A warning where the source's pictures are not of the size or rate ``job.options`` asked
+    for (a camera that cannot give them, a stream, which takes no such request)."""
+    asked = dict(job.options)
+    said = []
+    size = f"{video.codec_context.width}x{video.codec_context.height}"
+    if asked.get("video_size") not in (None, size):
+        said.append(f"{size} pictures, not the {asked['video_size']} asked (--size)")
+    rate = video.average_rate or video.guessed_rate
+    if asked.get("framerate") is not None and rate and abs(float(rate) - float(asked["framerate"])) > 0.01:
+        said.append(f"{float(rate):g} frames a second, not the {asked['framerate']} asked (--fps)")
+    return [f"{job.source}: gave {' and '.join(said)}; recorded as it gave them"] if said else []
 
 
 def _rebase(packet: Any, start: float) -> None:
@@ -272,6 +459,8 @@ def _rebase(packet: Any, start: float) -> None:
 
 def _write_video(sink: Any, packet: Any, stream: Any, raw: bool, start: float) -> int:
     """Mux one video packet (copied, or its raw picture encoded); returns the frames it holds."""
+    import av
+
     if not raw:
         _rebase(packet, start)
         packet.stream = stream
@@ -281,6 +470,9 @@ def _write_video(sink: Any, packet: Any, stream: Any, raw: bool, start: float) -
     for frame in packet.decode():
         frame.pts = (frame.pts - round(start / frame.time_base)) if frame.pts is not None else None
         frame.time_base = Fraction(frame.time_base) if frame.time_base else stream.time_base
+        # (raw decoders mark every picture an I-frame, which libx264 obeys: every frame a keyframe, the file
+        # 9 times larger; FFmpeg's own tool clears the mark: a review)
+        frame.pict_type = av.video.frame.PictureType.NONE
         for out_packet in stream.encode(frame):
             sink.mux(out_packet)
         written += 1
