@@ -12,14 +12,20 @@ does it with them.
   device options (``video_size``, ``framerate``).
 * **What is written**: the first video stream and the first audio stream (kept for ``wbcap fuse
   --offsets audio``), from the source's first video keyframe on (the packets before it cannot be
-  decoded), timestamps moved so that it is at 0 s. Compressed video (H.264, HEVC, MJPEG...) and
-  audio are copied as they are (no quality lost, no time spent); raw camera pictures (``rawvideo``,
-  a webcam's YUYV) are encoded with H.264 (libx264, CRF 17, ``veryfast``, yuv420p: visually
-  lossless). Into Matroska (``.mkv``), which holds any codec with the source's own timestamps.
+  decoded, nor an open GOP's B-frames after it shown before it), timestamps moved so that it is
+  at 0 s (packets without any, a raw H.264 stream's, timed at the stream's rate). Compressed
+  video (H.264, HEVC, MPEG-2, MJPEG...) and audio are copied as they are (no quality lost, no
+  time spent); raw camera pictures (``rawvideo``, a webcam's YUYV) are encoded with H.264
+  (libx264, CRF 17, ``veryfast``: visually lossless; yuv420p, or yuv444p for odd sizes). Into
+  Matroska (``.mkv``), which holds any codec with the source's own timestamps, written as it goes
+  (a killed recording's temporary file keeps up to its last second, and the next recording of
+  that name points it out).
 * **When it stops**: after ``seconds`` of the source's video (its timestamps, not the wall clock),
   at the source's end, on Ctrl-C (SIGTERM, SIGHUP: :mod:`wbcap.stop_signals`), or when a live
   source sends nothing for ``timeout_s``: each time with the file finished and complete, moved
   onto its name (:func:`wbcap.atomic.atomic_path`); nothing is left where nothing was recorded.
+  The source is opened and read in a thread of its own (:class:`_Reader`: FFmpeg's waits are not
+  interrupted by signals), so Ctrl-C is seen within a second whatever the source does.
 """
 
 from __future__ import annotations
