@@ -1398,6 +1398,7 @@ def test_a_fusions_page_shows_every_fused_body_where_its_npz_puts_it(browsed_wor
             assert shown["frame"] == int(z["frame_indices"][row])
 
 
+@pytest.mark.slow  # the browsed pages' Chromium run
 def test_a_fusions_page_through_another_camera_shows_its_video_on_the_fused_clock(browsed_world, fused_run, body_layer,
                                                                                   tmp_path):
     """`wbcap view FUSED --camera cam02`: the page shows cam02's render.mp4, its frames on the fused
