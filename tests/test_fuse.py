@@ -171,14 +171,20 @@ def test_each_persons_glb_holds_every_camera_where_the_calibration_puts_it(runs,
     """A fused person's GLB: their source camera as `source_camera`, the other run's as
     `camera_cam02`, each node where its run's calibration puts the camera (glTF's y-up world: the
     calibration's z up; a glTF camera looks down its -z, OpenCV's axes with y and z flipped) with
-    that camera's field of view; fuse.json lists each run's camera (rotation and intrinsics)."""
+    that camera's field of view; fuse.json lists each run's camera (rotation and intrinsics).
+    `wbcap export FUSED --format bvh`: a fusion has no params.jsonl to export from; one line gives
+    the `wbcap fuse` command of its runs, clocks and settings with the formats it holds and those
+    asked, which writes them, the npz as it was."""
+    import shlex
+
     import pygltflib
 
     from wbcap.export.clip import YUP_FROM_ZUP
 
     root, _ = runs
     out = tmp_path / "fused"
-    r, _ = invoke("fuse", root / "cam01", root / "cam02", "-o", out, "--format", "glb", "--body-models", body_dir)
+    r, _ = invoke("fuse", root / "cam01", root / "cam02", "-o", out, "--format", "npz,glb", "--offsets", "0,0.0125",
+                  "--max-distance", "0.4", "--body-models", body_dir)
     assert r.exit_code == 0, r.output
     record = json.loads((out / "fuse.json").read_text())
     expected = {}
@@ -208,6 +214,15 @@ def test_each_persons_glb_holds_every_camera_where_the_calibration_puts_it(runs,
             perspective = gltf.cameras[node.camera].perspective
             assert perspective.yfov == pytest.approx(yfov, rel=1e-6)
             assert perspective.aspectRatio == pytest.approx(aspect, rel=1e-6)
+    before = (out / "track_0.npz").read_bytes()
+    r, lines = invoke("export", out, "--format", "bvh", "--root-bone")
+    assert r.exit_code == 2 and len(lines) == 1 and "holds `wbcap fuse` results" in lines[0], r.output
+    command = shlex.split(lines[0].split("`")[-2])
+    assert command == ["wbcap", "fuse", str(root / "cam01"), str(root / "cam02"), "-o", str(out), "--format",
+                       "npz,glb,bvh", "--offsets", "0,0.0125", "--max-distance", "0.4", "--root-bone", "--overwrite"]
+    r, _ = invoke(*command[1:], "--body-models", body_dir)
+    assert r.exit_code == 0, r.output
+    assert (out / "track_0.bvh").is_file() and (out / "track_0.npz").read_bytes() == before
     # runs in folders of one name: named by the fewest last parts of their paths that tell them apart (a
     # review: the paths as typed, a user's absolute folders, went into the files)
     shutil.copytree(root / "cam01", tmp_path / "site" / "a" / "cam")
@@ -221,29 +236,6 @@ def test_each_persons_glb_holds_every_camera_where_the_calibration_puts_it(runs,
     gltf = pygltflib.GLTF2().load(str(tmp_path / "same" / "track_0.glb"))
     assert sorted(n.name for n in gltf.nodes if n.camera is not None) == ["camera_b/cam", "source_camera"]
     assert run_names(["/x/y/cam", "/x/z/cam", "/w/y/cam", "/q/cam01"]) == ["x/y/cam", "z/cam", "w/y/cam", "cam01"]
-
-
-@pytest.mark.slow  # two fusions
-def test_export_of_a_fusion_says_the_fuse_command_that_writes_its_files(runs, tmp_path, body_dir):
-    """`wbcap export FUSED --format bvh`: a fusion has no params.jsonl to export from; one line
-    gives the `wbcap fuse` command of its runs, clocks and settings with the formats it holds and
-    those asked, which writes them, the npz as it was."""
-    import shlex
-
-    root, _ = runs
-    out = tmp_path / "fused"
-    r, _ = invoke("fuse", root / "cam01", root / "cam02", "-o", out, "--format", "npz", "--offsets", "0,0.0125",
-                  "--max-distance", "0.4", "--body-models", body_dir)
-    assert r.exit_code == 0, r.output
-    before = (out / "track_0.npz").read_bytes()
-    r, lines = invoke("export", out, "--format", "bvh", "--root-bone")
-    assert r.exit_code == 2 and len(lines) == 1 and "holds `wbcap fuse` results" in lines[0], r.output
-    command = shlex.split(lines[0].split("`")[-2])
-    assert command == ["wbcap", "fuse", str(root / "cam01"), str(root / "cam02"), "-o", str(out), "--format",
-                       "npz,bvh", "--offsets", "0,0.0125", "--max-distance", "0.4", "--root-bone", "--overwrite"]
-    r, _ = invoke(*command[1:], "--body-models", body_dir)
-    assert r.exit_code == 0, r.output
-    assert (out / "track_0.bvh").is_file() and (out / "track_0.npz").read_bytes() == before
 
 
 def test_offsets_line_up_the_cameras_clocks(runs, tmp_path, body_dir):

@@ -74,28 +74,28 @@ def _decoded(path: Path) -> tuple[list[float], list[float], list[bool]]:
     return times, levels, keys
 
 
-@pytest.mark.slow  # a real-time stream (2 s)
+@pytest.mark.slow  # a real-time stream (2.4 s)
 def test_a_live_udp_stream_is_copied_from_its_first_keyframe_for_the_seconds_asked(tmp_path):
     """A live H.264 MPEG-TS stream over UDP, joined while it runs: `wbcap record ... --seconds
-    1` copies it (no re-encoding: every frame's grey level as sent) from the first keyframe it
-    gets (the frames before it left out), at 0 s, 25 frames at 25 fps; the file is Matroska and
+    0.6` copies it (no re-encoding: every frame's grey level as sent) from the first keyframe it
+    gets (the frames before it left out), at 0 s, 15 frames at 25 fps; the file is Matroska and
     wbcap's reader takes it."""
     from wbcap.io.video_probe import probe_video
 
     port = _free_udp_port()
-    sender = _send(port, frames=75, delay=0.0, gop=10)
+    sender = _send(port, frames=60, delay=0.0, gop=10)
     time.sleep(0.5)  # (the stream is running: the recorder joins between keyframes, 9 times in 10)
     out = tmp_path / "live" / "clip.mkv"
-    r, lines = invoke("record", f"udp://127.0.0.1:{port}", "-o", out, "--seconds", 1, "--timeout", 5)
+    r, lines = invoke("record", f"udp://127.0.0.1:{port}", "-o", out, "--seconds", 0.6, "--timeout", 5)
     sender.join(10)
     assert r.exit_code == 0, r.output
-    assert lines[0] == str(out) and "recorded 1.00 s, 25 frames (h264 copied, no audio)" in r.output, r.output
+    assert lines[0] == str(out) and "recorded 0.60 s, 15 frames (h264 copied, no audio)" in r.output, r.output
     times, levels, keys = _decoded(out)
-    assert keys[0] and len(times) == 25
-    np.testing.assert_allclose(times, np.arange(25) / 25, atol=1e-3)
+    assert keys[0] and len(times) == 15
+    np.testing.assert_allclose(times, np.arange(15) / 25, atol=1e-3)
     first = round(levels[0] / 3)
     assert first % 10 == 0 and first > 0  # (a keyframe every 10 frames; the stream had begun)
-    np.testing.assert_allclose(levels, 3 * (first + np.arange(25)), atol=1.0)  # (consecutive frames, as sent)
+    np.testing.assert_allclose(levels, 3 * (first + np.arange(15)), atol=1.0)  # (consecutive frames, as sent)
     info = probe_video(out)
     assert info.width == 160 and info.height == 96
     assert sorted(p.name for p in out.parent.iterdir()) == ["clip.mkv"]
@@ -158,10 +158,17 @@ def _mpeg2_ts(frames: int = 60) -> bytes:
     import io
 
     buf = io.BytesIO()
-    with av.open(buf, "w", format="mpegts") as out:
-        stream = out.add_stream("mpeg2video", rate=25)
+    _encode(buf, "mpegts", "mpeg2video", {"g": "10", "bf": "2", "qmin": "1", "qmax": "1"}, frames)
+    return buf.getvalue()
+
+
+def _encode(target, form: str, codec: str, options: dict, frames: int) -> None:
+    """``frames`` 160x96 pictures at 25 a second, frame k grey level 4 k, encoded with ``codec``
+    and ``options`` into ``target`` (a path or a binary file) in the format ``form``."""
+    with av.open(target if not isinstance(target, Path) else str(target), "w", format=form) as out:
+        stream = out.add_stream(codec, rate=25)
         stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
-        stream.options = {"g": "10", "bf": "2", "qmin": "1", "qmax": "1"}
+        stream.options = options
         for k in range(frames):
             frame = av.VideoFrame.from_ndarray(np.full((96, 160, 3), 4 * k, np.uint8), format="rgb24")
             frame.pts, frame.time_base = k, Fraction(1, 25)
@@ -169,7 +176,6 @@ def _mpeg2_ts(frames: int = 60) -> bytes:
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
-    return buf.getvalue()
 
 
 def test_a_stream_joined_in_an_open_gop_starts_at_its_keyframe_at_0_s(tmp_path):
@@ -205,17 +211,7 @@ def test_a_raw_h264_stream_without_timestamps_is_timed_at_its_rate(tmp_path):
     timestamps (a review: "sent no video keyframe"); they are timed at the stream's rate, 25 a
     second, with a warning, or at --fps's."""
     es = tmp_path / "cam.h264"
-    with av.open(str(es), "w", format="h264") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
-        stream.options = {"g": "10", "bf": "0"}
-        for k in range(20):
-            frame = av.VideoFrame.from_ndarray(np.full((96, 160, 3), 4 * k, np.uint8), format="rgb24")
-            frame.pts, frame.time_base = k, Fraction(1, 25)
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    _encode(es, "h264", "libx264", {"g": "10", "bf": "0"}, 20)
     for extra, rate in (((), 25), (("--fps", "10"), 10)):
         out = tmp_path / f"cam{rate}.mkv"
         r, lines = invoke("record", es, "-o", out, *extra)
@@ -257,21 +253,22 @@ def test_ctrl_c_is_seen_while_the_source_sends_nothing(tmp_path):
         return subprocess.Popen([sys.executable, "-m", "wbcap", *args], env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
 
-    port = _free_udp_port()
-    proc = wbcap("record", f"udp://127.0.0.1:{port}", "-o", str(tmp_path / "a.mkv"), "--timeout", "60")
+    silent, stalling = _free_udp_port(), _free_udp_port()
+    opening = wbcap("record", f"udp://127.0.0.1:{silent}", "-o", str(tmp_path / "a.mkv"), "--timeout", "60")
+    stalled = wbcap("record", f"udp://127.0.0.1:{stalling}", "-o", str(tmp_path / "b.mkv"), "--timeout", "60")
+    sender = _send(stalling, frames=25, delay=1.6)  # (1 s once the recorder listens, then nothing)
     time.sleep(2.0)
     t0 = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=20)
-    assert proc.returncode == 130 and time.monotonic() - t0 < 3.0, err
-    assert not list(tmp_path.iterdir())
-    proc = wbcap("record", f"udp://127.0.0.1:{port}", "-o", str(tmp_path / "b.mkv"), "--timeout", "60")
-    _send(port, frames=25, delay=2.5).join(10)  # (1 s once the recorder listens, then nothing)
-    time.sleep(1.0)
+    opening.send_signal(signal.SIGINT)
+    _, err = opening.communicate(timeout=20)
+    assert opening.returncode == 130 and time.monotonic() - t0 < 3.0, err
+    sender.join(10)
+    time.sleep(0.5)
     t0 = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=20)
-    assert proc.returncode == 0 and time.monotonic() - t0 < 3.0, err
+    stalled.send_signal(signal.SIGINT)
+    _, err = stalled.communicate(timeout=20)
+    assert stalled.returncode == 0 and time.monotonic() - t0 < 3.0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.mkv"]
     times, _, _ = _decoded(tmp_path / "b.mkv")
     assert 5 <= len(times) <= 25 and times[0] == 0.0
 

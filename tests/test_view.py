@@ -1349,6 +1349,19 @@ def test_world_export_overlays_within_the_corrections_pixel_bound(browsed_world,
     assert _iou(shot, want) > 0.8
 
 
+def _fused_pelvis(body_layer, fused_run: Path, tid: int, t: float) -> np.ndarray:
+    """``(3,)`` metres: fused person ``tid``'s pelvis at their npz row nearest ``t`` (``trans``
+    plus the rest pelvis), in the npz's z-up world."""
+    import torch
+
+    with np.load(fused_run / f"track_{tid}.npz") as z:
+        arrays = dict(z)
+    row = int(np.argmin(np.abs(arrays["times"] - t)))
+    with torch.no_grad():
+        rest = body_layer.rest_root(torch.as_tensor(arrays["betas"][None], dtype=torch.float32)).numpy()[0]
+    return arrays["trans"][row] + rest
+
+
 @pytest.mark.slow  # two calibrated runs, a fusion and a Chromium process
 def test_a_fusions_page_shows_every_fused_body_where_its_npz_puts_it(browsed_world, fused_run, body_layer):
     """`wbcap view` of a `wbcap fuse` folder: a page without a video whose timeline steps the fused
@@ -1357,7 +1370,6 @@ def test_a_fusions_page_shows_every_fused_body_where_its_npz_puts_it(browsed_wor
     where its npz puts it (the pelvis: ``trans`` plus the rest pelvis, z up turned y up), in the
     calibration's world with the grid on its floor, and the parameters shown are that row of its
     npz."""
-    import torch
 
     from wbcap.camera import camera_from_dict
 
@@ -1376,12 +1388,7 @@ def test_a_fusions_page_shows_every_fused_body_where_its_npz_puts_it(browsed_wor
     for sample, t in zip(page["samples"], FUSED_TIMES, strict=True):
         assert sample["state"]["groundY"] == 0.0 and sample["state"]["viewFrame"] == "world"
         for tid in (0, 1):
-            with np.load(fused_run / f"track_{tid}.npz") as z:
-                arrays = dict(z)
-            row = int(np.argmin(np.abs(arrays["times"] - t)))
-            with torch.no_grad():
-                rest = body_layer.rest_root(torch.as_tensor(arrays["betas"][None], dtype=torch.float32)).numpy()[0]
-            x, y, z = arrays["trans"][row] + rest
+            x, y, z = _fused_pelvis(body_layer, fused_run, tid, t)
             np.testing.assert_allclose(sample["bones"][str(tid)], [x, z, -y], atol=1e-4, err_msg=f"t {t} person {tid}")
             # ... and in the page's world: seen through the page's camera (the first person's source camera,
             # cam01) where that camera sees the npz's pelvis, also the second person's, whose source camera
@@ -1405,7 +1412,6 @@ def test_a_fusions_page_through_another_camera_shows_its_video_on_the_fused_cloc
     clock (cam02's clock 0.4 s behind: at -0.2 s its frame 6, at 0.2 s of its video), and sees every
     fused body through cam02 where cam02 (fuse.json's pose of it, its meta.json's intrinsics)
     sees the npz's pelvis; a camera not in the fusion, or a run without its video, is one line."""
-    import torch
 
     from wbcap.camera import camera_from_dict
 
@@ -1424,12 +1430,7 @@ def test_a_fusions_page_through_another_camera_shows_its_video_on_the_fused_cloc
         state = sample["state"]
         assert state["videoTime"] == pytest.approx(t + 0.4, abs=0.02), (t, state)
         for tid in (0, 1):
-            with np.load(fused_run / f"track_{tid}.npz") as z:
-                arrays = dict(z)
-            row = int(np.argmin(np.abs(arrays["times"] - t)))
-            with torch.no_grad():
-                rest = body_layer.rest_root(torch.as_tensor(arrays["betas"][None], dtype=torch.float32)).numpy()[0]
-            seen = rotation.T @ (arrays["trans"][row] + rest - position)
+            seen = rotation.T @ (_fused_pelvis(body_layer, fused_run, tid, t) - position)
             np.testing.assert_allclose(sample["pixels"][str(tid)]["pelvis"], camera.project(seen[None])[0], atol=0.05,
                                        err_msg=f"t {t} person {tid}")
     for camera_name, words in (("cam09", "no run 'cam09' in it (its runs: cam01, cam02); give one of those to --camera"),
