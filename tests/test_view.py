@@ -1438,6 +1438,20 @@ def test_a_fusions_page_through_another_camera_shows_its_video_on_the_fused_cloc
         r = invoke("view", fused_run, "--camera", camera_name, "--html", tmp_path / f"{camera_name}.html")
         lines = [x for x in r.output.splitlines() if x.strip()]
         assert r.exit_code == 2 and len(lines) == 1 and words in lines[0], r.output
+    # only the camera's video may come from its run's folder: a file of the fusion a link leads there is refused
+    # (a review: the run's folder, named by a fuse.json that may be someone else's, held every file of the page)
+    planted = tmp_path / "planted"
+    shutil.copytree(fused_run, planted)
+    there = Path(run["folder"]) / "planted.glb"  # (a GLB in the run's folder: the link leads to a file the page reads)
+    shutil.copyfile(fused_run / "track_1.glb", there)
+    (planted / "track_1.glb").unlink()
+    (planted / "track_1.glb").symlink_to(there)
+    try:
+        r = invoke("view", planted, "--camera", "cam02", "--html", tmp_path / "planted.html")
+    finally:
+        there.unlink()
+    lines = [x for x in r.output.splitlines() if x.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and f"a symbolic link leads it out of {planted}" in lines[0], r.output
 
 
 @pytest.mark.slow  # builds the GLBs with the SMPL-X layer

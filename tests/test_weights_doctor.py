@@ -1246,15 +1246,20 @@ def test_doctor_says_what_wbcap_record_can_open(monkeypatch):
     """The input devices of PyAV's FFmpeg (the Linux wheel's v4l2 and lavfi) and the cameras
     /dev/video* in number order, or that none was found."""
     import glob
+    import sys
 
     import av
 
     from wbcap.doctor import recording_check
+    from wbcap.io.record import input_devices
 
     monkeypatch.setattr(glob, "glob", lambda pattern: ["/dev/video2", "/dev/video10", "/dev/video0"])
     check = recording_check()
     assert check.ok and check.optional and check.detail == (
-        f"streams (rtsp, rtmp, srt, udp, http) and FFmpeg's devices v4l2, lavfi (PyAV {av.__version__}); "
+        f"streams (rtsp, rtmp, udp, tcp, http, hls) and FFmpeg's devices {', '.join(input_devices())} (PyAV "
+        f"{av.__version__}); "
         "cameras: /dev/video0, /dev/video2, /dev/video10")
     monkeypatch.setattr(glob, "glob", lambda pattern: [])
     assert recording_check().detail.endswith("; no camera device found")
+    if sys.platform == "linux":
+        assert {"v4l2", "lavfi"} <= set(input_devices())

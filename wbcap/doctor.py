@@ -479,9 +479,10 @@ def recording_check() -> Check:
 
     import av
 
-    devices = [n for n in ("v4l2", "avfoundation", "dshow", "lavfi") if any(n in f.split(",") for f in av.formats_available)]
+    from wbcap.io.record import input_devices
+
     cameras = sorted(glob.glob("/dev/video[0-9]*"), key=lambda d: (len(d), d))
-    detail = (f"streams (rtsp, rtmp, srt, udp, http) and FFmpeg's devices {', '.join(devices) or 'none'} "
+    detail = (f"streams (rtsp, rtmp, udp, tcp, http, hls) and FFmpeg's devices {', '.join(input_devices()) or 'none'} "
               f"(PyAV {av.__version__}); " + (f"cameras: {', '.join(cameras)}" if cameras else "no camera device found"))
     return Check("Recording", True, detail, optional=True)
 

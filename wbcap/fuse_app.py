@@ -210,16 +210,21 @@ def run_names(folders: Sequence[str | os.PathLike[str]]) -> list[str]:
     """Each run's name in a fusion's files (track labels ``cam01/track_3``, the GLB's
     ``camera_cam01``, ``wbcap view --camera``): its folder's name, or where two runs' folders
     share it, the fewest last parts of their absolute paths that tell them apart (``a/cam`` and
-    ``b/cam``; never a whole path, which would name the user's folders in files to share)."""
-    parts = [Path(os.path.abspath(f)).parts for f in folders]
+    ``b/cam``; ``x/cam`` and ``y/x/cam``), never the file system's root (a whole path would name
+    the user's folders in files to share); folders no parts tell apart are numbered (``cam#2``)."""
+    parts = [Path(os.path.abspath(f)).parts[1:] or (str(f),) for f in folders]
+    longest = max((len(p) for p in parts), default=0)
     names = []
     for i, own in enumerate(parts):
-        for k in range(1, len(own) + 1):
+        for k in range(1, longest + 1):
             if all(other[-k:] != own[-k:] for j, other in enumerate(parts) if j != i):
                 names.append("/".join(own[-k:]))
                 break
-        else:  # (one folder twice: refused before names are needed)
-            names.append(own[-1] if own else "")
+        else:  # (one folder twice, refused before names are needed)
+            names.append(own[-1])
+    for i, name in enumerate(names):
+        if names.count(name) > 1:
+            names[i] = f"{name}#{names[:i].count(name) + 1}" if names[:i].count(name) else name
     return names
 
 

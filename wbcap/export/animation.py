@@ -162,8 +162,8 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
         label: the clip's name inside the files (the GLB's animation, skin and mesh; the FBX take),
             which Blender names its objects after; None: ``name`` (``wbcap image`` gives each
             person's ``output.glb`` its own, ``<image>_person_<k>``).
-        other_cameras: more cameras of a clip in a world frame, written into the GLB
-            (:class:`wbcap.export.gltf.PlacedCamera`, in the npz's z-up world): a fusion's other cameras.
+        other_cameras: more cameras of a clip in a world frame, written into the GLB (not the FBX,
+            which holds no camera): :class:`wbcap.export.gltf.PlacedCamera`, a fusion's other cameras.
 
     Raises:
         WbcapError: FBX without Blender's ``bpy`` (one line saying how to install it).
@@ -223,7 +223,7 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
         if "glb" in wanted:
             written.append(write_glb(out / f"{name}.glb", rig, clip, camera=camera, exact_vertices=exact,
                                      root_bone=export.root_bone, source_start=source_start,
-                                     other_cameras=_turned(other_cameras)))
+                                     other_cameras=other_cameras))
         if "fbx" in wanted:
             from wbcap.export.fbx import write_fbx
 
@@ -243,16 +243,6 @@ def write_animations(out: Path, name: str, arrays: dict[str, np.ndarray], body: 
 
         written.append(write_bvh(out / f"{name}.bvh", rig, clip))
     return written
-
-
-def _turned(cameras: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Scene cameras of the npz's z-up world in the y-up world of :func:`write_animations`'s clip."""
-    import dataclasses
-
-    from wbcap.export.clip import YUP_FROM_ZUP
-
-    return tuple(dataclasses.replace(c, rotation=YUP_FROM_ZUP @ np.asarray(c.rotation, np.float64),
-                                     position=YUP_FROM_ZUP @ np.asarray(c.position, np.float64)) for c in cameras)
 
 
 def _kept_users_files(out: Path, name: str, formats: tuple[str, ...]) -> set[str]:

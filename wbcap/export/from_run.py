@@ -240,7 +240,7 @@ def _refuse_fusion(run: Path, job: ExportJob) -> None:
         words += ["--max-distance", f"{distance:g}"]
     words += [*(["--exact"] if job.export.exact else []), *(["--root-bone"] if job.export.root_bone else []),
               *(["--body-models", shell_word(job.body_models, option_safe=True)] if job.body_models else []),
-              "--overwrite"]
+              *(["--allow-pickle"] if job.allow_pickle else []), "--overwrite"]
     raise InputError(f"{where}: holds `wbcap fuse` results, which `wbcap export` does not read (it exports a `wbcap "
                      f"run` folder's params.jsonl); write them in these formats by fusing again, the same runs on the "
                      f"same clocks (seconds): `{' '.join(words)}`")

@@ -122,16 +122,19 @@ class PlacedCamera:
     Attributes:
         name: the node's (and camera's) name, e.g. ``camera_cam02``; not ``source_camera``.
         camera: its intrinsics (:class:`wbcap.camera.ImageCamera`).
-        rotation: ``(3, 3)`` float, OpenCV camera axes -> the clip's world, in the clip's ``up``
-            as given to :func:`write_glb` (a point ``x_c`` of the camera frame is at
-            ``rotation @ x_c + position``), as ``MotionClip.camera_rotation``.
+        rotation: ``(3, 3)`` float, OpenCV camera axes -> the clip's world, in the world ``up``
+            (a point ``x_c`` of the camera frame is at ``rotation @ x_c + position``), as
+            ``MotionClip.camera_rotation``.
         position: ``(3,)`` float, metres, the camera's centre in that world.
+        up: the world's up axis, ``"z"`` (an AMASS npz's: a fusion's track files) or ``"y"``.
     """
 
     name: str
     camera: ImageCamera
     rotation: np.ndarray
     position: np.ndarray
+    up: str = "z"
+
 
 _FLOAT = 5126  # glTF componentType codes (spec 3.6.2.2 "Accessor Data Types")
 _UNSIGNED_BYTE = 5121
@@ -410,9 +413,12 @@ def write_glb(
     names = [c.name for c in other_cameras]
     if other_cameras and (clip.frame != "world" or len(set(names)) < len(names) or CAMERA_NODE_NAME in names):
         raise ValueError(f"{path}: scene cameras {names} need a clip in a world frame and names of their own")
-    turn = YUP_FROM_ZUP if clip.up == "z" else np.eye(3)
-    placed = [(c.name, c.camera, _camera_node_pose(turn @ np.asarray(c.rotation, np.float64),
-                                                   turn @ np.asarray(c.position, np.float64))) for c in other_cameras]
+    turns = {"z": YUP_FROM_ZUP, "y": np.eye(3)}
+    if any(c.up not in turns for c in other_cameras):
+        raise ValueError(f"{path}: scene cameras' up must be 'z' or 'y', got {[c.up for c in other_cameras]}")
+    placed = [(c.name, c.camera, _camera_node_pose(turns[c.up] @ np.asarray(c.rotation, np.float64),
+                                                   turns[c.up] @ np.asarray(c.position, np.float64)))
+              for c in other_cameras]
     clip = clip.in_world("y")
     times, expr = _checked(rig, clip, exact_vertices, path)
     n_rows = len(clip)

@@ -450,6 +450,8 @@ def _kalibr_chain(cameras: dict[str, dict[str, Any]]) -> None:
                 or not np.abs(link[:3, 3]).max() <= 1e6):  # (metres: a lab, not a planet)
             raise ValueError(f"cam{n}'s T_cn_cnm1 {link.tolist()}: its rotation is not one (rows orthonormal within "
                              "1e-3, no mirror) or its translation not metres of a rig")
+        u, _, vt = np.linalg.svd(turn)  # (the nearest rotation: a long chain's rounding adds up past the pose's check)
+        link[:3, :3] = u @ vt
         pose = link @ pose
         chain[n].update(rotation=pose[:3, :3].reshape(-1).tolist(), translation=pose[:3, 3].tolist())
 

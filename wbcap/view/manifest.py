@@ -99,8 +99,9 @@ class SiteContent:
             :func:`end_parts_at_their_rows`.
         warnings: what the command says once the page is built (a refusal stays one line).
         read: ``{name: file}`` of the folder read into the page (not served as they are).
-        roots: folders besides the output folder the page takes files from (a fused page's
-            camera: that run's folder).
+        roots: ``{URL path: folder}`` of files of :attr:`files` that lie outside the output
+            folder, each held to its own folder (a fused page's camera: that run's
+            ``render.mp4``, held to that run's folder); every other file to the output folder.
     """
 
     manifest: dict[str, Any]
@@ -111,7 +112,7 @@ class SiteContent:
     row_times: dict[int, list[float]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     read: dict[str, Path] = field(default_factory=dict)
-    roots: list[Path] = field(default_factory=list)
+    roots: dict[str, Path] = field(default_factory=dict)
 
 
 def end_parts_at_their_rows(track: dict[str, Any], times: list[float]) -> None:
@@ -184,26 +185,27 @@ def read_output(out: Path, camera: str | None = None) -> SiteContent:
         return content
 
 
-def _check_inside(out: Path, files: dict[str, Path], roots: list[Path] = ()) -> None:
+def _check_inside(out: Path, files: dict[str, Path], roots: dict[str, Path] | None = None) -> None:
     """Refuse a file of the page that a symbolic link (its own, or a folder's on the way) puts
     outside ``out``: the page serves and copies what the link leads to, and one planted in a folder
     from someone else sent any file the user can read with the page (``output.obj -> ~/.ssh/id_rsa``
-    in ``--html``'s folder: a security review). ``roots``: more folders whose files the page takes
-    (a fused page's camera's run).
+    in ``--html``'s folder: a security review). ``roots``: ``{URL path: folder}`` of files held
+    to a folder of their own instead (a fused page's camera's video, to its run).
 
     Raises:
         InputError: naming the file, where it leads and the fix.
     """
     root = out.resolve()
-    others = [r.resolve() for r in roots]
-    for path in files.values():
+    for url, path in files.items():
+        own = (roots or {}).get(url)
+        inside = own.resolve() if own is not None else root
         try:
             real = path.resolve()
         except (RuntimeError, OSError):  # (a loop of links: RuntimeError on Python < 3.13)
             raise InputError(f"{path}: a loop of symbolic links; the page takes only the folder's own files: put the "
                              "file itself there, or remove the link") from None
-        if not real.is_relative_to(root) and not any(real.is_relative_to(r) for r in others):
-            raise InputError(f"{path}: a symbolic link leads it out of {out} (to {real}); the page takes only the "
+        if not real.is_relative_to(inside):
+            raise InputError(f"{path}: a symbolic link leads it out of {own or out} (to {real}); the page takes only the "
                              "folder's own files: put the file itself there, or remove the link")
 
 
@@ -610,16 +612,20 @@ def _fused_camera(content: SiteContent, manifest: dict[str, Any], path: Path, ru
     if name not in names:
         raise InputError(f"{path}: no run {name!r} in it (its runs: {', '.join(names)}); give one of those to {option}")
     entry = runs[names.index(name)]
-    run = Path(str(entry["folder"]))
+    if isinstance(entry, dict) and "folder" in entry and "camera_rotation" not in entry:
+        raise InputError(f"{path}: run {name!r} has no camera recorded (it gave the fusion no track with its camera's "
+                         f"intrinsics, or the fusion was made before wbcap recorded its cameras: fuse again); give "
+                         f"another run to {option}")
     try:
+        run = Path(str(entry["folder"]))
         rotation = np.asarray(entry["camera_rotation"], np.float64).reshape(3, 3)
         position = np.asarray(entry["camera_position_m"], np.float64).reshape(3)
         offset = float(entry.get("offset_s") or 0.0)
         if not (np.isfinite(rotation).all() and np.isfinite(position).all() and np.isfinite(offset)):
             raise ValueError("not finite")
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{path}: run {name!r} has no camera pose recorded ({type(exc).__name__}: a fusion made before "
-                         "wbcap recorded its cameras); fuse the runs again with --overwrite") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InputError(f"{path}: run {name!r}'s record is damaged ({type(exc).__name__}: {exc}); fuse the runs again "
+                         "with --overwrite") from None
     video = run / RENDER_FILE
     with reading_folder(run, then="view it again"):
         meta = read_meta(run)
@@ -642,7 +648,7 @@ def _fused_camera(content: SiteContent, manifest: dict[str, Any], path: Path, ru
             "rotation": [float(v) for v in Rotation.from_matrix(turned).as_quat()]}
     url = f"media/{name}/{RENDER_FILE}"
     content.files[url] = video
-    content.roots.append(run)
+    content.roots[url] = run
     manifest.update(camera=camera, source_camera={**pose, **camera_pose_info(pose)}, frame_times=times,
                     video={"src": _url(url), "offset": start + offset, "frame_times": times,
                            "frame_index": _match_frames(times, by_time, 0.5 / fps)})
