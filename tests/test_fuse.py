@@ -675,12 +675,13 @@ def test_a_calibration_in_its_first_cameras_frame_is_levelled_by_the_fused_peopl
     the calibration's x laid on it, the origin under its origin (the first camera). The bodies
     land within a few centimetres of the truth so placed, as near as a z-up calibration's fusion."""
     people = [Walk(start=(-1.0, 3.8), heading_deg=45), Stand(position=(1.0, 5.5))]
-    first, truth = None, None
+    first, truth, poses = None, None, []
     for i, camera in enumerate(CAMERAS):
         scene = make_scene(body_layer, people, camera=camera, seconds=3.0,
                            noise=TrackNoise(seed=7 * i, depth_bias=0.05))
         truth = {k: true_body_joints(body_layer, p) for k, p in scene.people.items()}
         pose = (scene.world_from_camera[0], scene.camera_position[0])
+        poses.append(pose)
         first = first or pose
         lab = LabCalibration.in_camera_frame(*first, *pose)
         result = write_calibrated_run(tmp_path / "anipose" / f"cam0{i + 1}", body_layer, scene, lab)
@@ -723,6 +724,11 @@ def test_a_calibration_in_its_first_cameras_frame_is_levelled_by_the_fused_peopl
     x = np.array([1.0, 0.0, 0.0]) - up[0] * up
     x /= np.linalg.norm(x)
     turn = np.stack([x, np.cross(up, x), up])
+    # each run's camera where the levelled world puts it (fuse.json's, which the GLBs' camera nodes hold)
+    for run, (world_from_camera, position) in zip(record["runs"], poses, strict=True):
+        np.testing.assert_allclose(run["camera_position_m"],
+                                   turn @ rotation.T @ (position - centre) + np.array([0.0, 0.0, centre[2]]), atol=0.05)
+        np.testing.assert_allclose(run["camera_rotation"], turn @ rotation.T @ world_from_camera, atol=0.01)
     errors = {}
     for name in ("anipose", "upright", "mixed", "unplanted"):
         errors[name] = []
