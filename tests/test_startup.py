@@ -307,7 +307,7 @@ def test_vertex_normals_while_the_renderer_is_imported_ahead(tmp_path):
         print(n.tolist())
     """
     env = {**os.environ, "WBCAP_HOME": str(tmp_path / "home")}
-    for delay in ("join", 0.05, 0.1, 0.2, 0.3):
+    for delay in ("join", 0.05, 0.2):  # (0.1 and 0.3 too before: the suite's 6 minutes)
         proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code), str(delay)], capture_output=True, text=True,
                               timeout=600, env=env)
         assert proc.returncode == 0, proc.stderr[-2000:]
