@@ -172,6 +172,7 @@ def record(job: RecordJob, progress: Callable[[str, int, int | None], None] | No
         with contextlib.ExitStack() as stack:
             tmp = stack.enter_context(atomic_path(out, through_link=True))
             recording = _Recording(tmp, video, audio, job, reader, progress)
+            stack.callback(recording.close)  # (on a failure: the temporary file closed before it is removed)
             recording.run()  # (a first Ctrl-C ends it here)
             with held_stop_signals():  # (a second one while the file is finished and moved keeps it whole)
                 recording.finish()
@@ -626,6 +627,13 @@ class _Recording:
         self.warnings += _not_as_asked(self.job, self.size, self.rate)
         if self.progress is not None and self.stopped_by != "ctrl-c":
             self.progress("record", int(self.last), math.ceil(self.job.seconds) if self.job.seconds else None)
+
+    def close(self) -> None:
+        """The file closed where :meth:`finish` did not (a failure); nothing where it did."""
+        import contextlib
+
+        with contextlib.suppress(Exception):
+            self.sink.close()
 
     def result(self) -> dict[str, Any]:
         step = 1.0 / float(self.rate) if self.rate else 0.0
