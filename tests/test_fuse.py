@@ -237,7 +237,7 @@ def test_each_persons_glb_holds_every_camera_where_the_calibration_puts_it(runs,
     assert sorted(n.name for n in gltf.nodes if n.camera is not None) == ["camera_b/cam", "source_camera"]
     assert run_names(["/x/y/cam", "/x/z/cam", "/w/y/cam", "/q/cam01"]) == ["x/y/cam", "z/cam", "w/y/cam", "cam01"]
     assert run_names(["/x/cam", "/y/x/cam"]) == ["x/cam", "y/x/cam"]  # (never the root: "//x/cam", a review)
-    assert run_names(["/a/cam", "/a/cam"]) == ["cam", "cam#2"]
+    assert run_names(["/a/cam", "/a/cam", "/a/cam"]) == ["cam", "cam#2", "cam#3"]
 
 
 def test_offsets_line_up_the_cameras_clocks(runs, tmp_path, body_dir):

@@ -58,6 +58,18 @@ def final_path(path: str | os.PathLike[str]) -> Path:
     return Path(*parts) if parts else Path(path)
 
 
+def temporary_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The temporary files of :func:`atomic_path` writes of ``path`` that are still beside it (a
+    write killed outright, SIGKILL or a power cut, leaves its ``.<stem>.tmp-<8 hex><suffix>``),
+    sorted; none where its folder is missing."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    return sorted(p for p in path.parent.iterdir()
+                  if (m := _TEMP_NAME.match(p.name)) and m["stem"] + m["suffix"] == path.name
+                  and p.name.startswith(f".{path.stem}.tmp-"))
+
+
 #: The longest file or folder name, in bytes, that common file systems take (``NAME_MAX``: ext4,
 #: XFS, btrfs, tmpfs; APFS and NTFS count 255 characters).
 NAME_MAX = 255

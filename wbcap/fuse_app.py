@@ -222,10 +222,7 @@ def run_names(folders: Sequence[str | os.PathLike[str]]) -> list[str]:
                 break
         else:  # (one folder twice, refused before names are needed)
             names.append(own[-1])
-    for i, name in enumerate(names):
-        if names.count(name) > 1:
-            names[i] = f"{name}#{names[:i].count(name) + 1}" if names[:i].count(name) else name
-    return names
+    return [f"{name}#{names[:i].count(name) + 1}" if name in names[:i] else name for i, name in enumerate(names)]
 
 
 def _view_track(piece: _Piece, label: str, offset: float, body: Any) -> ViewTrack:

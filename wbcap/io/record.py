@@ -204,10 +204,9 @@ QUEUE_PACKETS = 512
 def _say_killed_recordings(out: Path) -> None:
     """Warn of the temporary files of recordings into ``out`` that a kill (SIGKILL, a power cut)
     left beside it: they may hold most of a recording (Matroska written as it went)."""
-    pattern = re.compile(rf"\.{re.escape(out.stem)}\.tmp-[0-9a-f]{{8}}{re.escape(out.suffix)}")
-    if not out.parent.is_dir():
-        return
-    for left in sorted(p for p in out.parent.iterdir() if pattern.fullmatch(p.name)):
+    from wbcap.atomic import temporary_files
+
+    for left in temporary_files(out):
         size = left.stat().st_size
         log.warning("%s: left by a recording into %s that was killed (%.1f MB); it may hold part of it: rename it to "
                     "keep it (e.g. mv %s %s), else remove it", left, out.name, size / 1e6, left.name,
@@ -259,6 +258,7 @@ class _Reader:
         self.dropped = 0
         self.container: Any = None
         self.lock = threading.Lock()
+        self.counting = threading.Lock()
         self.abandoned = False
         self.go = threading.Event()
         self.halt = threading.Event()
@@ -308,10 +308,12 @@ class _Reader:
                 if packet.size == 0:  # (a demuxer's flush packet at the end)
                     continue
                 if self.raw and packet.stream.type == "video":
-                    if self.queued_bytes + packet.size > RAW_QUEUE_BYTES:  # (the encoder fell behind the camera)
+                    with self.counting:  # (both threads change the count: `+=` is no atomic step)
+                        full = self.queued_bytes + packet.size > RAW_QUEUE_BYTES  # (the encoder fell behind)
+                        self.queued_bytes += 0 if full else packet.size
+                    if full:
                         self.dropped += 1
                         continue
-                    self.queued_bytes += packet.size
                 if not self._put(packet):
                     return
             self._put(("end", None))
@@ -336,7 +338,8 @@ class _Reader:
                     raise TimeoutError from None
                 continue
             if self.raw and not isinstance(item, tuple) and item.stream.type == "video":
-                self.queued_bytes -= item.size
+                with self.counting:
+                    self.queued_bytes -= item.size
             return item
 
     def opened(self) -> Any:
