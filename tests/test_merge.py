@@ -16,8 +16,9 @@ from wbcap.testing.checkpoints import make_state_dict
 from wbcap.train.merge import merge_hand_into_body
 
 
-def _hand_ckpt(path, prefix: str, depth: int = 18, seed: int = 7):
-    hand = HandModel(depth)
+def _hand_ckpt(path, prefix: str, depth: int = 18, seed: int = 7, width: int = 64):
+    with torch.device("meta"):
+        hand = HandModel(depth, width=width)
     sd = make_state_dict([(k, tuple(v.shape), v.dtype) for k, v in hand.state_dict().items()], seed=seed)
     sd = OrderedDict((k.replace("backbone.", prefix, 1) if k.startswith("backbone.") else k, v) for k, v in sd.items())
     torch.save({"network": OrderedDict(("module." + k, v) for k, v in sd.items()), "epoch": 12}, path)
@@ -93,6 +94,13 @@ def test_merge_fails_loudly_on_unexpected_hand_names(tmp_path, body):
         "is it a hand model of the same depth? (its ResNet is a ResNet-50, the whole-body model's hand ResNet a "
         "ResNet-18: train the hand stage with hand_backbone_depth = 18 under [model] in a --config TOML, or merge into a "
         "body of ResNet-50 hands)")
+    _hand_ckpt(tmp_path / "narrow.pth", "backbone.", width=16)  # a hand stage of backbone_width 16
+    with pytest.raises(CheckpointError) as info:
+        merge_hand_into_body(body_path, tmp_path / "narrow.pth", tmp_path / "merged.pth")
+    assert str(info.value).endswith("is it a hand model of the same depth? (its ResNet is 16 channels wide, the "
+                                    "whole-body model's 64: train the hand stage with backbone_width = 64 under "
+                                    "[model] in a --config TOML)")
+    assert not (tmp_path / "merged.pth").exists()
 
 
 def test_merge_does_not_replace_a_file_unless_told(tmp_path, body):

@@ -194,6 +194,34 @@ def test_wbcap_checkpoint_round_trip_keeps_config(tmp_path, small_net, small_con
         assert torch.equal(small_net(x).smplx.body_pose, net(x).smplx.body_pose)
 
 
+def test_a_narrow_networks_width_is_read_from_its_tensors_in_the_official_layout(tmp_path):
+    """backbone_width 16 in upstream's layout (no config inside): read back from the ResNets' stems,
+    loaded and run; ResNets of two widths, and a width wbcap does not build, are one line each."""
+    narrow = ModelConfig(backbone_depth=18, hand_backbone_depth=18, face_backbone_depth=18, backbone_width=16,
+                         input_img_shape=(256, 192), input_body_shape=(96, 64), output_hm_shape=(8, 3, 2),
+                         input_hand_shape=(64, 64), output_hand_hm_shape=(8, 2, 2), input_face_shape=(64, 64))
+    path = write_official_checkpoint(tmp_path / "narrow.pth.tar", config=narrow, seed=4)
+    ckpt = read_checkpoint(path)
+    assert ckpt.kind == "official" and ckpt.config.backbone_width == 16
+    net = load_network(path)
+    assert net.backbone.feat_dim == 128 and net.hand_roi_net.backbone.conv1.out_channels == 16
+    with torch.inference_mode():
+        out = net(torch.rand(2, 3, 512, 384))
+    assert out.smplx["body_pose"].shape == (2, 21, 3, 3) and torch.isfinite(out.smplx["body_pose"]).all()
+    for name, width in (("mixed", 32), ("odd", 12)):
+        sd = torch.load(path, weights_only=True)
+        for prefix in (["module.face_roi_net.backbone."] if name == "mixed" else
+                       ["module.backbone.", "module.hand_roi_net.backbone.", "module.face_roi_net.backbone."]):
+            sd["network"][prefix + "conv1.weight"] = torch.zeros(width, 3, 7, 7)
+        torch.save(sd, tmp_path / f"{name}.pth.tar")
+        with pytest.raises(CheckpointError) as info:
+            read_checkpoint(tmp_path / f"{name}.pth.tar")
+        assert str(info.value).startswith(str(tmp_path / f"{name}.pth.tar")) and "\n" not in str(info.value)
+        assert ("different widths ([16, 32]" if name == "mixed" else "backbone_width must be a multiple of 8") in str(info.value)
+    with pytest.raises(ValueError, match="backbone_width must be a multiple of 8 from 8 to 64"):
+        ModelConfig(backbone_width=96)
+
+
 def test_running_out_of_memory_while_reading_a_checkpoint_is_not_called_a_corrupt_file(tmp_path, small_net,
                                                                                           monkeypatch):
     """Under `ulimit -v` torch's allocator failed while reading a good checkpoint, and wbcap said

@@ -113,6 +113,20 @@ def test_feat_dim_and_block_counts(depth, feat_dim):
     assert model.layer2[0].downsample[0].stride == (2, 2)
 
 
+@pytest.mark.parametrize("depth,width,feat_dim", [(18, 16, 128), (50, 16, 512), (34, 8, 64)])
+def test_a_narrow_resnet_has_resnets_tensor_names_and_its_widths_channels(depth, width, feat_dim):
+    with torch.device("meta"):
+        narrow, wide = ResNetBackbone(depth, width), ResNetBackbone(depth)
+    assert narrow.feat_dim == feat_dim and narrow.conv1.out_channels == width
+    assert narrow.layer4[-1].bn2.num_features * (4 if depth >= 50 else 1) == feat_dim
+    ours, theirs = narrow.state_dict(), wide.state_dict()
+    assert list(ours) == list(theirs)
+    for k, t in theirs.items():  # every convolution's channels in and out scaled by width / 64 (the stem's in: RGB)
+        if t.dim() == 4:
+            c_out, c_in = t.shape[0] * width // 64, 3 if k == "conv1.weight" else t.shape[1] * width // 64
+            assert ours[k].shape == (c_out, c_in, *t.shape[2:]), k
+
+
 def test_bad_depth():
     with pytest.raises(ValueError, match="depth"):
         ResNetBackbone(42)
@@ -140,9 +154,10 @@ def test_output_shape_and_batching(depth, hw, out_shape):
     torch.testing.assert_close(batch, single, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("depth", [18, 50])
-def test_matches_functional_reference(depth):
-    model = _randomize(ResNetBackbone(depth), seed=depth)
+@pytest.mark.parametrize("depth,width", [(18, 64), (50, 64), (18, 16), (50, 8)])
+def test_matches_functional_reference(depth, width):
+    """Also the narrow ResNets of ``backbone_width`` (the stages width, 2, 4 and 8 times it)."""
+    model = _randomize(ResNetBackbone(depth, width), seed=depth)
     x = torch.rand(2, 3, 70, 54, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         out = model(x)

@@ -15,7 +15,9 @@ from wbcap.tomllib_compat import tomllib
 from wbcap.train.stages import STAGES, StageConfig, load_stage
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ModelConfig(backbone_depth=18, hand_backbone_depth=18, face_backbone_depth=18)
+# ResNet-18s 16 channels wide (9 M weights, not 43 M): the training loop's claims do not depend on
+# the width, and its costs (initialisation, Adam, snapshots) go with the weights.
+TINY = ModelConfig(backbone_depth=18, hand_backbone_depth=18, face_backbone_depth=18, backbone_width=16)
 
 
 @pytest.fixture()
@@ -322,7 +324,7 @@ def test_train_cli_on_synthetic(tmp_path, body_dir):
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(
         'datasets = ["synthetic"]\nsynthetic_length = 4\nbatch_size = 2\nnum_workers = 0\nepochs = 1\namp = false\n'
-        "[model]\nbackbone_depth = 18\nhand_backbone_depth = 18\nface_backbone_depth = 18\n"
+        "[model]\nbackbone_depth = 18\nhand_backbone_depth = 18\nface_backbone_depth = 18\nbackbone_width = 16\n"
     )
     out = tmp_path / "run"
     r = CliRunner().invoke(cli, ["train", "body", "--config", str(cfg), "-o", str(out), "--body-models", str(body_dir),
@@ -348,7 +350,8 @@ def test_hand_stage_on_freihand_fixture_then_merge(tmp_path, small_ckpt, mano_di
 
     root = tmp_path / "data"
     write_freihand_fixture(root, num_train=3, num_eval=1)
-    stage = replace(STAGES["hand"], datasets=("FreiHAND",), epochs=1, batch_size=2, num_workers=0, amp=False, model=TINY)
+    stage = replace(STAGES["hand"], datasets=("FreiHAND",), epochs=1, batch_size=2, num_workers=0, amp=False,
+                    model=replace(TINY, backbone_width=64))  # (merged into small_ckpt's ResNet-18s, 64 wide)
     run = RunConfig(out=str(tmp_path / "hand"), data_root=str(root), body_models=str(mano_dir), device="cpu", keep_last=2)
     h = train(stage, run)
     assert len(h.losses) == 1 and all(v == v and v > 0 for v in h.losses)
@@ -520,11 +523,13 @@ def test_the_body_backbone_starts_from_a_2d_pose_resnet_as_upstreams_first_stage
     from wbcap.train.trainer import build_model
 
     want = _pose_resnet_file(tmp_path / "pose_resnet.pth.tar", TINY.backbone_depth, seed=3, prefix=prefix)
-    net = build_model(_stage(pose_backbone=str(tmp_path / "pose_resnet.pth.tar")), body_layer, torch.device("cpu")).net
+    wide = replace(TINY, backbone_width=64)  # (the pose ResNets are ResNet's width)
+    net = build_model(_stage(pose_backbone=str(tmp_path / "pose_resnet.pth.tar"), model=wide), body_layer,
+                      torch.device("cpu")).net
     got = net.backbone.state_dict()
     assert all(torch.equal(got[k], v) for k, v in want.items()) and len(want) == len(
         [k for k in got if not k.endswith("num_batches_tracked")])
-    other = build_model(_stage(), body_layer, torch.device("cpu")).net
+    other = build_model(_stage(model=wide), body_layer, torch.device("cpu")).net
     assert not torch.equal(other.backbone.conv1.weight, want["conv1.weight"])
     # the other ResNets are left as they were (the hand and face ones start from ImageNet or at random)
     assert torch.equal(other.hand_roi_net.backbone.conv1.weight, net.hand_roi_net.backbone.conv1.weight)

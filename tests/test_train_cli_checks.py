@@ -283,6 +283,8 @@ BAD_VALUES = [
                             "e.g. [3, 5]"),
     ("[model]\ninput_img_shape = [512]", "[model] input_img_shape = [512]: expected a list of 2 whole numbers above 0"),
     ("[model]\nbackbone_depth = 20", "[model] backbone_depth = 20: expected one of 18, 34, 50, 101, 152"),
+    ("[model]\nbackbone_width = 12", "[model] backbone_width = 12: expected a multiple of 8 from 8 to 64 (64: ResNet's, "
+                                     "needed by ImageNet and released weights)"),
     ("[model]\nfocal = [5000, -1]", "[model] focal = [5000, -1]: expected a list of 2 numbers above 0"),
     ("model = 3", "model = 3: expected a [model] table of model settings"),
     ("[model]\nnum_betas = 300", "[model] num_betas = 300: expected 10 (the SMPL-X betas training uses, as Hand4Whole)"),
@@ -292,7 +294,7 @@ BAD_VALUES = [
                   "epochs, batch_size, num_workers, seed, amp, init_checkpoint, imagenet_weights, pose_backbone, "
                   "max_steps_per_epoch, synthetic_length, mano_losses and a [model] table"),
     ("[model]\ndepth = 18", "[model] depth: unknown setting; the valid [model] keys are backbone_depth, "
-                            "hand_backbone_depth, face_backbone_depth, input_img_shape, input_body_shape, "
+                            "hand_backbone_depth, face_backbone_depth, backbone_width, input_img_shape, input_body_shape, "
                             "output_hm_shape, input_hand_shape, output_hand_hm_shape, input_face_shape, focal, "
                             "camera_3d_size, num_betas, num_expression, hand_box_extension, face_box_extension, "
                             "fix_left_hand_flip"),
@@ -943,6 +945,10 @@ def test_a_2d_pose_resnet_is_checked_before_anything_is_written_and_only_taken_b
     r = invoke(*train_args("hand"), "-o", tmp_path / "r", "--pose-backbone", tmp_path / "r50.pth.tar")
     assert one_error_line(r) == ("error: --pose-backbone starts the body stage's backbone; the hand stage starts from "
                                  "ImageNet: drop it\n")
+    narrow = _model_toml(tmp_path / "narrow.toml", {"backbone_width": 16})
+    r = invoke(*train_args("body"), "-o", tmp_path / "r", "--pose-backbone", tmp_path / "r50.pth.tar", "--config", narrow)
+    assert one_error_line(r) == ("error: --pose-backbone is for ResNets 64 channels wide, and [model] backbone_width is "
+                                 "16: leave backbone_width out (64), or drop --pose-backbone\n")
     assert not trained and not (tmp_path / "r").exists()
     assert invoke(*train_args("body"), "-o", tmp_path / "r", "--pose-backbone", tmp_path / "r50.pth.tar").exit_code == 0
     assert trained[-1][0].pose_backbone == str(tmp_path / "r50.pth.tar")
@@ -1137,7 +1143,7 @@ def test_a_full_disk_in_a_torchrun_worker_is_the_one_line_a_single_process_gives
     monkeypatch.setattr(launch, "torchrun_command", limited)
     tiny = tmp_path / "tiny.toml"  # (as test_train_outputs' end-to-end runs)
     tiny.write_text('synthetic_length = 4\namp = false\n[model]\nbackbone_depth = 18\nhand_backbone_depth = 18\n'
-                    'face_backbone_depth = 18\ninput_img_shape = [256, 192]\ninput_body_shape = [128, 96]\n'
+                    'face_backbone_depth = 18\nbackbone_width = 16\ninput_img_shape = [256, 192]\ninput_body_shape = [128, 96]\n'
                     'output_hm_shape = [8, 4, 3]\ninput_hand_shape = [128, 128]\noutput_hand_hm_shape = [8, 4, 4]\n'
                     'input_face_shape = [96, 96]\n')
     out = tmp_path / "r"

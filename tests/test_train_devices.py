@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from wbcap.config import ModelConfig
 from wbcap.train.stages import STAGES, StageConfig
 
-TINY = ModelConfig(backbone_depth=18, hand_backbone_depth=18, face_backbone_depth=18)
+TINY = ModelConfig(backbone_depth=18, hand_backbone_depth=18, face_backbone_depth=18, backbone_width=16)  # (as test_train.py's)
 TRAINER_FILE = str(Path(__file__).resolve().parents[1] / "wbcap" / "train" / "trainer.py")
 
 

@@ -343,7 +343,7 @@ def test_one_real_training_step_on_a_batch_of_human36m_and_mpii_samples(mpii_roo
     (root / "MPII").symlink_to(mpii_root / "MPII")
     cfg = tmp_path / "tiny.toml"
     cfg.write_text('amp = false\n[model]\nbackbone_depth = 18\nhand_backbone_depth = 18\n'
-                   'face_backbone_depth = 18\ninput_img_shape = [256, 192]\ninput_body_shape = [128, 96]\n'
+                   'face_backbone_depth = 18\nbackbone_width = 16\ninput_img_shape = [256, 192]\ninput_body_shape = [128, 96]\n'
                    'output_hm_shape = [8, 4, 3]\ninput_hand_shape = [128, 128]\noutput_hand_hm_shape = [8, 4, 4]\n'
                    'input_face_shape = [96, 96]\n')
     out, losses = tmp_path / "r", []

@@ -371,7 +371,7 @@ def test_overwrite_end_to_end(tmp_path, body_dir):
     leaves no stale snapshot and restarts the scalars."""
     cfg = tmp_path / "tiny.toml"
     cfg.write_text('synthetic_length = 4\namp = false\n[model]\nbackbone_depth = 18\nhand_backbone_depth = 18\n'
-                   'face_backbone_depth = 18\ninput_img_shape = [256, 192]\ninput_body_shape = [128, 96]\n'
+                   'face_backbone_depth = 18\nbackbone_width = 16\ninput_img_shape = [256, 192]\ninput_body_shape = [128, 96]\n'
                    'output_hm_shape = [8, 4, 3]\ninput_hand_shape = [128, 128]\noutput_hand_hm_shape = [8, 4, 4]\n'
                    'input_face_shape = [96, 96]\n')
     out = tmp_path / "r"

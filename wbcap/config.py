@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 RESNET_DEPTHS = (18, 34, 50, 101, 152)
+#: The narrowest ResNet :attr:`ModelConfig.backbone_width` takes.
+MIN_BACKBONE_WIDTH = 8
 
 #: The largest side, in pixels, of any network input (``input_*_shape``): four times the released
 #: network's largest (512). Larger crops only exhaust memory.
@@ -36,6 +38,10 @@ class ModelConfig:
     backbone_depth: int = 50
     hand_backbone_depth: int = 50
     face_backbone_depth: int = 18
+    # Channels of the three ResNets' stems and first stages (64: ResNet's, the released
+    # network's). Narrower networks (e.g. 16: 16x fewer backbone weights) are for quick pipeline
+    # checks and the tests; the released checkpoint and ImageNet weights need 64.
+    backbone_width: int = 64
     input_img_shape: tuple[int, int] = (512, 384)
     input_body_shape: tuple[int, int] = (256, 192)
     output_hm_shape: tuple[int, int, int] = (8, 8, 6)
@@ -54,7 +60,8 @@ class ModelConfig:
     fix_left_hand_flip: bool = False
 
     def __post_init__(self) -> None:
-        """Raises ValueError: a backbone depth wbcap has no ResNet for, heatmap shapes that are
+        """Raises ValueError: a backbone depth wbcap has no ResNet for, a ``backbone_width`` that is
+        not a multiple of 8 from :data:`MIN_BACKBONE_WIDTH` to 64, heatmap shapes that are
         not what the ResNets give for the input shapes (height and width / 32: the body's
         ``output_hm_shape`` from ``input_body_shape``, the hands' from ``input_hand_shape``), or
         an input side under 64 (a heatmap one cell wide: NaN joint coordinates), an
@@ -63,6 +70,10 @@ class ModelConfig:
         for name in ("backbone_depth", "hand_backbone_depth", "face_backbone_depth"):
             if getattr(self, name) not in RESNET_DEPTHS:
                 raise ValueError(f"{name} must be one of {RESNET_DEPTHS}, got {getattr(self, name)}")
+        if not (isinstance(self.backbone_width, int) and MIN_BACKBONE_WIDTH <= self.backbone_width <= 64
+                and self.backbone_width % 8 == 0):
+            raise ValueError(f"backbone_width must be a multiple of 8 from {MIN_BACKBONE_WIDTH} to 64 (64: the "
+                             f"released network's), got {self.backbone_width}")
         for out_name, in_name in (("output_hm_shape", "input_body_shape"), ("output_hand_hm_shape", "input_hand_shape")):
             out, inp = tuple(getattr(self, out_name)), tuple(getattr(self, in_name))
             if len(out) != 3 or len(inp) != 2 or any(v % 32 for v in inp) or out[1:] != (inp[0] // 32, inp[1] // 32):

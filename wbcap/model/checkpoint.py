@@ -246,13 +246,19 @@ def infer_config(sd: dict[str, torch.Tensor], path: Path | str = "checkpoint") -
                 f"hand`'s), not a whole-body checkpoint; `wbcap train merge --body BODY --hand {path.name} -o OUT` "
                 f"makes a whole-body one of it and a body model's") from None
         raise CheckpointError(f"{path}: missing tensor {exc.args[0]!r} — not a Hand4Whole whole-body checkpoint") from None
-    return ModelConfig(
-        backbone_depth=backbone_depth(sd, "backbone.", path),
-        hand_backbone_depth=backbone_depth(sd, "hand_roi_net.backbone.", path),
-        face_backbone_depth=backbone_depth(sd, "face_roi_net.backbone.", path),
-        num_betas=num_betas,
-        num_expression=num_expr,
-    )
+    depths = {name: backbone_depth(sd, prefix, path) for name, prefix in (
+        ("backbone_depth", "backbone."), ("hand_backbone_depth", "hand_roi_net.backbone."),
+        ("face_backbone_depth", "face_roi_net.backbone."))}
+    # the ResNets' width: their stems' output channels (64 in the released network)
+    widths = {int(v.shape[0]) for k, v in sd.items() if k.endswith("backbone.conv1.weight") and v.dim() == 4}
+    if len(widths) > 1:
+        raise CheckpointError(f"{path}: its ResNets are of different widths ({sorted(widths)} channels out of their "
+                              "first convolutions); wbcap's network has one width for all three")
+    try:
+        return ModelConfig(**depths, backbone_width=widths.pop() if widths else 64, num_betas=num_betas,
+                           num_expression=num_expr)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: not a Hand4Whole checkpoint wbcap can build ({exc})") from None
 
 
 def check_state_dict(net: torch.nn.Module, sd: dict[str, torch.Tensor], path: Path | str = "checkpoint") -> None:

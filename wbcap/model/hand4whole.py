@@ -342,17 +342,17 @@ class Hand4Whole(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.backbone = ResNetBackbone(c.backbone_depth)
+        self.backbone = ResNetBackbone(c.backbone_depth, c.backbone_width)
         body_dim = self.backbone.feat_dim
         self.body_position_net = PositionNet(NUM_BODY_POS_JOINTS, c.output_hm_shape, body_dim)
-        hand_backbone = ResNetBackbone(c.hand_backbone_depth)
+        hand_backbone = ResNetBackbone(c.hand_backbone_depth, c.backbone_width)
         hand_dim = hand_backbone.feat_dim
         self.body_rotation_net = BodyRotationNet(body_dim, hand_dim, c.num_betas)
         self.box_net = BoxNet(body_dim, c.output_hm_shape)
         self.hand_roi_net = HandRoI(hand_backbone, c)
         self.hand_position_net = PositionNet(NUM_HAND_POS_JOINTS, c.output_hand_hm_shape, hand_dim)
         self.hand_rotation_net = HandRotationNet(hand_dim)
-        face_backbone = ResNetBackbone(c.face_backbone_depth)
+        face_backbone = ResNetBackbone(c.face_backbone_depth, c.backbone_width)
         self.face_roi_net = FaceRoI(face_backbone, c)
         self.face_regressor = FaceRegressor(face_backbone.feat_dim, c.num_expression)
 

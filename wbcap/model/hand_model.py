@@ -55,11 +55,12 @@ class HandOutput:
 class HandModel(nn.Module):
     """Hand-only regressor on (B, 3, H, W) RGB crops in [0, 1] (256x256 in the recipe: the
     ``input_hand_shape`` of :class:`~wbcap.config.ModelConfig`); ``hm_shape``: its joint heatmap
-    cells (depth, H/32, W/32), the config's ``output_hand_hm_shape``."""
+    cells (depth, H/32, W/32), the config's ``output_hand_hm_shape``; ``width``: the ResNet's
+    (:class:`~wbcap.model.resnet.ResNetBackbone`), the config's ``backbone_width``."""
 
-    def __init__(self, depth: int = 50, hm_shape: tuple[int, int, int] = (8, 8, 8)) -> None:
+    def __init__(self, depth: int = 50, hm_shape: tuple[int, int, int] = (8, 8, 8), width: int = 64) -> None:
         super().__init__()
-        self.backbone = ResNetBackbone(depth)
+        self.backbone = ResNetBackbone(depth, width)
         self.position_net = PositionNet(NUM_MANO_JOINTS, tuple(hm_shape), self.backbone.feat_dim)
         self.rotation_net = HandRotationNetMANO(self.backbone.feat_dim)
 

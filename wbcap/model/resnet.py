@@ -101,27 +101,33 @@ class ResNetBackbone(nn.Module):
 
     Args:
         depth: 18, 34, 50, 101 or 152.
+        width: channels of the stem and the first stage (64 in ResNet, torchvision and Hand4Whole;
+            the stages have ``width``, 2, 4 and 8 times it). A narrower network
+            (:attr:`wbcap.config.ModelConfig.backbone_width`) is for quick pipeline checks and
+            tests: no released or ImageNet weights fit it.
 
     Attributes:
-        feat_dim: channels of the output feature map (512 for 18/34, 2048 otherwise).
+        feat_dim: channels of the output feature map (``8 * width``: 512 for 18/34, ``32 * width``:
+            2048 otherwise).
     """
 
-    def __init__(self, depth: int) -> None:
+    def __init__(self, depth: int, width: int = 64) -> None:
         super().__init__()
         if depth not in RESNET_SPECS:
             raise ValueError(f"unsupported ResNet depth {depth}; choose one of {sorted(RESNET_SPECS)}")
         block, layers = RESNET_SPECS[depth]
         self.depth = depth
-        self.inplanes = 64
-        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.width = width
+        self.inplanes = width
+        self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = self._make_layer(block, 64, layers[0])
-        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
-        self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
-        self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
-        self.feat_dim: int = 512 * block.expansion
+        self.layer1 = self._make_layer(block, width, layers[0])
+        self.layer2 = self._make_layer(block, 2 * width, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, 4 * width, layers[2], stride=2)
+        self.layer4 = self._make_layer(block, 8 * width, layers[3], stride=2)
+        self.feat_dim: int = 8 * width * block.expansion
         if self.conv1.weight.device.type != "meta":
             # Built on the meta device only to receive a checkpoint's tensors (load_network): a
             # random init there computes nothing but pulls in torch._dynamo (~2.5 s at start-up).

@@ -181,10 +181,15 @@ def _merge(body_ckpt: str | Path, hand_ckpt: str | Path, out: str | Path, seed: 
     except CheckpointError as exc:
         depth = hand_resnet_depth(hand)
         want = body.config.hand_backbone_depth
+        width = next((int(v.shape[0]) for k, v in hand.items() if k.endswith("backbone.conv1.weight") and v.dim() == 4), None)
+        wide = body.config.backbone_width
         differ = (f" (its ResNet is a ResNet-{depth}, the whole-body model's hand ResNet a ResNet-{want}: train the "
                   f"hand stage with hand_backbone_depth = {want} under [model] in a --config TOML, or merge into a "
                   f"body of ResNet-{depth} hands)"
-                  if depth is not None and depth != want else "")
+                  if depth is not None and depth != want else
+                  f" (its ResNet is {width} channels wide, the whole-body model's {wide}: train the hand stage with "
+                  f"backbone_width = {wide} under [model] in a --config TOML)"
+                  if width is not None and width != wide else "")
         raise CheckpointError(f"{hand_ckpt}: {exc}{differ}") from None
     net.hand_roi_net.backbone.load_state_dict({k[len(prefix):]: v for k, v in hand.items() if k.startswith(prefix)}, strict=True)
     torch.manual_seed(seed)

@@ -532,6 +532,11 @@ def check_run_inputs(stage: StageConfig, run: RunConfig, *, datasets: bool = Tru
     if stage.stage == "finetune" and not stage.init_checkpoint and not run.resume:
         raise InputError(f"the finetune stage starts from a whole-body checkpoint: pass {init_} CHECKPOINT (the "
                          "merged one of `wbcap train merge`, or the released snapshot_6.pth.tar)")
+    narrow = [setting(k) for k in ("imagenet_weights", "pose_backbone") if getattr(stage, k)]
+    if stage.model.backbone_width != 64 and narrow and not run.resume:
+        what = " and ".join(narrow)
+        raise InputError(f"{what} {'is' if len(narrow) == 1 else 'are'} for ResNets 64 channels wide, and [model] "
+                         f"backbone_width is {stage.model.backbone_width}: leave backbone_width out (64), or drop {what}")
     if stage.stage == "hand" and stage.init_checkpoint:  # (build_hand_model has no use for it)
         raise InputError(f"the hand stage does not start from a checkpoint ({init_} is for the whole-body stages); "
                          f"drop {init_}, or continue a hand run with {setting('resume', api='resume=True')}")
@@ -550,7 +555,7 @@ def check_run_inputs(stage: StageConfig, run: RunConfig, *, datasets: bool = Tru
         from wbcap.model.resnet import ResNetBackbone
 
         with torch.device("meta"):
-            body = ResNetBackbone(stage.model.backbone_depth)
+            body = ResNetBackbone(stage.model.backbone_depth, stage.model.backbone_width)
         load_pose_backbone(body, stage.pose_backbone, check_only=True)
     if stage.imagenet_weights:  # (the files the model builders read)
         folder = Path(stage.imagenet_weights).expanduser()
@@ -987,7 +992,7 @@ def build_hand_model(stage: StageConfig, device: torch.device):
     from wbcap.train.hand_losses import HAND_UNSUPERVISED_MODULES
 
     torch.manual_seed(stage.seed)
-    model = HandModel(stage.model.hand_backbone_depth, tuple(stage.model.output_hand_hm_shape))
+    model = HandModel(stage.model.hand_backbone_depth, tuple(stage.model.output_hand_hm_shape), stage.model.backbone_width)
     init_head_weights(model.position_net)
     init_head_weights(model.rotation_net)
     if stage.imagenet_weights:
