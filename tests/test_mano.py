@@ -304,7 +304,7 @@ def test_train_hand_without_mano_says_where_and_how_and_no_mano_losses_trains_wi
     base = ["train", "hand", "--data-root", str(root), "--datasets", "FreiHAND", "--body-models", str(models),
             "--device", "cpu", "--workers", "0", "--batch-size", "2", "--epochs", "1", "--max-steps", "1",
             "--config", str(tmp_path / "tiny.toml")]
-    (tmp_path / "tiny.toml").write_text('stage = "hand"\namp = false\n[model]\nhand_backbone_depth = 18\n'
+    (tmp_path / "tiny.toml").write_text('stage = "hand"\namp = false\n[model]\nhand_backbone_depth = 18\nbackbone_width = 16\n'
                                         'input_hand_shape = [128, 128]\noutput_hand_hm_shape = [8, 4, 4]\n')
     r = CliRunner().invoke(cli, [*base, "-o", str(tmp_path / "a")])
     errors = [line for line in r.output.splitlines() if line.startswith("error:")]

@@ -143,7 +143,7 @@ def test_finetune_checks_a_partial_model_table_against_its_init_checkpoints_mode
     geometry and refused (a break-it trial: `output_hm_shape [8, 3, 2] does not fit input_body_shape
     [256, 192]`); the checkpoint's model comes first, the TOML's keys over it, also when the TOML
     names the checkpoint."""
-    from conftest import MICRO
+    from conftest import MICRO_CKPT as MICRO  # (micro_ckpt's model)
 
     hm = _model_toml(tmp_path / "hm.toml", {"output_hm_shape": MICRO["output_hm_shape"]})
     r = invoke(*train_args("finetune"), "-o", tmp_path / "a", "--init", micro_ckpt, "--config", hm)
@@ -223,11 +223,12 @@ def test_sigterm_to_the_process_group_stops_training_as_ctrl_c_does(tmp_path, bo
     # not pass 107 bytes; one under pytest's folder, /tmp/pytest-of-root/pytest-125/popen-gw0/
     # test_sigterm_to_the_process_gr0/tmp, did once pytest's count reached three digits)
     temp = Path(tempfile.mkdtemp(prefix="wb-"))
+    narrow = _model_toml(tmp_path / "narrow.toml", {"backbone_depth": 18, "hand_backbone_depth": 18, "backbone_width": 16})
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "wbcap", "train", "body", "--datasets", "synthetic", "--max-steps", "50",
              "--batch-size", "2", "--workers", "2", "--body-models", str(body_dir), "--device", "cpu", "-o",
-             str(tmp_path / "run")],
+             str(tmp_path / "run"), "--config", str(narrow)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
             env={**os.environ, "TMPDIR": str(temp)})
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")

@@ -398,7 +398,7 @@ def test_one_real_hand_training_step_on_freihand_and_coco_hands(data_root, tmp_p
     from wbcap.train.stages import STAGES
     from wbcap.train.trainer import RunConfig, train
 
-    tiny = dataclasses.replace(STAGES["hand"].model, hand_backbone_depth=18, input_hand_shape=(128, 128),
+    tiny = dataclasses.replace(STAGES["hand"].model, hand_backbone_depth=18, backbone_width=16, input_hand_shape=(128, 128),
                                output_hand_hm_shape=(8, 4, 4))
     stage = dataclasses.replace(STAGES["hand"], datasets=("FreiHAND", "MSCOCO"), epochs=1, batch_size=10, num_workers=0,
                                 amp=False, model=tiny)

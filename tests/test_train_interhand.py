@@ -545,7 +545,7 @@ def test_one_real_hand_training_step_on_freihand_interhand_and_coco_hands(data_r
     from wbcap.train.stages import STAGES
     from wbcap.train.trainer import RunConfig, train
 
-    tiny = dataclasses.replace(STAGES["hand"].model, hand_backbone_depth=18, input_hand_shape=(128, 128),
+    tiny = dataclasses.replace(STAGES["hand"].model, hand_backbone_depth=18, backbone_width=16, input_hand_shape=(128, 128),
                                output_hand_hm_shape=(8, 4, 4))
     stage = dataclasses.replace(STAGES["hand"], epochs=1, batch_size=16, num_workers=0, amp=False, model=tiny)
     h = train(stage, RunConfig(out=str(tmp_path / "hand"), data_root=str(data_root), body_models=str(mano_dir), device="cpu"))
