@@ -684,6 +684,7 @@ def test_a_model_in_a_folder_below_or_in_smplxs_zip_is_named_with_the_folder_tha
     assert exc.value.found_below.startswith(f"{crowded / 'smplx_all.zip'} holds models/smplx/SMPLX_NEUTRAL.npz")
 
 
+@pytest.mark.slow  # (the fast loop stays under 2 minutes: 2 s)
 def test_a_model_file_near_where_it_was_looked_for_is_said_with_what_to_do(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A new user's trial got a plain "not found" for each: SMPL-X's 2020 file

@@ -793,6 +793,7 @@ def test_offsets_auto_in_a_levelled_calibration_solves_the_depth_scales_on_the_c
             assert np.abs(a["trans"] - b["trans"]).max() < 0.015
 
 
+@pytest.mark.slow  # (the fast loop stays under 2 minutes: 2.6 s; it keeps the clock search to part of a frame)
 def test_offsets_auto_trusts_no_shift_the_poses_do_not_confirm(tmp_path, body_dir, body_layer):
     """Two labs' runs (the second camera's calibration turned 30 degrees and moved 2 m: another
     lab's world): the walker's paths cross at some shift, where their poses do not agree:
@@ -884,6 +885,7 @@ def test_offsets_auto_finds_the_clocks_to_part_of_a_frame(tmp_path, body_dir, bo
             assert extras["source_start_s"] == pytest.approx(float(a["times"][0]), abs=1e-9)
 
 
+@pytest.mark.slow  # (the fast loop stays under 2 minutes: 3 s; it keeps --offsets auto's clock search)
 def test_offsets_audio_finds_the_clocks_from_the_sound_the_videos_recorded(tmp_path, body_dir, body_layer):
     """The second camera started 0.2345 s before the first, its video an MP4 with AAC sound
     starting 50 ms after its pictures (the first's a Matroska with PCM starting with them):
