@@ -369,7 +369,8 @@ def test_hand_stage_on_freihand_fixture_then_merge(tmp_path, small_ckpt, mano_di
 
 def test_hand_stage_trains_a_hand_geometry_of_its_config(tmp_path, mano_dir):
     """[model] input_hand_shape 128x128 (heatmaps 8x4x4): FreiHAND's crops and targets follow it,
-    and so does the hand model's heatmap (it stayed 8x8x8: a grid_sampler batch-size crash)."""
+    and so does the hand model's heatmap (it stayed 8x8x8: a grid_sampler batch-size crash); and
+    its ResNet is of the config's backbone_width."""
     from wbcap.testing.dataset_fixtures import write_freihand_fixture
     from wbcap.train.trainer import RunConfig, train
 
@@ -380,6 +381,7 @@ def test_hand_stage_trains_a_hand_geometry_of_its_config(tmp_path, mano_dir):
                     max_steps_per_epoch=1, model=small)
     h = train(stage, RunConfig(out=str(tmp_path / "hand"), data_root=str(root), body_models=str(mano_dir), device="cpu"))
     assert len(h.losses) == 1 and all(v == v and v > 0 for v in h.losses)
+    assert h.net.backbone.conv1.out_channels == TINY.backbone_width == 16 and h.net.backbone.feat_dim == 128
 
 
 @pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)

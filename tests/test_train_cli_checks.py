@@ -285,7 +285,7 @@ BAD_VALUES = [
     ("[model]\ninput_img_shape = [512]", "[model] input_img_shape = [512]: expected a list of 2 whole numbers above 0"),
     ("[model]\nbackbone_depth = 20", "[model] backbone_depth = 20: expected one of 18, 34, 50, 101, 152"),
     ("[model]\nbackbone_width = 12", "[model] backbone_width = 12: expected a multiple of 8 from 8 to 64 (64: ResNet's, "
-                                     "needed by ImageNet and released weights)"),
+                                     "needed by ImageNet's and the released weights)"),
     ("[model]\nfocal = [5000, -1]", "[model] focal = [5000, -1]: expected a list of 2 numbers above 0"),
     ("model = 3", "model = 3: expected a [model] table of model settings"),
     ("[model]\nnum_betas = 300", "[model] num_betas = 300: expected 10 (the SMPL-X betas training uses, as Hand4Whole)"),

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 RESNET_DEPTHS = (18, 34, 50, 101, 152)
-#: The narrowest ResNet :attr:`ModelConfig.backbone_width` takes.
+#: ResNet's own width (the stem's channels: torchvision's, ImageNet's and the released network's),
+#: the widest :attr:`ModelConfig.backbone_width`; and the narrowest it takes.
+RESNET_WIDTH = 64
 MIN_BACKBONE_WIDTH = 8
 
 #: The largest side, in pixels, of any network input (``input_*_shape``): four times the released
@@ -26,6 +28,16 @@ MAX_HEATMAP_DEPTH = 64
 #: Upstream's fixed enlargement (``process_bbox``: 1.25) of a person's aspect-corrected box before
 #: the body crop; :attr:`PipelineConfig.box_scale`'s default.
 BODY_BOX_SCALE = 1.25
+
+#: The widths :attr:`ModelConfig.backbone_width` takes, in words.
+BACKBONE_WIDTHS = (f"a multiple of 8 from {MIN_BACKBONE_WIDTH} to {RESNET_WIDTH} ({RESNET_WIDTH}: ResNet's, needed by "
+                   "ImageNet's and the released weights)")
+
+
+def backbone_width_ok(width: Any) -> bool:
+    """Whether ``width`` is a :attr:`ModelConfig.backbone_width` (:data:`BACKBONE_WIDTHS`)."""
+    return (isinstance(width, int) and not isinstance(width, bool) and MIN_BACKBONE_WIDTH <= width <= RESNET_WIDTH
+            and width % 8 == 0)
 
 
 @dataclass(frozen=True)
@@ -41,7 +53,7 @@ class ModelConfig:
     # Channels of the three ResNets' stems and first stages (64: ResNet's, the released
     # network's). Narrower networks (e.g. 16: 16x fewer backbone weights) are for quick pipeline
     # checks and the tests; the released checkpoint and ImageNet weights need 64.
-    backbone_width: int = 64
+    backbone_width: int = RESNET_WIDTH
     input_img_shape: tuple[int, int] = (512, 384)
     input_body_shape: tuple[int, int] = (256, 192)
     output_hm_shape: tuple[int, int, int] = (8, 8, 6)
@@ -61,7 +73,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         """Raises ValueError: a backbone depth wbcap has no ResNet for, a ``backbone_width`` that is
-        not a multiple of 8 from :data:`MIN_BACKBONE_WIDTH` to 64, heatmap shapes that are
+        not :data:`BACKBONE_WIDTHS`, heatmap shapes that are
         not what the ResNets give for the input shapes (height and width / 32: the body's
         ``output_hm_shape`` from ``input_body_shape``, the hands' from ``input_hand_shape``), or
         an input side under 64 (a heatmap one cell wide: NaN joint coordinates), an
@@ -70,10 +82,8 @@ class ModelConfig:
         for name in ("backbone_depth", "hand_backbone_depth", "face_backbone_depth"):
             if getattr(self, name) not in RESNET_DEPTHS:
                 raise ValueError(f"{name} must be one of {RESNET_DEPTHS}, got {getattr(self, name)}")
-        if not (isinstance(self.backbone_width, int) and MIN_BACKBONE_WIDTH <= self.backbone_width <= 64
-                and self.backbone_width % 8 == 0):
-            raise ValueError(f"backbone_width must be a multiple of 8 from {MIN_BACKBONE_WIDTH} to 64 (64: the "
-                             f"released network's), got {self.backbone_width}")
+        if not backbone_width_ok(self.backbone_width):
+            raise ValueError(f"backbone_width must be {BACKBONE_WIDTHS}, got {self.backbone_width}")
         for out_name, in_name in (("output_hm_shape", "input_body_shape"), ("output_hand_hm_shape", "input_hand_shape")):
             out, inp = tuple(getattr(self, out_name)), tuple(getattr(self, in_name))
             if len(out) != 3 or len(inp) != 2 or any(v % 32 for v in inp) or out[1:] != (inp[0] // 32, inp[1] // 32):

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from wbcap.atomic import atomic_path
-from wbcap.config import ModelConfig
+from wbcap.config import RESNET_WIDTH, ModelConfig
 from wbcap.errors import CheckpointError, CheckpointUnreadableError, first_line, is_out_of_memory
 from wbcap.model.hand4whole import Hand4Whole
 from wbcap.pickles import is_numpy_archive
@@ -255,7 +255,7 @@ def infer_config(sd: dict[str, torch.Tensor], path: Path | str = "checkpoint") -
         raise CheckpointError(f"{path}: its ResNets are of different widths ({sorted(widths)} channels out of their "
                               "first convolutions); wbcap's network has one width for all three")
     try:
-        return ModelConfig(**depths, backbone_width=widths.pop() if widths else 64, num_betas=num_betas,
+        return ModelConfig(**depths, backbone_width=widths.pop() if widths else RESNET_WIDTH, num_betas=num_betas,
                            num_expression=num_expr)
     except ValueError as exc:
         raise CheckpointError(f"{path}: not a Hand4Whole checkpoint wbcap can build ({exc})") from None

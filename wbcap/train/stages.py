@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wbcap.config import MIN_BACKBONE_WIDTH, RESNET_DEPTHS, ModelConfig
+from wbcap.config import BACKBONE_WIDTHS, RESNET_DEPTHS, ModelConfig, backbone_width_ok
 from wbcap.errors import InputError, setting
 from wbcap.limits import is_whole
 from wbcap.tomllib_compat import tomllib
@@ -185,9 +185,7 @@ _MODEL_VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "backbone_depth": ((lambda v: v in RESNET_DEPTHS and not isinstance(v, bool)), f"one of {', '.join(map(str, RESNET_DEPTHS))}"),
     "hand_backbone_depth": ((lambda v: v in RESNET_DEPTHS and not isinstance(v, bool)), f"one of {', '.join(map(str, RESNET_DEPTHS))}"),
     "face_backbone_depth": ((lambda v: v in RESNET_DEPTHS and not isinstance(v, bool)), f"one of {', '.join(map(str, RESNET_DEPTHS))}"),
-    "backbone_width": ((lambda v: isinstance(v, int) and not isinstance(v, bool) and MIN_BACKBONE_WIDTH <= v <= 64
-                        and v % 8 == 0),
-                       f"a multiple of 8 from {MIN_BACKBONE_WIDTH} to 64 (64: ResNet's, needed by ImageNet and released weights)"),
+    "backbone_width": (backbone_width_ok, BACKBONE_WIDTHS),
     "input_img_shape": _sizes(2),
     "input_body_shape": _sizes(2),
     "output_hm_shape": _sizes(3),

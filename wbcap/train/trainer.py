@@ -36,6 +36,7 @@ import torch.distributed as dist
 from torch.utils.data import Dataset
 from torch.utils.data.distributed import DistributedSampler
 
+from wbcap.config import RESNET_WIDTH
 from wbcap.errors import (
     JSON_ERRORS,
     CheckpointError,
@@ -533,10 +534,11 @@ def check_run_inputs(stage: StageConfig, run: RunConfig, *, datasets: bool = Tru
         raise InputError(f"the finetune stage starts from a whole-body checkpoint: pass {init_} CHECKPOINT (the "
                          "merged one of `wbcap train merge`, or the released snapshot_6.pth.tar)")
     narrow = [setting(k) for k in ("imagenet_weights", "pose_backbone") if getattr(stage, k)]
-    if stage.model.backbone_width != 64 and narrow and not run.resume:
+    if stage.model.backbone_width != RESNET_WIDTH and narrow and not run.resume:
         what = " and ".join(narrow)
-        raise InputError(f"{what} {'is' if len(narrow) == 1 else 'are'} for ResNets 64 channels wide, and [model] "
-                         f"backbone_width is {stage.model.backbone_width}: leave backbone_width out (64), or drop {what}")
+        raise InputError(f"{what} {'is' if len(narrow) == 1 else 'are'} for ResNets {RESNET_WIDTH} channels wide, and "
+                         f"[model] backbone_width is {stage.model.backbone_width}: leave backbone_width out "
+                         f"({RESNET_WIDTH}), or drop {what}")
     if stage.stage == "hand" and stage.init_checkpoint:  # (build_hand_model has no use for it)
         raise InputError(f"the hand stage does not start from a checkpoint ({init_} is for the whole-body stages); "
                          f"drop {init_}, or continue a hand run with {setting('resume', api='resume=True')}")
