@@ -185,6 +185,15 @@ def test_small_config_flops_equal_flop_counter(small_net, body_layer):
     assert flops["network_per_crop"] == pytest.approx(flops["per_crop"] - flops["breakdown"]["smplx"])
 
 
+def test_the_report_names_the_resnets_and_a_narrow_width():
+    from conftest import MICRO_CKPT
+
+    from wbcap.bench.stages import resnets_line
+
+    assert resnets_line(ModelConfig()) == "body R50, hand R50, face R18"
+    assert resnets_line(ModelConfig(**MICRO_CKPT)) == "body R18, hand R18, face R18, width 16"
+
+
 def test_matmul_ceiling_and_the_dtypes_measured(monkeypatch):
     """The ceiling on its own (the whole benchmark's runs are slow tests)."""
     cpu = torch.device("cpu")

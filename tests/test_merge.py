@@ -99,7 +99,7 @@ def test_merge_fails_loudly_on_unexpected_hand_names(tmp_path, body):
         merge_hand_into_body(body_path, tmp_path / "narrow.pth", tmp_path / "merged.pth")
     assert str(info.value).endswith("is it a hand model of the same depth? (its ResNet is 16 channels wide, the "
                                     "whole-body model's 64: train the hand stage with backbone_width = 64 under "
-                                    "[model] in a --config TOML)")
+                                    "[model] in a --config TOML, or merge into a body of width 16)")
     assert not (tmp_path / "merged.pth").exists()
 
 

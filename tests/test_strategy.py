@@ -32,6 +32,7 @@ from wbcap.model.fused import (
     tuned_parts,
 )
 from wbcap.model.graph_resnet import GraphResNet, graph_applies, graph_usable
+from wbcap.model.hand4whole import Hand4Whole
 from wbcap.model.inference import optimize_for_inference
 from wbcap.model.ort_resnet import ort_applies
 from wbcap.model.strategy import (
@@ -279,6 +280,21 @@ def test_onnxruntime_form_chosen_for_float32_resnets_when_faster(micro_parts, di
                           timer=fake_timer(ort_wins, log=asked))
     assert not any(k[0] == "onnxruntime" for keys in asked for k in keys if isinstance(k, tuple))
     assert not ort_applies(micro_parts["box_net"].module, torch.float32) and not ort_applies(part.module, torch.bfloat16)
+
+
+def test_a_narrow_resnets_timings_are_kept_apart_from_resnets_own():
+    """The strategy cache's key of a ResNet part names a narrow width (backbone_width): a review's
+    16-wide network measured first decided the 64-wide one's forms; ResNet's own width keeps the
+    key it had before (the caches users have)."""
+    keys = {}
+    for width in (64, 16):
+        with torch.device("meta"):
+            net = Hand4Whole(dataclasses.replace(MICRO, backbone_width=width))
+        keys[width] = {name: part.arch for name, part in tuned_parts(net).items()}
+    body, hand = "{}x{}".format(*MICRO.input_body_shape), "{}x{}".format(*MICRO.input_hand_shape)
+    assert keys[64]["body_backbone"] == f"resnet18 3x{body}" and keys[64]["hand_backbone"] == f"resnet18 3x{hand}"
+    assert keys[16]["body_backbone"] == f"resnet18 w16 3x{body}" and keys[16]["hand_backbone"] == f"resnet18 w16 3x{hand}"
+    assert all(keys[16][name] != keys[64][name] for name in keys[64])
 
 
 @pytest.mark.slow  # (the fast loop stays under 2 minutes: 2 s; every exact candidate is still checked there)

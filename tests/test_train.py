@@ -382,6 +382,8 @@ def test_hand_stage_trains_a_hand_geometry_of_its_config(tmp_path, mano_dir):
     h = train(stage, RunConfig(out=str(tmp_path / "hand"), data_root=str(root), body_models=str(mano_dir), device="cpu"))
     assert len(h.losses) == 1 and all(v == v and v > 0 for v in h.losses)
     assert h.net.backbone.conv1.out_channels == TINY.backbone_width == 16 and h.net.backbone.feat_dim == 128
+    saved = torch.load(tmp_path / "hand" / "snapshot_0.pth.tar", weights_only=True, mmap=True)
+    assert saved["config"] == {"depth": 18, "width": 16}  # (the snapshot says which ResNet it holds)
 
 
 @pytest.mark.slow  # fast loop under 2 minutes (the full suite runs it)
@@ -474,16 +476,24 @@ def test_a_run_whose_resnets_would_start_from_random_weights_is_warned_once(tmp_
                     "holding torchvision's resnet50-*.pth and resnet18-*.pth for ImageNet, and pose_backbone FILE, "
                     "SimpleBaseline's COCO 2D-pose pose_resnet_50_256x192.pth.tar, for the body's (as upstream's first "
                     "stage) (README: Training)")
-    assert "pose_backbone" not in random_start_warning(_stage(stage="hand", datasets=("FreiHAND",)))
+    wide = replace(TINY, backbone_width=64)  # (ResNet-18s of ResNet's width: the pretrained files fit)
+    assert "pose_backbone" not in random_start_warning(_stage(stage="hand", datasets=("FreiHAND",), model=wide))
     # the files of the depths the model has (ResNet-50 files were asked for a model of ResNet-18s: an ML trial)
-    assert "torchvision's resnet18-*.pth for ImageNet" in random_start_warning(_stage(datasets=("Human36M",)))
+    assert "torchvision's resnet18-*.pth for ImageNet" in random_start_warning(_stage(datasets=("Human36M",), model=wide))
     assert "torchvision's resnet50-*.pth for ImageNet (README" in random_start_warning(
         _stage(stage="hand", datasets=("FreiHAND",), model=ModelConfig()))
-    assert random_start_warning(_stage(datasets=("Human36M",), imagenet_weights=str(tmp_path))) == (
+    assert random_start_warning(_stage(datasets=("Human36M",), imagenet_weights=str(tmp_path), model=wide)) == (
         "the body ResNet starts from ImageNet, not from a 2D-pose ResNet: pass pose_backbone FILE, SimpleBaseline's COCO "
         "2D-pose pose_resnet_50_256x192.pth.tar, for the body's (as upstream's first stage) (README: Training)")
-    assert random_start_warning(_stage(datasets=("Human36M",), imagenet_weights=str(tmp_path), pose_backbone="p")) is None
-    assert random_start_warning(_stage(stage="hand", datasets=("FreiHAND",), imagenet_weights=str(tmp_path))) is None
+    assert random_start_warning(_stage(datasets=("Human36M",), imagenet_weights=str(tmp_path), pose_backbone="p",
+                                       model=wide)) is None
+    assert random_start_warning(_stage(stage="hand", datasets=("FreiHAND",), imagenet_weights=str(tmp_path),
+                                       model=wide)) is None
+    # narrow ResNets (backbone_width 16): no pretrained weights fit them (those flags are refused), so none is asked for
+    for stage in ("body", "hand"):
+        assert random_start_warning(_stage(stage=stage, datasets=("Human36M",))) == (
+            "the ResNets start from random weights: [model] backbone_width is 16, and ImageNet's and the 2D-pose "
+            "ResNets' weights are 64 wide (README: Training)")
     assert random_start_warning(_stage(stage="finetune", datasets=("MSCOCO",), init_checkpoint="merged.pth")) is None
     assert random_start_warning(_stage()) is None  # the synthetic set alone: a try-out
     import wbcap.train.trainer as trainer
@@ -552,6 +562,35 @@ def test_a_2d_pose_resnet_that_does_not_fit_is_one_line(tmp_path):
     torch.save([1, 2], tmp_path / "list.pth")
     with pytest.raises(CheckpointError, match=r"list.pth: not a state dict of tensors; pass the 2D-pose ResNet"):
         load_pose_backbone(ResNetBackbone(18), tmp_path / "list.pth")
+
+
+@pytest.mark.slow  # four training runs
+def test_a_narrow_run_resumed_with_imagenet_weights_reads_none_of_them(tmp_path, body_layer, fixed_batch_set, mano_dir):
+    """A resumed run starts from its snapshot, so the ImageNet files given (64 wide) are not read
+    into its narrow ResNets: a review's resume of a backbone_width 16 run was refused as "not a
+    matching torchvision ResNet" (the body and the hand stage)."""
+    from torch.utils.data import Subset
+
+    from wbcap.testing.dataset_fixtures import write_freihand_fixture
+    from wbcap.train.trainer import RunConfig, train
+
+    imagenet = tmp_path / "imagenet"
+    imagenet.mkdir()
+    want = _pose_resnet_file(tmp_path / "unused.pth", 18, seed=5)
+    torch.save({**want, "fc.weight": torch.randn(1000, 512), "fc.bias": torch.randn(1000)}, imagenet / "resnet18-x.pth")
+    stage = _stage(epochs=1, batch_size=1, model=MICRO)
+    train(stage, _run(tmp_path, "body"), dataset=Subset(fixed_batch_set, [0]), body_layer=body_layer)
+    resumed = train(replace(stage, epochs=2, imagenet_weights=str(imagenet)), _run(tmp_path, "body", resume=True),
+                    dataset=Subset(fixed_batch_set, [0]), body_layer=body_layer)
+    assert len(resumed.losses) == 1 and resumed.net.backbone.conv1.out_channels == 16
+    root = tmp_path / "data"
+    write_freihand_fixture(root, num_train=2, num_eval=1)
+    hand = replace(STAGES["hand"], datasets=("FreiHAND",), epochs=1, batch_size=2, num_workers=0, amp=False,
+                   max_steps_per_epoch=1, model=replace(TINY, input_hand_shape=(128, 128), output_hand_hm_shape=(8, 4, 4)))
+    run = RunConfig(out=str(tmp_path / "hand"), data_root=str(root), body_models=str(mano_dir), device="cpu")
+    train(hand, run)
+    resumed = train(replace(hand, epochs=2, imagenet_weights=str(imagenet)), replace(run, resume=True))
+    assert len(resumed.losses) == 1 and resumed.net.backbone.conv1.out_channels == 16
 
 
 def test_imagenet_weights_load_through_the_checkpoint_reader_and_refuse_another_resnet(tmp_path):

@@ -154,6 +154,11 @@ def test_finetune_checks_a_partial_model_table_against_its_init_checkpoints_mode
     r = invoke(*train_args("finetune"), "-o", tmp_path / "b", "--config", named)
     assert r.exit_code == 0, r.output
     assert trained[-1][0].model == ModelConfig.from_dict(MICRO) and len(trained) == 2
+    # ImageNet's 64-wide ResNets for the narrow checkpoint's: its own settings are named, not a [model] key to leave out
+    r = invoke(*train_args("finetune"), "-o", tmp_path / "c", "--init", micro_ckpt, "--imagenet-weights", tmp_path)
+    assert one_error_line(r) == ("error: --imagenet-weights is for ResNets 64 channels wide, and the --init checkpoint's "
+                                 "are 16: drop --imagenet-weights (the checkpoint's weights replace them anyway)\n")
+    assert len(trained) == 2 and not (tmp_path / "c").exists()
 
 
 def test_overwrite_sets_the_previous_run_aside_until_the_first_snapshot(tmp_path, train_args, trained):

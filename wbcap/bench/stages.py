@@ -23,6 +23,7 @@ from wbcap.bench.ceiling import (
 from wbcap.bench.detect import bench_detectors, find_yolox_model
 from wbcap.bench.options import CONFIGS, CPU_DEFAULTS, CUDA_DEFAULTS, REPORT_FORMAT, SMALL_DEPTHS, STAGES, BenchOptions
 from wbcap.bench.timing import Timing, device_info, peak_rss_bytes, sync_fn, time_call
+from wbcap.config import RESNET_WIDTH
 from wbcap.versions import library_versions
 
 
@@ -77,12 +78,18 @@ def bench_pipeline(opts: BenchOptions, device, precision, flops: bool = False, s
         body_model=str(src.body_model),
         body_model_synthetic=src.body_model_synthetic,
         config=net.config.to_dict(),
-        depths=f"body R{net.config.backbone_depth}, hand R{net.config.hand_backbone_depth}, "
-               f"face R{net.config.face_backbone_depth}",
+        depths=resnets_line(net.config),
         parameters=int(n_params),
         load_s=time.perf_counter() - t0,
     )
     return pipe, desc, counted
+
+
+def resnets_line(config) -> str:
+    """The report's words for a :class:`~wbcap.config.ModelConfig`'s ResNets, e.g. ``"body R50, hand
+    R50, face R18"``, with ``", width 16"`` for narrow ones (``backbone_width``)."""
+    width = "" if config.backbone_width == RESNET_WIDTH else f", width {config.backbone_width}"
+    return f"body R{config.backbone_depth}, hand R{config.hand_backbone_depth}, face R{config.face_backbone_depth}{width}"
 
 
 def _synthetic_frames(n: int, size: tuple[int, int]) -> list:

@@ -64,6 +64,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
+from wbcap.config import RESNET_WIDTH
 from wbcap.model.layers import joint_neighbours
 from wbcap.model.precision import Precision
 from wbcap.model.resnet import BasicBlock, Bottleneck, ResNetBackbone
@@ -1492,7 +1493,11 @@ def tuned_parts(net: nn.Module) -> dict[str, TunedPart]:
     widths = [deconv[0].in_channels] + [m.out_channels for m in deconv if isinstance(m, nn.ConvTranspose2d)]
 
     def resnet(name: str, backbone: ResNetBackbone, hw: Sequence[int], per_crop: int) -> TunedPart:
-        return TunedPart(name, backbone, (3, int(hw[0]), int(hw[1])), per_crop, f"resnet{backbone.depth} 3x{hw[0]}x{hw[1]}")
+        # (a narrow ResNet, ModelConfig.backbone_width, is another network: its own timings; ResNet's
+        # own width keeps the key it had before widths existed)
+        width = "" if backbone.width == RESNET_WIDTH else f" w{backbone.width}"
+        return TunedPart(name, backbone, (3, int(hw[0]), int(hw[1])), per_crop,
+                         f"resnet{backbone.depth}{width} 3x{hw[0]}x{hw[1]}")
 
     backbone, position = net.backbone, net.body_position_net
 

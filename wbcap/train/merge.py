@@ -188,7 +188,7 @@ def _merge(body_ckpt: str | Path, hand_ckpt: str | Path, out: str | Path, seed: 
                   f"body of ResNet-{depth} hands)"
                   if depth is not None and depth != want else
                   f" (its ResNet is {width} channels wide, the whole-body model's {wide}: train the hand stage with "
-                  f"backbone_width = {wide} under [model] in a --config TOML)"
+                  f"backbone_width = {wide} under [model] in a --config TOML, or merge into a body of width {width})"
                   if width is not None and width != wide else "")
         raise CheckpointError(f"{hand_ckpt}: {exc}{differ}") from None
     net.hand_roi_net.backbone.load_state_dict({k[len(prefix):]: v for k, v in hand.items() if k.startswith(prefix)}, strict=True)

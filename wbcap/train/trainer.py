@@ -266,6 +266,9 @@ def random_start_warning(stage: StageConfig) -> str | None:
     only the synthetic set is trained on (a try-out)."""
     if stage.init_checkpoint or set(stage.datasets) <= {"synthetic"}:
         return None
+    if stage.model.backbone_width != RESNET_WIDTH:  # (no pretrained weights fit: the ImageNet files are refused)
+        return (f"the ResNets start from random weights: [model] backbone_width is {stage.model.backbone_width}, and "
+                f"ImageNet's and the 2D-pose ResNets' weights are {RESNET_WIDTH} wide (README: Training)")
     body = stage.stage == "body" and not stage.pose_backbone
     if stage.imagenet_weights and not body:
         return None
@@ -536,6 +539,10 @@ def check_run_inputs(stage: StageConfig, run: RunConfig, *, datasets: bool = Tru
     narrow = [setting(k) for k in ("imagenet_weights", "pose_backbone") if getattr(stage, k)]
     if stage.model.backbone_width != RESNET_WIDTH and narrow and not run.resume:
         what = " and ".join(narrow)
+        if stage.stage == "finetune" and stage.init_checkpoint:  # (its network's settings are the checkpoint's)
+            raise InputError(f"{what} {'is' if len(narrow) == 1 else 'are'} for ResNets {RESNET_WIDTH} channels wide, "
+                             f"and the {init_} checkpoint's are {stage.model.backbone_width}: drop {what} (the "
+                             f"checkpoint's weights replace them anyway)")
         raise InputError(f"{what} {'is' if len(narrow) == 1 else 'are'} for ResNets {RESNET_WIDTH} channels wide, and "
                          f"[model] backbone_width is {stage.model.backbone_width}: leave backbone_width out "
                          f"({RESNET_WIDTH}), or drop {what}")
@@ -777,7 +784,7 @@ def train(
         warn_if_more_workers_than_cpus(stage.num_workers, setting("num_workers"))
     mano = None
     if hand:
-        model = build_hand_model(stage, device)
+        model = build_hand_model(replace(stage, imagenet_weights=None) if run.resume else stage, device)  # (as above)
         net = model
         if stage.mano_losses:
             from wbcap.body.mano_layer import MANOLayer
@@ -788,9 +795,9 @@ def train(
             from wbcap.body.smplx_layer import SMPLXLayer
 
             body_layer = SMPLXLayer.from_file(body_model_file(run.body_model))
-        # (a resumed run starts from its snapshot: no start checkpoint or 2D-pose ResNet is read)
-        model = build_model(replace(stage, init_checkpoint=None, pose_backbone=None) if run.resume else stage, body_layer,
-                            device)
+        # (a resumed run starts from its snapshot: no start checkpoint, ImageNet or 2D-pose ResNet is read)
+        model = build_model(replace(stage, init_checkpoint=None, pose_backbone=None, imagenet_weights=None)
+                            if run.resume else stage, body_layer, device)
         net = model.net
     if _channels_last(device):
         net.to(memory_format=torch.channels_last)
@@ -976,7 +983,7 @@ def _save(path: Path, net, stage: StageConfig, epoch: int, optimizer, rng, step:
         return save_checkpoint(path, net, epoch=epoch, optimizer=optimizer.state_dict(), extra=extra)
     payload = {
         "format": "wbcap-hand-checkpoint/1",
-        "config": {"depth": stage.model.hand_backbone_depth},
+        "config": {"depth": stage.model.hand_backbone_depth, "width": stage.model.backbone_width},
         "network": {k: v.detach().cpu() for k, v in net.state_dict().items()},
         "epoch": epoch,
         "optimizer": optimizer.state_dict(),
