@@ -384,9 +384,9 @@ def test_full_config_flops_per_crop(body_layer):
 
 
 @pytest.mark.slow  # the whole benchmark, two precisions
-def test_table_without_json_and_json_out(tmp_path, small_ckpt):
+def test_table_without_json_and_json_out(tmp_path, micro_ckpt):
     out = tmp_path / "bench.json"
-    result = invoke("--checkpoint", small_ckpt, "--device", "cpu", "--batch-sizes", "1", "--repeats", "1",
+    result = invoke("--checkpoint", micro_ckpt, "--device", "cpu", "--batch-sizes", "1", "--repeats", "1",
                     "--warmup", "0", "--frames", "4", "--json-out", out, *MATMUL)
     text = result.stdout
     assert not text.lstrip().startswith("{")
@@ -398,10 +398,10 @@ def test_table_without_json_and_json_out(tmp_path, small_ckpt):
     rep = json.loads(out.read_text())
     check_report(rep, [1])
     assert rep["input"]["frames"] == 4
-    assert rep["model"]["weights"] == "checkpoint" and rep["model"]["checkpoint"] == str(small_ckpt)
+    assert rep["model"]["weights"] == "checkpoint" and rep["model"]["checkpoint"] == str(micro_ckpt)
     # the model line whole, however long the checkpoint's path (the table is 120 columns wide)
     model_line = next(line for line in text.splitlines() if line.startswith("model: "))
-    assert str(small_ckpt) in model_line and model_line.endswith("synthetic SMPL-X (real model not found)")
+    assert str(micro_ckpt) in model_line and model_line.endswith("synthetic SMPL-X (real model not found)")
     # a header ceiling measured in a busy moment (107 GFLOP/s against the rows' 175-227: an audit) is said to be
     import io
 

@@ -757,11 +757,11 @@ def cli():
 
 
 @pytest.mark.slow  # (fast loop under 2 minutes on the model-207 Xeon: the full suite runs it)
-def test_cli_eval_ehf_end_to_end(cli, models, data_root, small_ckpt, tmp_path):
+def test_cli_eval_ehf_end_to_end(cli, models, data_root, micro_ckpt, tmp_path):
     from click.testing import CliRunner
 
     out = tmp_path / "results.json"
-    args = ["eval", "--dataset", "ehf", "--data-root", str(data_root), "--checkpoint", str(small_ckpt),
+    args = ["eval", "--dataset", "ehf", "--data-root", str(data_root), "--checkpoint", str(micro_ckpt),
             "--body-models", str(models), "--device", "cpu", "--batch-size", "2", "--out", str(out)]  # fmt: skip
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
@@ -785,8 +785,8 @@ def test_cli_eval_ehf_end_to_end(cli, models, data_root, small_ckpt, tmp_path):
     import hashlib
 
     strategy = data["model"].pop("cpu_strategy")  # (each part's form: float rounding, ~1e-4 mm, an eval trial)
-    assert data["model"] == {"weights": "checkpoint", "checkpoint": str(Path(small_ckpt).absolute()),
-                             "checkpoint_sha256": hashlib.sha256(Path(small_ckpt).read_bytes()).hexdigest(),
+    assert data["model"] == {"weights": "checkpoint", "checkpoint": str(Path(micro_ckpt).absolute()),
+                             "checkpoint_sha256": hashlib.sha256(Path(micro_ckpt).read_bytes()).hexdigest(),
                              "body_model": str((Path(models) / "smplx" / "SMPLX_NEUTRAL.npz").absolute()),
                              "body_model_synthetic": False, "precision": "exact", "device": "cpu", "batch_size": 2}
     assert set(strategy["parts"]) == {"body_backbone", "hand_backbone", "face_backbone", "box_net"}, strategy
@@ -796,7 +796,7 @@ def test_cli_eval_ehf_end_to_end(cli, models, data_root, small_ckpt, tmp_path):
     # `wbcap eval` from Python: the same checks, network, numbers and file
     from wbcap.eval.evaluate import EvalJob, run_eval
 
-    result, path = run_eval(EvalJob(dataset="ehf", data_root=str(data_root), checkpoint=str(small_ckpt),
+    result, path = run_eval(EvalJob(dataset="ehf", data_root=str(data_root), checkpoint=str(micro_ckpt),
                                     body_models=str(models), device="cpu", batch_size=2,
                                     out=str(tmp_path / "api.json")))
     assert path == tmp_path / "api.json" and json.loads(path.read_text()) == data

@@ -27,9 +27,9 @@ def _write(path: Path, h: int, w: int, seed: int) -> None:
 
 
 @pytest.mark.slow  # (the fast loop keeps under 2 minutes; the full suite runs it)
-def test_export_meshes_creates_missing_output_folder(tmp_path, monkeypatch, small_ckpt, body_dir, capsys):
+def test_export_meshes_creates_missing_output_folder(tmp_path, monkeypatch, micro_ckpt, body_dir, capsys):
     monkeypatch.setenv("WBCAP_BODY_MODELS", str(body_dir))
-    monkeypatch.setenv("WBCAP_WEIGHTS", str(small_ckpt))
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(micro_ckpt))
     _write(tmp_path / "in" / "cam1" / "0001.jpg", 128, 96, seed=1)
     _write(tmp_path / "in" / "cam2" / "0001.jpg", 128, 96, seed=2)
     dst = tmp_path / "out" / "meshes"  # neither folder exists yet
@@ -89,11 +89,11 @@ def test_export_meshes_missing_model_is_one_line(tmp_path, monkeypatch, capsys):
     assert info.value.code == 2 and "Traceback" not in err and "error:" in err, err
 
 
-def test_image_to_params_without_anybody_is_one_line(tmp_path, monkeypatch, small_ckpt, body_dir, capsys):
+def test_image_to_params_without_anybody_is_one_line(tmp_path, monkeypatch, micro_ckpt, body_dir, capsys):
     """A photo with nobody in it: one error line naming the photo and how to give boxes, exit
     status 1 (the trial's traceback); the pipeline says the detector found nobody."""
     monkeypatch.setenv("WBCAP_BODY_MODELS", str(body_dir))
-    monkeypatch.setenv("WBCAP_WEIGHTS", str(small_ckpt))
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(micro_ckpt))
     blank = tmp_path / "blank.jpg"
     cv2.imwrite(str(blank), np.full((240, 320, 3), 128, np.uint8))
     assert _load("image_to_params").main([str(blank), "--device", "cpu"]) == 1
@@ -101,11 +101,11 @@ def test_image_to_params_without_anybody_is_one_line(tmp_path, monkeypatch, smal
     assert err == [f"error: {blank}: no person found by the hog detector; pass boxes x,y,w,h or detector='full'"]
 
 
-def test_export_meshes_names_the_image_it_skips(tmp_path, monkeypatch, small_ckpt, body_dir, capsys):
+def test_export_meshes_names_the_image_it_skips(tmp_path, monkeypatch, micro_ckpt, body_dir, capsys):
     """An image with nobody in it was skipped as "image: no person found" (which of them? a user
     trial): the pipeline's messages name the image given as ``source``."""
     monkeypatch.setenv("WBCAP_BODY_MODELS", str(body_dir))
-    monkeypatch.setenv("WBCAP_WEIGHTS", str(small_ckpt))
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(micro_ckpt))
     (tmp_path / "in").mkdir()
     blank = tmp_path / "in" / "b.jpg"
     cv2.imwrite(str(blank), np.full((240, 320, 3), 128, np.uint8))
