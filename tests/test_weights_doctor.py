@@ -107,7 +107,7 @@ def test_missing_checkpoint_message_names_places_and_fix():
     assert str(weights_dir()) in msg and "wbcap weights import hand4whole" in msg and "\n" not in msg
 
 
-def test_a_renamed_checkpoint_where_wbcap_looks_is_named_with_its_import(tmp_path, small_ckpt, monkeypatch):
+def test_a_renamed_checkpoint_where_wbcap_looks_is_named_with_its_import(tmp_path, micro_ckpt, monkeypatch):
     """A new user's trial renamed the download (``hand4whole.pth``) and was told only where
     ``snapshot_6.pth.tar`` had been looked for: the message, and doctor's fix after its download
     advice, name the file and its import (paths as shell words). The file under its own name one
@@ -117,14 +117,14 @@ def test_a_renamed_checkpoint_where_wbcap_looks_is_named_with_its_import(tmp_pat
 
     folder = tmp_path / "my weights"
     (folder / "sub").mkdir(parents=True)
-    shutil.copy(small_ckpt, folder / "snapshot_12_hand.pth.tar")  # (another entry's file)
-    shutil.copy(small_ckpt, folder / ".snapshot_6.tmp-0a1b2c3d.pth.tar")  # (an import's temporary name)
+    shutil.copy(micro_ckpt, folder / "snapshot_12_hand.pth.tar")  # (another entry's file)
+    shutil.copy(micro_ckpt, folder / ".snapshot_6.tmp-0a1b2c3d.pth.tar")  # (an import's temporary name)
     monkeypatch.setenv("WBCAP_WEIGHTS", str(folder))
     with pytest.raises(CheckpointError) as info:
         find_checkpoint()
     assert "is there" not in str(info.value) and info.value.found_below == ""
     renamed = folder / "sub" / "hand4whole.pth"
-    shutil.copy(small_ckpt, renamed)
+    shutil.copy(micro_ckpt, renamed)
     word = f"'{renamed}'"  # (the path has a space: quoted where a shell reads it)
     with pytest.raises(CheckpointError) as info:
         find_checkpoint()
@@ -142,7 +142,7 @@ def test_a_renamed_checkpoint_where_wbcap_looks_is_named_with_its_import(tmp_pat
     # its own name one folder down (unpacked into a folder of its own): named without "renamed"
     own = folder / "Hand4Whole" / "snapshot_6.pth.tar"
     own.parent.mkdir()
-    shutil.copy(small_ckpt, own)
+    shutil.copy(micro_ckpt, own)
     with pytest.raises(CheckpointError) as info:
         find_checkpoint()
     assert info.value.found_below == (f"{own} is there: `wbcap weights import hand4whole '{own}'` checks and installs "
@@ -170,7 +170,7 @@ def test_import_validates_copies_and_verify_checks_hash(tmp_path, official_ckpt)
     assert r.exit_code == 1 and "mismatch" in r.output
 
 
-def test_import_rejects_wrong_keys(tmp_path, small_ckpt):
+def test_import_rejects_wrong_keys(tmp_path, micro_ckpt):
     import torch
 
     bad = tmp_path / "hand_only.pth"
@@ -253,14 +253,14 @@ def test_a_checkpoint_with_nan_values_is_refused_at_import_and_at_load(tmp_path,
     assert r.exit_code == 0, r.output
 
 
-def test_env_var_points_at_checkpoint(monkeypatch, small_ckpt, tmp_path):
-    monkeypatch.setenv("WBCAP_WEIGHTS", str(small_ckpt))
-    assert find_checkpoint() == small_ckpt
+def test_env_var_points_at_checkpoint(monkeypatch, micro_ckpt, tmp_path):
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(micro_ckpt))
+    assert find_checkpoint() == micro_ckpt
     # set to a file that is not there: an error, not silently the checkpoint found elsewhere
     import shutil
 
     weights_dir().mkdir(parents=True, exist_ok=True)
-    shutil.copy(small_ckpt, weights_dir() / "snapshot_6.pth.tar")
+    shutil.copy(micro_ckpt, weights_dir() / "snapshot_6.pth.tar")
     monkeypatch.setenv("WBCAP_WEIGHTS", str(tmp_path / "nonexistent.pth.tar"))
     with pytest.raises(CheckpointError, match=r"^WBCAP_WEIGHTS=.*nonexistent.pth.tar: no such file or folder; point"):
         find_checkpoint()
@@ -269,26 +269,26 @@ def test_env_var_points_at_checkpoint(monkeypatch, small_ckpt, tmp_path):
     # a folder holding the checkpoint (README: "file or folder")
     folder = tmp_path / "my_weights"
     folder.mkdir()
-    shutil.copy(small_ckpt, folder / "snapshot_6.pth.tar")
+    shutil.copy(micro_ckpt, folder / "snapshot_6.pth.tar")
     monkeypatch.setenv("WBCAP_WEIGHTS", str(folder))
     assert find_checkpoint() == folder / "snapshot_6.pth.tar"
 
 
 @pytest.mark.slow  # (the fast loop stays under 2 minutes; the full suite runs it)
-def test_env_var_naming_a_file_is_the_default_checkpoint_for_doctor_list_and_verify_alike(monkeypatch, small_ckpt):
+def test_env_var_naming_a_file_is_the_default_checkpoint_for_doctor_list_and_verify_alike(monkeypatch, micro_ckpt):
     """$WBCAP_WEIGHTS naming a file: `wbcap doctor` reported it as both checkpoints (whole-body
     and hand-only) while `weights list` and `verify` called both missing. One rule for all three
     and for loading: the file is the default (whole-body) checkpoint, and no other weights file."""
-    monkeypatch.setenv("WBCAP_WEIGHTS", str(small_ckpt))
-    assert find_checkpoint() == small_ckpt
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(micro_ckpt))
+    assert find_checkpoint() == micro_ckpt
     doctor = run("doctor").output
-    assert f"[ok  ] checkpoint hand4whole: {small_ckpt} (" in doctor, doctor
+    assert f"[ok  ] checkpoint hand4whole: {micro_ckpt} (" in doctor, doctor
     assert "[warn] checkpoint hand4whole_hand: snapshot_12_hand.pth.tar not found" in doctor, doctor
     listed = run("weights", "list").output
-    assert f"  present:  {small_ckpt} (" in "\n".join(_block(listed, "hand4whole")), listed
+    assert f"  present:  {micro_ckpt} (" in "\n".join(_block(listed, "hand4whole")), listed
     assert "  present:  no — run `wbcap weights import hand4whole_hand FILE`" in _block(listed, "hand4whole_hand"), listed
     verified = {line.split()[0]: line.split()[1:3] for line in run("weights", "verify").output.splitlines()}
-    assert verified["hand4whole"] == ["unverified", str(small_ckpt)] and verified["hand4whole_hand"][0] == "missing"
+    assert verified["hand4whole"] == ["unverified", str(micro_ckpt)] and verified["hand4whole_hand"][0] == "missing"
 
 
 def test_doctor_with_wbcap_weights_naming_nothing_says_to_fix_the_variable_not_to_train(monkeypatch, tmp_path, body_dir):
@@ -303,7 +303,7 @@ def test_doctor_with_wbcap_weights_naming_nothing_says_to_fix_the_variable_not_t
     assert "wbcap train body" not in r.output, r.output
 
 
-def test_doctor_reports_missing_files_with_fixes(body_dir, small_ckpt, monkeypatch):
+def test_doctor_reports_missing_files_with_fixes(body_dir, micro_ckpt, monkeypatch):
     """Each missing file with its fix; while the SMPL-X model or the checkpoint is missing, the
     last line is how to try the commands without them (the README's recipe: a user trial found
     only `wbcap demo` pointing to it); with both found, exit 0 and no such line."""
@@ -332,11 +332,11 @@ def test_doctor_reports_missing_files_with_fixes(body_dir, small_ckpt, monkeypat
     # (the checkpoint still missing: that stand-in only; a new user's trial, a checkpoint installed, was told to train one)
     assert r.exit_code == 1 and r.output.splitlines()[-1] == try_without_files(body=False), r.output
     assert "WBCAP_BODY_MODELS" not in try_without_files(body=False) and "wbcap train" not in try_without_files(checkpoint=False)
-    monkeypatch.setenv("WBCAP_WEIGHTS", str(small_ckpt))
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(micro_ckpt))
     r = run("doctor")
     assert r.exit_code == 1 and r.output.splitlines()[-1] == try_without_files(checkpoint=False), r.output
     monkeypatch.delenv("WBCAP_WEIGHTS")
-    monkeypatch.setenv("WBCAP_WEIGHTS", str(small_ckpt))
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(micro_ckpt))
     r = run("doctor", "--body-models", body_dir)
     assert r.exit_code == 0 and "missing" not in r.output.splitlines()[-1] and "To try" not in r.output, r.output
     monkeypatch.setenv("WBCAP_CPU_STRATEGY", "nonsense")  # (a required item, not a licensed file: no such line)
@@ -586,7 +586,7 @@ def test_a_cache_folder_that_cannot_exist_is_missing_not_a_shared_install(tmp_pa
     assert not check.ok and not check.optional and "is a file" in check.detail, check
 
 
-def test_doctor_reads_what_it_finds_and_fails_unusable_files(tmp_path, monkeypatch, body_dir, small_ckpt):
+def test_doctor_reads_what_it_finds_and_fails_unusable_files(tmp_path, monkeypatch, body_dir, micro_ckpt):
     """Found is not usable: doctor said [ok] for a zero-byte or truncated SMPL-X file, a
     1.3 kB foreign checkpoint and a random yolox_nano.onnx, and every run then failed. It now
     reads each as wbcap reads it."""
@@ -604,9 +604,9 @@ def test_doctor_reads_what_it_finds_and_fails_unusable_files(tmp_path, monkeypat
         assert "download the SMPL-X npz models again" in check.fix and "\n" not in check.detail
     assert body_model_check("neutral", str(body_dir)).ok
     hand4whole = manifest()["hand4whole"]
-    monkeypatch.setenv("WBCAP_WEIGHTS", str(small_ckpt))
+    monkeypatch.setenv("WBCAP_WEIGHTS", str(micro_ckpt))
     check = checkpoint_check(hand4whole)
-    assert check.ok and check.detail.startswith(f"{small_ckpt} (") and "tensors" in check.detail, check
+    assert check.ok and check.detail.startswith(f"{micro_ckpt} (") and "tensors" in check.detail, check
     garbage = tmp_path / "snapshot_6.pth.tar"
     garbage.write_bytes(b"PK\x03\x04" + bytes(1300))
     monkeypatch.setenv("WBCAP_WEIGHTS", str(garbage))
@@ -647,7 +647,7 @@ def test_a_copy_that_keeps_the_old_time_is_not_taken_for_the_imported_file(tmp_p
 
 
 
-def test_a_weights_variable_naming_nothing_is_refused_alike_everywhere(tmp_path, monkeypatch, small_ckpt):
+def test_a_weights_variable_naming_nothing_is_refused_alike_everywhere(tmp_path, monkeypatch, micro_ckpt):
     """WBCAP_WEIGHTS naming nothing: `wbcap run` refused it, while doctor said the checkpoint was
     "not found in <that path> or <user data>" and `weights list|verify` used the user data
     folder's files silently. All now give the run's reason."""
@@ -656,7 +656,7 @@ def test_a_weights_variable_naming_nothing_is_refused_alike_everywhere(tmp_path,
     from wbcap.doctor import checkpoint_check
 
     weights_dir().mkdir(parents=True, exist_ok=True)
-    shutil.copy(small_ckpt, weights_dir() / "snapshot_6.pth.tar")  # (found, were the variable not set)
+    shutil.copy(micro_ckpt, weights_dir() / "snapshot_6.pth.tar")  # (found, were the variable not set)
     missing = tmp_path / "missing_x"
     monkeypatch.setenv("WBCAP_WEIGHTS", str(missing))
     said = f"WBCAP_WEIGHTS={missing}: no such file or folder"
@@ -960,7 +960,7 @@ def test_doctor_lists_a_renderer_setting_every_render_refuses(monkeypatch):
 
 
 def test_a_checkpoint_changed_since_its_import_is_a_warning_and_a_variable_is_named_as_the_fix(tmp_path, monkeypatch,
-                                                                                                 small_ckpt):
+                                                                                                 micro_ckpt):
     """doctor said [ok] (hidden by -q) for a checkpoint changed since its import, and for one
     WBCAP_WEIGHTS names that is no checkpoint told to import one, which the variable hides (a weights trial)."""
     import os
@@ -968,7 +968,7 @@ def test_a_checkpoint_changed_since_its_import_is_a_warning_and_a_variable_is_na
 
     from wbcap.doctor import checkpoint_check
 
-    assert run("weights", "import", "hand4whole", small_ckpt).exit_code == 0
+    assert run("weights", "import", "hand4whole", micro_ckpt).exit_code == 0
     installed = weights_dir() / manifest()["hand4whole"].file
     assert checkpoint_check(manifest()["hand4whole"]).ok
     data = bytearray(installed.read_bytes())
