@@ -197,10 +197,9 @@ def test_wbcap_checkpoint_round_trip_keeps_config(tmp_path, small_net, small_con
 def test_a_narrow_networks_width_is_read_from_its_tensors_in_the_official_layout(tmp_path):
     """backbone_width 16 in upstream's layout (no config inside): read back from the ResNets' stems,
     loaded and run; ResNets of two widths, and a width wbcap does not build, are one line each."""
-    narrow = ModelConfig(backbone_depth=18, hand_backbone_depth=18, face_backbone_depth=18, backbone_width=16,
-                         input_img_shape=(256, 192), input_body_shape=(96, 64), output_hm_shape=(8, 3, 2),
-                         input_hand_shape=(64, 64), output_hand_hm_shape=(8, 2, 2), input_face_shape=(64, 64))
-    path = write_official_checkpoint(tmp_path / "narrow.pth.tar", config=narrow, seed=4)
+    from conftest import MICRO_CKPT
+
+    path = write_official_checkpoint(tmp_path / "narrow.pth.tar", config=ModelConfig(**MICRO_CKPT), seed=4)
     ckpt = read_checkpoint(path)
     assert ckpt.kind == "official" and ckpt.config.backbone_width == 16
     net = load_network(path)
