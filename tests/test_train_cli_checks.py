@@ -143,17 +143,17 @@ def test_finetune_checks_a_partial_model_table_against_its_init_checkpoints_mode
     geometry and refused (a break-it trial: `output_hm_shape [8, 3, 2] does not fit input_body_shape
     [256, 192]`); the checkpoint's model comes first, the TOML's keys over it, also when the TOML
     names the checkpoint."""
-    from conftest import MICRO_CKPT as MICRO  # (micro_ckpt's model)
+    from conftest import MICRO_CKPT  # (micro_ckpt's model)
 
-    hm = _model_toml(tmp_path / "hm.toml", {"output_hm_shape": MICRO["output_hm_shape"]})
+    hm = _model_toml(tmp_path / "hm.toml", {"output_hm_shape": MICRO_CKPT["output_hm_shape"]})
     r = invoke(*train_args("finetune"), "-o", tmp_path / "a", "--init", micro_ckpt, "--config", hm)
     assert r.exit_code == 0, r.output
-    assert trained[-1][0].model == ModelConfig.from_dict(MICRO)
-    named = _model_toml(tmp_path / "named.toml", {"input_body_shape": MICRO["input_body_shape"]},
+    assert trained[-1][0].model == ModelConfig.from_dict(MICRO_CKPT)
+    named = _model_toml(tmp_path / "named.toml", {"input_body_shape": MICRO_CKPT["input_body_shape"]},
                         init_checkpoint=str(micro_ckpt))
     r = invoke(*train_args("finetune"), "-o", tmp_path / "b", "--config", named)
     assert r.exit_code == 0, r.output
-    assert trained[-1][0].model == ModelConfig.from_dict(MICRO) and len(trained) == 2
+    assert trained[-1][0].model == ModelConfig.from_dict(MICRO_CKPT) and len(trained) == 2
     # ImageNet's 64-wide ResNets for the narrow checkpoint's: its own settings are named, not a [model] key to leave out
     r = invoke(*train_args("finetune"), "-o", tmp_path / "c", "--init", micro_ckpt, "--imagenet-weights", tmp_path)
     assert one_error_line(r) == ("error: --imagenet-weights is for ResNets 64 channels wide, and the --init checkpoint's "

@@ -23,7 +23,7 @@ from wbcap.bench.ceiling import (
 from wbcap.bench.detect import bench_detectors, find_yolox_model
 from wbcap.bench.options import CONFIGS, CPU_DEFAULTS, CUDA_DEFAULTS, REPORT_FORMAT, SMALL_DEPTHS, STAGES, BenchOptions
 from wbcap.bench.timing import Timing, device_info, peak_rss_bytes, sync_fn, time_call
-from wbcap.config import RESNET_WIDTH
+from wbcap.config import RESNET_WIDTH, ModelConfig
 from wbcap.versions import library_versions
 
 
@@ -85,7 +85,7 @@ def bench_pipeline(opts: BenchOptions, device, precision, flops: bool = False, s
     return pipe, desc, counted
 
 
-def resnets_line(config) -> str:
+def resnets_line(config: ModelConfig) -> str:
     """The report's words for a :class:`~wbcap.config.ModelConfig`'s ResNets, e.g. ``"body R50, hand
     R50, face R18"``, with ``", width 16"`` for narrow ones (``backbone_width``)."""
     width = "" if config.backbone_width == RESNET_WIDTH else f", width {config.backbone_width}"

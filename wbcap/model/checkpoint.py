@@ -227,6 +227,12 @@ def backbone_depth(sd: dict[str, torch.Tensor], prefix: str, path: Path | str = 
     return depth
 
 
+def backbone_widths(sd: dict[str, torch.Tensor]) -> set[int]:
+    """The widths (:attr:`~wbcap.config.ModelConfig.backbone_width`: their stems' output channels)
+    of the ResNets whose tensors ``sd`` holds, under any prefix ending in ``backbone.``."""
+    return {int(v.shape[0]) for k, v in sd.items() if k.endswith("backbone.conv1.weight") and v.dim() == 4}
+
+
 def infer_config(sd: dict[str, torch.Tensor], path: Path | str = "checkpoint") -> ModelConfig:
     """Architecture of a Hand4Whole state_dict (no prefix) from its tensor names and shapes.
 
@@ -249,8 +255,7 @@ def infer_config(sd: dict[str, torch.Tensor], path: Path | str = "checkpoint") -
     depths = {name: backbone_depth(sd, prefix, path) for name, prefix in (
         ("backbone_depth", "backbone."), ("hand_backbone_depth", "hand_roi_net.backbone."),
         ("face_backbone_depth", "face_roi_net.backbone."))}
-    # the ResNets' width: their stems' output channels (64 in the released network)
-    widths = {int(v.shape[0]) for k, v in sd.items() if k.endswith("backbone.conv1.weight") and v.dim() == 4}
+    widths = backbone_widths(sd)
     if len(widths) > 1:
         raise CheckpointError(f"{path}: its ResNets are of different widths ({sorted(widths)} channels out of their "
                               "first convolutions); wbcap's network has one width for all three")

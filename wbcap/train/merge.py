@@ -26,6 +26,7 @@ from wbcap.errors import CheckpointError, InputError
 from wbcap.model.checkpoint import (
     OFFICIAL_PREFIX,
     backbone_depth,
+    backbone_widths,
     check_finite,
     check_state_dict,
     load_checkpoint_file,
@@ -181,7 +182,7 @@ def _merge(body_ckpt: str | Path, hand_ckpt: str | Path, out: str | Path, seed: 
     except CheckpointError as exc:
         depth = hand_resnet_depth(hand)
         want = body.config.hand_backbone_depth
-        width = next((int(v.shape[0]) for k, v in hand.items() if k.endswith("backbone.conv1.weight") and v.dim() == 4), None)
+        width = next(iter(backbone_widths(hand)), None)
         wide = body.config.backbone_width
         differ = (f" (its ResNet is a ResNet-{depth}, the whole-body model's hand ResNet a ResNet-{want}: train the "
                   f"hand stage with hand_backbone_depth = {want} under [model] in a --config TOML, or merge into a "
