@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from test_cli_run import run, two_walkers
 
-from wbcap.camera import LensCalibration
+from wbcap.camera import CameraPose, LensCalibration
 from wbcap.errors import InputError
 from wbcap.io.calibration import read_calibration
 from wbcap.testing.videos import write_video
@@ -925,12 +925,118 @@ def test_colmaps_cameras_txt(tmp_path):
     fisheye = read_calibration(tmp_path / "cameras.txt", camera="3")
     assert fisheye.fisheye and fisheye.distortion == tuple(FISHEYE_D) and fisheye.image_size == (320, 240)
     assert read_calibration(tmp_path / "cameras.txt", camera="4").distortion == (-0.05, 0.0, 0.0, 0.0)
-    for text, expected in (("1 FOV 320 240 300 300 160 120 0.9\n", "line 1 is not a camera of COLMAP's cameras.txt"),
+    for text, expected in (("1 FOV 320 240 300 300 160 120 0.9\n", "line 1 is a camera of model FOV, which wbcap does "
+                            "not read (SIMPLE_PINHOLE, "),
+                           ("1 ZOOM 320 240 300 300 160 120 0.9\n", "line 1 is not a camera of COLMAP's cameras.txt"),
                            ("1 PINHOLE 320.5 240 300 300 160 120\n", "line 1: COLMAP's PINHOLE takes WIDTH HEIGHT (whole "),
-                           ("# Number of cameras: 0\n", "no camera line in it")):
+                           ("# Number of cameras: 0\n", "no camera in it")):
         (tmp_path / "odd.txt").write_text(text)
         with pytest.raises(InputError, match=re.escape(expected)):
             read_calibration(tmp_path / "odd.txt")
+
+
+def _colmap_reconstruction(folder: Path) -> dict[str, np.ndarray]:
+    """A reconstruction written by COLMAP itself (pycolmap: its text and binary files in
+    ``folder/txt`` and ``folder/bin``): three cameras of three models, an image each
+    (``cam01/frame_0001.jpg``, ``cam02.png``, ``side cam.jpg``, 2D points on the first), and a
+    fourth image of the first camera; returns each image's ``cam_from_world`` matrix (3 x 4)."""
+    import pycolmap
+
+    r = pycolmap.Reconstruction()
+    for camera_id, model, params in ((1, "OPENCV", [260, 262, 159, 121.7, -0.3, 0.1, 0.002, -0.001]),
+                                     (2, "SIMPLE_RADIAL", [300, 160, 120, -0.05]),
+                                     (3, "OPENCV_FISHEYE", [260, 262, 159, 121.7, 0.05, -0.01, 0.002, -0.0005])):
+        r.add_camera_with_trivial_rig(pycolmap.Camera(model=model, width=320, height=240, params=params,
+                                                      camera_id=camera_id))
+    rng = np.random.default_rng(3)
+    poses = {}
+    for image_id, (name, camera_id) in enumerate((("cam01/frame_0001.jpg", 1), ("cam02.png", 2), ("side cam.jpg", 3),
+                                                   ("cam01/frame_0100.jpg", 1)), 1):
+        q = rng.normal(size=4)
+        pose = pycolmap.Rigid3d(pycolmap.Rotation3d(q / np.linalg.norm(q)), rng.normal(size=3) * 3)
+        keypoints = rng.uniform(0, 240, (5, 2)) if image_id == 1 else np.zeros((0, 2))
+        r.add_image_with_trivial_frame(pycolmap.Image(name=name, keypoints=keypoints, camera_id=camera_id,
+                                                      image_id=image_id), pose)
+        poses[name] = np.asarray(r.image(image_id).cam_from_world().matrix())
+    for kind in ("txt", "bin"):
+        (folder / kind).mkdir(parents=True)
+        (r.write_text if kind == "txt" else r.write_binary)(str(folder / kind))
+    return poses
+
+
+def test_a_colmap_reconstruction_gives_each_registered_images_camera_and_pose(tmp_path):
+    """COLMAP's reconstruction as COLMAP writes it (pycolmap), text and binary: with its images,
+    a camera per registered image, by its name (a video named as a word of it finds it), with its
+    camera's intrinsics made OpenCV's and its pose (``cam_from_world``: OpenCV's ``x_c = R x_w +
+    t``) in a world without a scale; the folder, ``cameras.*`` or ``images.*`` given alike.
+    Damaged or partial files are one line naming them."""
+    poses = _colmap_reconstruction(tmp_path)
+    for kind in ("txt", "bin"):
+        folder = tmp_path / kind
+        for given in (folder, folder / f"cameras.{kind}", folder / f"images.{kind}"):
+            first = read_calibration(given, source=tmp_path / "cam02.mp4")
+            assert first.name == "cam02.png" and first.image_size == (320, 240)
+            assert first.matrix == ((300.0, 0.0, 159.5), (0.0, 300.0, 119.5), (0.0, 0.0, 1.0))
+            assert first.distortion == (-0.05, 0.0, 0.0, 0.0) and not first.fisheye
+            assert first.pose is not None and first.pose.metric is False
+            np.testing.assert_allclose(first.pose.rotation, poses["cam02.png"][:, :3], atol=1e-12)
+            np.testing.assert_allclose(first.pose.translation, poses["cam02.png"][:, 3], atol=1e-12)
+        side = read_calibration(folder, source="/videos/side.mp4")  # (a word of "side cam.jpg")
+        assert side.fisheye and side.distortion == tuple(FISHEYE_D) and side.name == "side cam.jpg"
+        assert side.matrix == tuple(map(tuple, K))
+        np.testing.assert_allclose(side.pose.rotation, poses["side cam.jpg"][:, :3], atol=1e-12)
+        # two images of cam01's camera: which is asked, by name or by COLMAP's image id
+        with pytest.raises(InputError, match=r"holds 4 cameras \(cam01/frame_0001.jpg, cam02.png, side cam.jpg, "
+                                             r"cam01/frame_0100.jpg\); say which"):
+            read_calibration(folder, source="cam01.mp4")
+        for camera in ("cam01/frame_0100.jpg", "image 4"):
+            chosen = read_calibration(folder, camera=camera)
+            np.testing.assert_allclose(chosen.pose.translation, poses["cam01/frame_0100.jpg"][:, 3], atol=1e-12)
+        assert chosen.to_dict()["metric"] is False and "metric" not in dataclasses.replace(
+            chosen.pose, metric=True).to_dict()
+        back = CameraPose.from_record(chosen.to_dict())  # (meta.json's record read back)
+        assert back.metric is False and back.translation == chosen.pose.translation
+        np.testing.assert_allclose(back.rotation, chosen.pose.rotation, atol=1e-15)
+        with pytest.raises(ValueError, match="metric 0: true or false"):
+            CameraPose.from_record({**chosen.to_dict(), "metric": 0})
+    # a cameras file alone (no images beside it): its cameras by id, without poses
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "cameras.bin").write_bytes((tmp_path / "bin" / "cameras.bin").read_bytes())
+    assert read_calibration(alone / "cameras.bin", camera="3").pose is None
+    # damage: one line each, naming the file
+    data = (tmp_path / "bin" / "images.bin").read_bytes()
+    text = (tmp_path / "txt" / "images.txt").read_text()
+    for name, content, expected in (
+            ("images.bin", data[:-7], "images.bin: ends inside a record (not COLMAP's images.bin, or cut short)"),
+            ("images.bin", data + b"\0", "images.bin: 1 bytes after its last record"),
+            ("images.txt", text.replace(" 2 cam02.png", " 9 cam02.png"),
+             "images.txt: image 'cam02.png' is of camera 9, which "),
+            ("images.txt", text.replace("cam02.png", "cam02.png extra").replace(" 2 cam02", " x cam02"),
+             "is not an image of COLMAP's images.txt"),
+            ("images.txt", re.sub(r"^2 [0-9.e-]+", "2 0.5", text, flags=re.M), "is not a rotation's (unit length)"),
+            ("images.txt", "# Number of images: 0\n", "images.txt: no registered image in it")):
+        broken = tmp_path / f"broken_{name}"
+        broken.mkdir(exist_ok=True)
+        for other in ("cameras.txt", "cameras.bin"):
+            (broken / other).write_bytes((tmp_path / other.split(".")[1] / other).read_bytes())
+        (broken / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+        with pytest.raises(InputError, match=re.escape(expected)):
+            read_calibration(broken / name, camera="cam02.png")
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    (lone / "images.txt").write_text(text)
+    with pytest.raises(InputError, match=re.escape("images without its cameras.txt beside them")):
+        read_calibration(lone / "images.txt")
+    with pytest.raises(InputError, match=re.escape("lone: a folder without COLMAP's cameras.txt or cameras.bin in it")):
+        read_calibration(lone)
+    fov = tmp_path / "fov"
+    fov.mkdir()
+    cameras = bytearray((tmp_path / "bin" / "cameras.bin").read_bytes())
+    cameras[12:16] = (7).to_bytes(4, "little")  # (the first camera's model id: FOV, 5 parameters)
+    (fov / "cameras.bin").write_bytes(bytes(cameras))
+    with pytest.raises(InputError, match=re.escape("is a camera of model FOV, which wbcap does not read")):
+        read_calibration(fov / "cameras.bin")
 
 
 def test_keypoints_through_the_lens_past_the_picture_and_past_its_turn():

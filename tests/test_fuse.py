@@ -321,6 +321,33 @@ def _toy(view: int, start: float, end: float, pelvis, fps: float = 10.0, camera=
                      camera_position=np.asarray(camera, np.float64), fps=fps)
 
 
+def test_a_reconstructions_scale_is_where_two_cameras_rays_to_a_person_meet():
+    """Tracks in a scale-free reconstruction's frame (2.5 of its units a metre; each camera at its
+    centre in those units, its people at the network's metres from it, one camera's 5 % too far,
+    the other's 5 % too near): the walker both saw gives the scale (the geometric mean of the two
+    cameras', 2.5 / sqrt(1.05 x 0.95)), and not the pairing with someone only the second camera
+    saw; rays along one line, depths twice apart or more, no pair seen at once tell none."""
+    from wbcap.fuse.level import reconstruction_scale
+
+    s, walker, velocity = 2.5, np.array([1.0, 4.0, 0.9]), np.array([0.6, 0.2, 0.0])
+
+    def seen(view, centre, depth, where=walker, v=velocity, start=0.0):
+        c = np.asarray(centre, np.float64)
+        return _toy(view, start, start + 3, s * c + depth * (where - c), camera=s * c, velocity=depth * v)
+
+    tracks = [seen(0, (0.0, 0.0, 1.5), 1.05), seen(1, (5.0, 1.0, 1.6), 0.95),
+              seen(1, (5.0, 1.0, 1.6), 1.0, where=np.array([-1.0, 6.0, 0.9]), v=np.zeros(3))]
+    per_metre, found = reconstruction_scale(tracks, 0.5, 0.5)
+    assert per_metre == pytest.approx(s / np.sqrt(1.05 * 0.95), rel=1e-9)
+    assert [(f.first, f.second) for f in found] == [(0, 1)] and found[0].apart_m == pytest.approx(0.0, abs=1e-9)
+    assert found[0].depth_ratio == pytest.approx(0.95 / 1.05) and found[0].rows == 31
+    behind = seen(1, walker + 2 * (walker - (0.0, 0.0, 1.5)), 1.0, v=np.zeros(3))  # (beyond the person, looking back)
+    still = seen(0, (0.0, 0.0, 1.5), 1.0, v=np.zeros(3))
+    assert reconstruction_scale([still, behind], 0.5, 0.5) == (None, [])
+    assert reconstruction_scale([tracks[0], seen(1, (5.0, 1.0, 1.6), 0.5)], 0.5, 0.5) == (None, [])
+    assert reconstruction_scale([tracks[0], seen(1, (5.0, 1.0, 1.6), 0.95, start=3.5)], 0.5, 0.5) == (None, [])
+
+
 def test_association_joins_one_persons_tracks_and_no_two_of_one_camera_at_once():
     """Two people P and Q seen by cameras 0 and 1; camera 1 lost P for a moment (two tracks);
     camera 0 has a second, duplicate track of P at the same time (it cannot join P: a camera sees
@@ -1015,3 +1042,67 @@ def test_a_folder_of_runs_with_an_unfinished_one_is_refused(runs, tmp_path, body
     assert r.exit_code == 2 and lines == [f"error: {folder / 'cam03'}: a run without meta.json (one that did not "
                                           f"finish?) in {folder}; finish it with its --resume, or move it out of the "
                                           "folder"], r.output
+
+
+@pytest.mark.slow  # two runs of two cameras and three fusions
+def test_a_colmap_reconstruction_without_a_scale_is_scaled_by_the_peoples_rays_and_levelled(tmp_path, body_dir,
+                                                                                           body_layer):
+    """COLMAP's world: turned any way, 0.37 of its units a metre (a reconstruction's own scale).
+    Each run falls back to its feet's ground, saying the world has no scale; fuse finds the scale
+    where the two cameras' rays to the people meet (the network's depths right on average: one
+    camera's 4 % too far, the other's 4 % too near), fuses there and levels it by the fused
+    feet: the people land within a few centimetres of the truth so placed. With both cameras' depths
+    5 % too far, the world comes out 5 % too large (said in the README)."""
+    from wbcap.fuse_app import RECONSTRUCTION_UNITS
+    from wbcap.world.estimate import NO_SCALE
+
+    people = [Walk(start=(-1.0, 3.8), heading_deg=45), Stand(position=(1.0, 5.5))]
+    turn = Rotation.from_rotvec([0.7, -1.9, 0.4]).as_matrix()  # (the reconstruction's axes: no z up)
+    shift, per_metre = np.array([0.3, -2.0, 4.1]), 0.37
+    truth, poses = None, []
+    for name, biases in (("even", (0.04, -0.04)), ("far", (0.05, 0.05))):
+        for i, (camera, bias) in enumerate(zip(CAMERAS, biases, strict=True)):
+            scene = make_scene(body_layer, people, camera=camera, seconds=3.0,
+                               noise=TrackNoise(seed=7 * i, depth_bias=bias))
+            truth = {k: true_body_joints(body_layer, p) for k, p in scene.people.items()}
+            lab = LabCalibration.of(scene.world_from_camera[0], scene.camera_position[0], per_metre,
+                                    lab_from_world=turn, shift=tuple(shift))
+            lab = dataclasses.replace(lab, pose=dataclasses.replace(lab.pose, metric=False))
+            poses.append(lab.pose)
+            result = write_calibrated_run(tmp_path / name / f"cam0{i + 1}", body_layer, scene, lab)
+            assert result.frame.ground_from == "feet" and result.frame.note == NO_SCALE
+            meta = json.loads((tmp_path / name / f"cam0{i + 1}" / "meta.json").read_text())
+            assert meta["calibration"]["metric"] is False
+        r, _ = invoke("fuse", tmp_path / name, "-o", tmp_path / f"{name}_fused", "--format", "npz", "--body-models",
+                      body_dir)
+        assert r.exit_code == 0 and "WARNING" not in r.output, r.output
+    world = json.loads((tmp_path / "even_fused" / "fuse.json").read_text())["world"]
+    assert (world["ground_from"], world["units"]) == ("calibration_levelled", RECONSTRUCTION_UNITS)
+    assert world["per_metre"] == pytest.approx(per_metre, rel=0.01)
+    # (each run planted on its own feet's ground took part of its depth error out: the rest is scaled here)
+    scales = world["depth_scales"]
+    assert scales["cam01"] < 0.99 < 1.01 < scales["cam02"] and scales["cam01"] * scales["cam02"] == pytest.approx(1.0)
+    far = json.loads((tmp_path / "far_fused" / "fuse.json").read_text())["world"]
+    assert far["per_metre"] == pytest.approx(per_metre / 1.05, rel=0.01)
+    # the truth levelled: the reconstruction's frame turned z up (its x laid on the floor), its origin dropped
+    # onto the floor
+    up = turn @ np.array([0.0, 0.0, 1.0])
+    x = np.array([1.0, 0.0, 0.0]) - up[0] * up
+    x /= np.linalg.norm(x)
+    levelled = np.stack([x, np.cross(up, x), up])
+    height = (turn.T @ -shift)[2]  # (the reconstruction's origin above the floor, metres)
+    for k in (0, 1):
+        with np.load(tmp_path / "even_fused" / f"track_{k}.npz") as z:
+            arrays = dict(z)
+        assert str(arrays["ground_from"]) == "calibration_levelled"
+        expected = (truth[k] @ turn.T + shift) @ levelled.T + np.array([0.0, 0.0, height])
+        # (the scale 0.6 % off: 2-4 cm at the people's 4-7 m from the reconstruction's origin)
+        assert np.linalg.norm(amass_body_joints(body_layer, arrays) - expected, axis=2).mean() < 0.05
+    # a run of a metric calibration beside one without a scale: one line
+    shutil.copytree(tmp_path / "even", tmp_path / "mixed")
+    meta = json.loads((tmp_path / "mixed" / "cam02" / "meta.json").read_text())
+    del meta["calibration"]["metric"]
+    (tmp_path / "mixed" / "cam02" / "meta.json").write_text(json.dumps(meta))
+    r, lines = invoke("fuse", tmp_path / "mixed", "-o", tmp_path / "mixed_fused", "--body-models", body_dir)
+    said = [x for x in lines if not x.startswith("INFO")]
+    assert r.exit_code == 2 and len(said) == 1 and "with a scale and without one (cam01: a reconstruction" in said[0], r.output

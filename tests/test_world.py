@@ -5,6 +5,7 @@ fallbacks, and the pieces (plane fit, contacts, correction, world axes) on known
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 
@@ -327,6 +328,14 @@ def test_a_calibration_is_checked_by_the_people_where_the_feet_give_no_ground(wa
 
     assert not trust_helps(reason) and not trust_helps("the camera is not above its z = 0 plane (z = -3 in its units)")
     assert trust_helps("its z axis is 12 deg from the up direction the people's feet give (more than 10): ...")
+    # a world without a scale (COLMAP's), even a z-up one at a lab's height: neither checked nor trusted
+    from wbcap.world.estimate import NO_SCALE
+
+    unscaled = dataclasses.replace(in_metres.pose, metric=False)
+    for config in (WorldConfig(), trusting):
+        assert calibrated_floor(unscaled, None, config, feet=feet, camera=scene.camera) == (None, NO_SCALE)
+    assert calibrated_floor(in_metres.pose, None, feet=feet, camera=scene.camera)[0] is not None
+    assert not trust_helps(NO_SCALE)
 
 
 def test_a_calibration_whose_world_is_not_level_gives_the_feets_ground(walk_stand, body_layer, caplog):

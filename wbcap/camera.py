@@ -715,6 +715,10 @@ class CameraPose:
         translation: ``(3,)`` in the calibration's own units: metres in Pose2Sim's and
             EasyMocap's files, the calibration board's unit (often millimetres) in Anipose's and
             FreeMoCap's (:func:`wbcap.world.estimate.ground_tracks` tells which).
+        metric: whether those units are a length's (metres, millimetres...). False for a
+            structure-from-motion reconstruction's world (COLMAP's ``images.txt``), whose scale
+            is its own: ``wbcap fuse`` finds it from the people the cameras saw
+            (:func:`wbcap.fuse_app.reconstruction_scale`).
 
     Raises:
         ValueError: not 3 x 3 and 3 finite numbers, a translation beyond :attr:`MAX_TRANSLATION`,
@@ -724,6 +728,7 @@ class CameraPose:
 
     rotation: tuple[tuple[float, float, float], tuple[float, float, float], tuple[float, float, float]]
     translation: tuple[float, float, float]
+    metric: bool = True
 
     #: The largest translation component taken, in the calibration's units: 10 km in
     #: millimetres (a lab's world is metres across; a geographic one's float32 track files
@@ -748,9 +753,10 @@ class CameraPose:
         object.__setattr__(self, "translation", tuple(float(v) for v in t))
 
     @classmethod
-    def from_values(cls, rotation: Sequence[float], translation: Sequence[float]) -> CameraPose:
+    def from_values(cls, rotation: Sequence[float], translation: Sequence[float], metric: bool = True) -> CameraPose:
         """A pose from a file's numbers: ``rotation`` a rotation vector (3 numbers: axis times
-        angle, radians; ``cv2.Rodrigues``'s) or a matrix (9, row-major); ``translation`` 3.
+        angle, radians; ``cv2.Rodrigues``'s) or a matrix (9, row-major); ``translation`` 3;
+        ``metric`` as the attribute.
 
         Raises:
             ValueError: other counts, or values :class:`CameraPose` refuses.
@@ -764,7 +770,7 @@ class CameraPose:
             r = Rotation.from_rotvec(r).as_matrix()
         elif r.size != 9:
             raise ValueError(f"rotation {r.tolist()}: a rotation vector (3 numbers) or a 3 x 3 matrix")
-        return cls(rotation=r.reshape(3, 3), translation=translation)
+        return cls(rotation=r.reshape(3, 3), translation=translation, metric=metric)
 
     @classmethod
     def from_record(cls, record: object) -> CameraPose | None:
@@ -772,16 +778,20 @@ class CameraPose:
         ``calibration``), or None where it holds none.
 
         Raises:
-            ValueError: a record whose ``rotation`` or ``translation`` is not a pose's.
+            ValueError: a record whose ``rotation`` or ``translation`` is not a pose's, or whose
+                ``metric`` is not a boolean.
         """
         if not isinstance(record, dict) or record.get("rotation") is None or record.get("translation") is None:
             return None
+        metric = record.get("metric", True)
+        if not isinstance(metric, bool):
+            raise ValueError(f"metric {metric!r}: true or false")
         for key in ("rotation", "translation"):  # (numbers as wbcap writes them: not strings, not booleans)
             flat = np.asarray(record[key], dtype=object).reshape(-1)
             if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat):
                 raise ValueError(f"{key} {record[key]!r}: numbers")
         try:
-            return cls.from_values(record["rotation"], record["translation"])
+            return cls.from_values(record["rotation"], record["translation"], metric)
         except (TypeError, OverflowError) as exc:
             raise ValueError(f"rotation/translation: {exc}") from None
 
@@ -792,8 +802,10 @@ class CameraPose:
         return -r.T @ np.asarray(self.translation, np.float64)
 
     def to_dict(self) -> dict:
-        """``{"rotation": 3 x 3 rows, "translation": [3]}`` (JSON-able)."""
-        return {"rotation": [list(row) for row in self.rotation], "translation": list(self.translation)}
+        """``{"rotation": 3 x 3 rows, "translation": [3]}`` (JSON-able), and ``"metric": false``
+        for a world without a scale (a metric pose's record is as before the key existed)."""
+        return {"rotation": [list(row) for row in self.rotation], "translation": list(self.translation),
+                **({} if self.metric else {"metric": False})}
 
 
 @dataclass(frozen=True)

@@ -391,6 +391,7 @@ def fuse_runs(job: FuseJob) -> FuseResult:
         tracks = [_view_track(p, f"{folder[p.run]}/{p.path.stem}", offsets[p.run], body) for p in pieces]
         frames = None
         placed: list[ViewTrack] = []
+        in_files = tracks
         if levelled:  # (each run's tracks into the calibration's frame, metres)
             frames = _calibration_frames(read, poses, tracks, pieces, runs, job.config, auto)
             placed = [t.moved(*frames.from_file[p.run]) for t, p in zip(tracks, pieces)]
@@ -408,6 +409,12 @@ def fuse_runs(job: FuseJob) -> FuseResult:
                     scales = frames.scales
                     log.warning("the cameras' depth scales on the clocks found came out outside %g-%g (a person taken "
                                 "for another?): the first ones kept", *DEPTH_SCALE_RANGE)
+                elif frames.record["units"] == RECONSTRUCTION_UNITS:  # (its scale again on them too)
+                    frames = frames.rescaled(scales)
+                    scales = frames.scales
+                    record["world"] = frames.record
+                    placed = [dataclasses.replace(t.moved(*frames.from_file[p.run]), times=t.times + offsets[t.view])
+                              for t, p in zip(in_files, pieces, strict=True)]
                 tracks = [t.scaled(scales[t.view]) for t in placed]
                 record["world"]["depth_scales"] = {runs[v].name: x for v, x in scales.items()}
         people, distances = associate(tracks, job.config)
@@ -462,6 +469,21 @@ class _Frames:
         """Run ``run``'s camera in the calibration's frame: OpenCV camera axes -> its axes, its centre (metres)."""
         r = np.asarray(self.poses[run].rotation, np.float64)
         return r.T, self.poses[run].centre / self.per_metre
+
+    def rescaled(self, scales: dict[int, float]) -> _Frames:
+        """A scale-free calibration's frame (``record`` ``units`` :data:`RECONSTRUCTION_UNITS`)
+        given the depth scales ``scales`` solved in it (:func:`_depth_scales`): its units per
+        metre multiplied by their geometric mean, which then divides them (the network's depths
+        right on average: :func:`wbcap.fuse.level.reconstruction_scale`); the maps' camera
+        centres moved to the new metres."""
+        mean = float(np.exp(np.mean(np.log(list(scales.values())))))
+        per_metre = self.per_metre * mean
+        from_file = {run: (a, b + self.poses[run].centre * (1.0 / per_metre - 1.0 / self.per_metre))
+                     for run, (a, b) in self.from_file.items()}
+        record = {**self.record, "per_metre": per_metre, "depth_scales": {
+            name: s / mean for name, s in zip(self.record["depth_scales"], scales.values(), strict=True)}}
+        return dataclasses.replace(self, from_file=from_file, scales={v: s / mean for v, s in scales.items()},
+                                   per_metre=per_metre, record=record)
 
 
 def _meeting(tracks: list[ViewTrack], config: FuseConfig, auto: bool
@@ -551,6 +573,14 @@ def _calibration_frames(read: list[tuple[dict, list[_Piece]]], poses: list[Any],
                                          np.asarray(poses[i].rotation), np.asarray(poses[i].translation), per_metre)
                 for i in range(len(runs))}
 
+    unscaled = [runs[i].name for i, pose in enumerate(poses) if not pose.metric]
+    if unscaled and len(unscaled) < len(runs):
+        raise InputError(f"the runs' calibrations are of worlds with a scale and without one ({', '.join(unscaled)}: a "
+                         "reconstruction's, as COLMAP's): are they of one calibration? run every camera with the same "
+                         "--calibration")
+    if unscaled:
+        return _reconstruction_frames(read, poses, tracks, pieces, runs, config, auto, maps)
+
     known = sorted({str(((meta.get("world") or {}).get("calibration_check") or {}).get("units"))
                     for meta, run_pieces in read if all(p.taken for p in run_pieces)} & set(CALIBRATION_UNITS))
     scores: dict[str, float] = {}
@@ -592,6 +622,67 @@ def _calibration_frames(read: list[tuple[dict, list[_Piece]]], poses: list[Any],
              units, by, apart, ", ".join(f"{s:.3f}" for s in scales.values()))
     return _Frames(from_file=from_file, scales=scales, poses=poses, per_metre=CALIBRATION_UNITS[units],
                    up=up / np.linalg.norm(up), record=record)
+
+
+#: ``fuse.json``'s ``world.units`` for a calibration without a scale (COLMAP's reconstruction),
+#: its units per metre in ``world.per_metre``.
+RECONSTRUCTION_UNITS = "the reconstruction's own"
+
+
+def _reconstruction_frames(read: list[tuple[dict, list[_Piece]]], poses: list[Any], tracks: list[ViewTrack],
+                           pieces: list[_Piece], runs: list[Path], config: FuseConfig, auto: bool, maps: Any
+                           ) -> _Frames:
+    """:func:`_calibration_frames` of a calibration without a scale (COLMAP's reconstruction):
+    its units per metre first from the rays of the people two cameras saw at once
+    (:func:`wbcap.fuse.level.reconstruction_scale`), then with each camera's depth scale
+    (:func:`_depth_scales`) set so that the network's depths are right on average
+    (:meth:`_Frames.rescaled`). ``maps(per_metre)``: each run's map into the calibration's frame.
+
+    Raises:
+        InputError: no person two cameras saw at once tells the scale, or the people, so
+            scaled, do not meet within ``config.max_distance``.
+    """
+    from wbcap.fuse.level import LEVELLED, reconstruction_scale
+
+    unit = maps(1.0)
+    loose = max(1.0, config.max_distance) if auto else config.max_distance
+    per_metre, told = reconstruction_scale([t.moved(*unit[t.view]) for t in tracks], config.min_overlap_s, loose)
+    if per_metre is None:
+        raise InputError("the calibration's world has no scale (a reconstruction's, as COLMAP's), and no person two "
+                         f"cameras saw at once tells it (their rays meet within {loose:g} m at no depths of one "
+                         f"person){'' if auto else ': are the videos synchronised (--offsets)?'}; give a calibration "
+                         "in metres, or footage where two cameras see someone at once")
+    from_file = maps(per_metre)
+    moved = [t.moved(*from_file[t.view]) for t in tracks]
+    apart, pairs = _meeting(moved, config, auto)
+    solved = _depth_scales(moved, pairs, len(runs))
+    taken_not = sorted({runs[p.run].name for p in pieces})
+    record = {"ground_from": LEVELLED, "units": RECONSTRUCTION_UNITS, "per_metre": per_metre,
+              "units_from": "the people two cameras saw, triangulated (the network's depths right on average)",
+              "scale_pairs": [{"first": tracks[f.first].label, "second": tracks[f.second].label,
+                               "per_metre": f.per_metre, "depth_ratio": f.depth_ratio, "apart_m": f.apart_m,
+                               "rows": f.rows} for f in told],
+              "depth_scales": {runs[v].name: 1.0 for v in range(len(runs))}, "runs_not_in_its_world": taken_not}
+    up = np.mean([a[:, 2] for a, _ in from_file.values()], axis=0)
+    frames = _Frames(from_file=from_file, scales={v: 1.0 for v in range(len(runs))}, poses=poses,
+                     per_metre=per_metre, up=up / np.linalg.norm(up), record=record)
+    if solved is None:
+        low, high = DEPTH_SCALE_RANGE
+        log.warning("the cameras' depth scales came out outside %g-%g (a person taken for another?): kept at 1", low, high)
+    else:
+        frames = frames.rescaled(solved)
+    apart = _meeting([t.moved(*frames.from_file[t.view]).scaled(frames.scales[t.view]) for t in tracks], config,
+                     auto)[0]
+    if not apart <= config.max_distance:
+        raise InputError(f"the cameras' people do not meet in the calibration's frame at the scale their rays give "
+                         f"({frames.per_metre:.4g} of its units a metre; {apart:.3g} m apart with each camera's depth "
+                         f"scaled; {setting('max_distance')} {config.max_distance:g}): are the runs of one "
+                         f"reconstruction's cameras{'' if auto else ' and their videos synchronised (--offsets)'}?")
+    log.info("%s: a calibration without a scale (a reconstruction's); fused in its frame at %.4g of its units a metre "
+             "(the rays of %d pair(s) of tracks; the people %.2f m apart with their depths scaled by %s), levelled by "
+             "the fused people's feet", ", ".join(taken_not), frames.per_metre, len(told), apart,
+             ", ".join(f"{s:.3f}" for s in frames.scales.values()))
+    return frames
 
 
 def _levelled(people: list[tuple[list[int], int, list[FusedPiece]]], frames: _Frames, tracks: list[ViewTrack],

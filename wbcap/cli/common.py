@@ -273,14 +273,17 @@ def calibration_options(video: bool):
                          "source's pixels. Instead of --focal and --principal-point") if video else
                         ("photo", "the --export files are in; OpenPose keypoints are in the photo's own pixels"))
     options = [
-        click.option("--calibration", type=NonEmptyPath(dir_okay=False), default=None, metavar="FILE",
+        click.option("--calibration", type=NonEmptyPath(), default=None, metavar="FILE",
                      help="The camera's calibration (Pose2Sim's or Anipose's Calib.toml; OpenCV's, ROS's, Kalibr's or "
-                          "EasyMocap's YAML or XML; JSON, a Gyroflow lens profile; COLMAP's cameras.txt): every "
+                          "EasyMocap's YAML or XML; JSON, a Gyroflow lens profile; COLMAP's reconstruction: its "
+                          "cameras.txt, images.txt, their .bin or its folder, a camera per image named as the "
+                          "video): every "
                           f"{picture} is undistorted (fisheye too) into a pinhole camera of "
                           f"square pixels that keeps every pixel, which {outputs}."
                           + (" With --world, the camera's pose in it (Pose2Sim's, Anipose's, FreeMoCap's, EasyMocap's "
                              "extrinsics) places the tracks in its world: z up, z = 0 the floor, checked against the "
-                             "feet's ground (its units told from the camera's height)." if video else "")),
+                             "feet's ground (its units told from the camera's height); a world without a scale "
+                             "(COLMAP's) is found by `wbcap fuse`." if video else "")),
         click.option("--calibration-camera", default=None, metavar="NAME",
                      help="Which camera of a --calibration file holding several (default: the one named as the "
                           + ("video's file, e.g. cam01 for cam01.mp4)." if video else "photo's file, for one photo).")),

@@ -11,19 +11,26 @@ triangulated). The world is then :func:`wbcap.world.ground.world_from_ground` of
 calibration's frame: ``z`` up with ``z = 0`` the floor, ``x`` the calibration's ``x`` axis laid on
 the floor, the origin the point of the floor under the calibration's origin (``ground_from``
 ``"calibration_levelled"`` in the files).
+
+A calibration whose world has no scale (COLMAP's reconstruction:
+:attr:`wbcap.camera.CameraPose.metric` False) is first given one by the people the cameras saw
+(:func:`reconstruction_scale`): two cameras' rays to a person meet at depths in the
+reconstruction's units, which the network gives in metres.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from wbcap.fuse.views import FusedPiece
+from wbcap.fuse.views import FusedPiece, ViewTrack
 from wbcap.world.estimate import WorldConfig
 from wbcap.world.ground import GroundFit
 
-__all__ = ["LEVELLED", "calibration_from_file", "fused_floor"]
+__all__ = ["LEVELLED", "ScaleFound", "calibration_from_file", "fused_floor", "reconstruction_scale"]
 
 #: ``ground_from`` of a calibration's frame levelled by the fused people's feet.
 LEVELLED = "calibration_levelled"
@@ -49,6 +56,91 @@ def calibration_from_file(camera_rotation: np.ndarray, camera_position: np.ndarr
     a = r.T @ rf.T
     b = -a @ np.asarray(camera_position, np.float64) - r.T @ np.asarray(translation, np.float64) / per_metre
     return a, b
+
+
+@dataclass(frozen=True)
+class ScaleFound:
+    """One pair of tracks' triangulation of a reconstruction's scale (:func:`reconstruction_scale`).
+
+    Attributes:
+        first, second: the tracks' indices (of different cameras).
+        per_metre: the reconstruction's units per metre the pair gives: the geometric mean of the
+            two cameras' (the depths their rays meet at, in its units, over the network's, metres).
+        depth_ratio: the first camera's factor over the second's (1: their network depths agree).
+        apart_m: the median distance, metres, between the two rays' points at those depths.
+        rows: the rows both saw that it used.
+    """
+
+    first: int
+    second: int
+    per_metre: float
+    depth_ratio: float
+    apart_m: float
+    rows: int
+
+
+#: The most two cameras' network depths of one person may differ by (a factor) for a pair of
+#: tracks to tell a reconstruction's scale (:func:`reconstruction_scale`): beyond, not one person.
+MAX_DEPTH_RATIO = 2.0
+
+
+def reconstruction_scale(tracks: Sequence[ViewTrack], min_overlap_s: float, max_apart_m: float
+                         ) -> tuple[float | None, list[ScaleFound]]:
+    """A scale-free calibration's units per metre, from the people two cameras saw at once.
+
+    Each track must be in the calibration's axes with its camera at its calibrated centre, in
+    the calibration's units (:func:`calibration_from_file` with ``per_metre`` 1), so that
+    ``pelvis - camera_position`` is the pelvis from its camera in metres (the network's depth).
+    For a pair of tracks ``a``, ``b`` of two cameras, over the rows both saw (at their clocks),
+    the factors ``alpha``, ``beta`` (the reconstruction's units per network metre, each camera's)
+    that bring the two rays' points together, ``alpha u_a - beta u_b = c_b - c_a``, are solved by
+    least squares (a triangulation whose baseline is in the reconstruction's units); the pair
+    gives ``sqrt(alpha beta)`` units a metre, where both are positive, within
+    :data:`MAX_DEPTH_RATIO` of each other and the rays' points then lie within ``max_apart_m``
+    (median, metres), and the rays are not along one line (2 degrees or more from it on average). Per
+    pair of cameras the pair of tracks that meets nearest counts; the scale is the median of
+    those (log). The network's depths set it: where every camera's depths are 5 % too far, the
+    scale is 5 % too small (the people's sizes as the network sees them; a metric calibration's
+    baselines need no such trust).
+
+    Args:
+        tracks: every camera's tracks, as above.
+        min_overlap_s: seconds both must have seen the person at once.
+        max_apart_m: how near the rays' points must meet, metres.
+
+    Returns:
+        ``(units per metre, the pairs that told it)``; ``(None, [])`` where no pair does.
+    """
+    from wbcap.fuse.views import POSE_ROWS, matched_rows
+
+    best: dict[tuple[int, int], ScaleFound] = {}
+    for i, a in enumerate(tracks):
+        for j in range(i + 1, len(tracks)):
+            b = tracks[j]
+            if a.view == b.view:
+                continue
+            mine, theirs = matched_rows(a, b, 0.0, stride=max(1, len(a.times) // POSE_ROWS))
+            if len(mine) < max(2, min_overlap_s * min(a.fps, b.fps)):
+                continue
+            u, w = a.pelvis[mine] - a.camera_position, b.pelvis[theirs] - b.camera_position
+            baseline = b.camera_position - a.camera_position
+            cosine = float(np.mean(np.sum(u * w, 1) / (np.linalg.norm(u, axis=1) * np.linalg.norm(w, axis=1))))
+            if abs(cosine) > np.cos(np.radians(2.0)):  # (rays along one line, either way: no depth from them)
+                continue
+            m = np.stack([u.reshape(-1), -w.reshape(-1)], 1)
+            (alpha, beta), *_ = np.linalg.lstsq(m, np.tile(baseline, len(u)), rcond=None)
+            if not (alpha > 0 and beta > 0 and 1 / MAX_DEPTH_RATIO <= alpha / beta <= MAX_DEPTH_RATIO):
+                continue
+            per_metre = float(np.sqrt(alpha * beta))
+            apart = float(np.median(np.linalg.norm(alpha * u - beta * w - baseline, axis=1))) / per_metre
+            key = (min(a.view, b.view), max(a.view, b.view))
+            if apart <= max_apart_m and apart < best.get(key, ScaleFound(0, 0, 0.0, 0.0, np.inf, 0)).apart_m:
+                best[key] = ScaleFound(first=i, second=j, per_metre=per_metre, depth_ratio=float(alpha / beta),
+                                       apart_m=apart, rows=len(mine))
+    if not best:
+        return None, []
+    found = sorted(best.values(), key=lambda f: (f.first, f.second))
+    return float(np.exp(np.median(np.log([f.per_metre for f in found])))), found
 
 
 def _smoothed(piece: FusedPiece, body: Any) -> Any:

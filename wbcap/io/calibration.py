@@ -15,8 +15,11 @@ Read as the tools that write them lay them out:
   ``%YAML:1.0`` line or ``!!opencv-matrix`` tags) by OpenCV's own parser, other YAML by PyYAML's
   safe loader.
 * **JSON**: the same keys, one camera or an object of them by name; a Gyroflow lens profile.
-* **COLMAP's** ``cameras.txt`` (``.txt``): its pinhole, radial, OpenCV and fisheye models, a camera
-  a line by id (its principal point made OpenCV's: 0.5 less).
+* **COLMAP's** reconstruction (:mod:`wbcap.io.colmap`): ``cameras.txt`` (any ``.txt``) or
+  ``cameras.bin``, its pinhole, radial, OpenCV and fisheye models, a camera by id; with the
+  ``images.txt`` or ``images.bin`` beside it (or given, or the folder given), a camera per
+  registered image, by its name, with its pose in the reconstruction's world (no scale:
+  :attr:`~wbcap.camera.CameraPose.metric` False).
 
 Keys: the camera matrix ``matrix``, ``camera_matrix``, ``cameraMatrix``, ``K``, ``mtx``,
 ``intrinsic_matrix`` (3 x 3, 9 numbers, or ``{data: [...]}``), or Kalibr's ``intrinsics``; the
@@ -59,22 +62,7 @@ log = logging.getLogger(__name__)
 __all__ = ["CALIBRATION_SUFFIXES", "read_calibration"]
 
 #: The file types read, by suffix (lower case).
-CALIBRATION_SUFFIXES = (".toml", ".yml", ".yaml", ".xml", ".json", ".txt")
-
-#: COLMAP's camera models wbcap reads (``cameras.txt``; COLMAP's ``src/colmap/sensor/models.h``):
-#: their parameters after ``WIDTH HEIGHT``, as names of OpenCV's; ``f`` stands for both focal
-#: lengths. The fisheye ones are OpenCV's equidistant model.
-_COLMAP_MODELS: dict[str, tuple[tuple[str, ...], bool]] = {
-    "SIMPLE_PINHOLE": (("f", "cx", "cy"), False),
-    "PINHOLE": (("fx", "fy", "cx", "cy"), False),
-    "SIMPLE_RADIAL": (("f", "cx", "cy", "k1"), False),
-    "RADIAL": (("f", "cx", "cy", "k1", "k2"), False),
-    "OPENCV": (("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2"), False),
-    "FULL_OPENCV": (("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2", "k3", "k4", "k5", "k6"), False),
-    "SIMPLE_RADIAL_FISHEYE": (("f", "cx", "cy", "k1"), True),
-    "RADIAL_FISHEYE": (("f", "cx", "cy", "k1", "k2"), True),
-    "OPENCV_FISHEYE": (("fx", "fy", "cx", "cy", "k1", "k2", "k3", "k4"), True),
-}
+CALIBRATION_SUFFIXES = (".toml", ".yml", ".yaml", ".xml", ".json", ".txt", ".bin")
 
 #: A calibration file is a few kB; a larger file is not one (read whole into memory).
 _MAX_BYTES = 16 * 1024 * 1024
@@ -96,7 +84,7 @@ def read_calibration(path: str | os.PathLike[str], camera: str | None = None,
 
     Args:
         path: a ``.toml``, ``.yml``/``.yaml``, ``.xml``, ``.json`` calibration file, or COLMAP's
-            ``cameras.txt``.
+            ``cameras.txt``, ``images.txt`` (their ``.bin``) or reconstruction folder.
         camera: the camera's name where the file holds several (its table's key or ``name``).
         source: the video or images the calibration is for: with several cameras and no
             ``camera``, the one named as its file (stem, case ignored) is taken.
@@ -109,17 +97,25 @@ def read_calibration(path: str | os.PathLike[str], camera: str | None = None,
             no camera in it, no camera of that name, several cameras and no choice, a camera
             without a size, values that are not a calibration's (a pose included).
     """
+    from wbcap.io import colmap
+
     p = Path(path).expanduser()
     where = str(path)
-    if p.suffix.lower() not in CALIBRATION_SUFFIXES:
+    if colmap.is_model_path(p):
+        cameras: dict[str, Mapping] = dict(colmap.read_model(p, where, _read_bytes))
+    elif p.is_dir():
+        raise InputError(f"{where}: a folder without COLMAP's cameras.txt or cameras.bin in it; give a calibration "
+                         "file, or the folder of a COLMAP reconstruction")
+    elif p.suffix.lower() not in CALIBRATION_SUFFIXES:
         raise InputError(f"{where}: not a calibration file wbcap reads ({', '.join(CALIBRATION_SUFFIXES)}: Pose2Sim's "
-                         "or Anipose's Calib.toml, OpenCV's, ROS's or Kalibr's YAML, JSON, COLMAP's cameras.txt); give "
-                         "one of those")
-    doc = _parse(_read_text(p, where), p.suffix.lower(), where)
-    try:
-        cameras = _cameras(doc)
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"{where}: {exc}") from None
+                         "or Anipose's Calib.toml, OpenCV's, ROS's or Kalibr's YAML, JSON, COLMAP's cameras.txt, "
+                         "images.txt, their .bin or their folder); give one of those")
+    else:
+        doc = _parse(_read_text(p, where), p.suffix.lower(), where)
+        try:
+            cameras = _cameras(doc)
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"{where}: {exc}") from None
     if not cameras:
         raise InputError(f"{where}: holds no camera calibration (a camera matrix: `matrix`, `camera_matrix` or `K`); "
                          "give the calibration file of the camera that took the pictures")
@@ -143,20 +139,26 @@ def read_calibration(path: str | os.PathLike[str], camera: str | None = None,
 def _read_text(p: Path, where: str) -> str:
     """The calibration file ``p``'s text (UTF-8), refused in one line where it is not one."""
     try:
+        return _read_bytes(p, where).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(f"{where}: not UTF-8 text; save it as UTF-8 (or give the camera's calibration file)") from None
+
+
+def _read_bytes(p: Path, where: str, limit: int = _MAX_BYTES) -> bytes:
+    """The calibration file ``p``'s bytes, refused in one line where it is not one (missing, a
+    folder, larger than ``limit`` bytes, unreadable)."""
+    try:
         size = p.stat().st_size
         if not p.is_file():
             raise IsADirectoryError(f"{where} is a folder")
-        if size > _MAX_BYTES:
+        if size > limit:
             raise InputError(f"{where}: {size} bytes is not a calibration file (a few kB); give the camera's "
                              "calibration file")
-        text = p.read_bytes().decode("utf-8-sig")
+        return p.read_bytes()
     except FileNotFoundError:
         raise InputError(f"{where}: no such calibration file; check the path given to {setting('calibration')}") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{where}: not UTF-8 text; save it as UTF-8 (or give the camera's calibration file)") from None
     except OSError as exc:
         raise InputError(f"{where}: cannot be read ({exc.strerror or exc}); check the path and its permissions") from None
-    return text
 
 
 def _easymocap_pose(intri: Path, name: str, label: str, table: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -204,46 +206,7 @@ def _parse_text(text: str, suffix: str, where: str) -> Any:
             return json.loads(text)
         except ValueError as exc:
             raise InputError(f"{where}: not valid JSON ({exc}); fix the file") from None
-    if suffix == ".txt":
-        return _colmap_cameras(text, where)
     return _read_yaml(text, suffix, where)
-
-
-def _colmap_cameras(text: str, where: str) -> dict[str, dict[str, Any]]:
-    """COLMAP's ``cameras.txt`` (``CAMERA_ID MODEL WIDTH HEIGHT PARAMS[]`` a line, ``#`` comments)
-    as camera tables by id, in OpenCV's values: COLMAP's principal point is measured from the
-    top-left pixel's corner (its centre at 0.5), OpenCV's from its centre (0.5 less)."""
-    cameras: dict[str, dict[str, Any]] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        words = line.split()
-        if not words or words[0].startswith("#"):
-            continue
-        model = words[1].upper() if len(words) > 1 else ""
-        if model not in _COLMAP_MODELS:
-            known = ", ".join(_COLMAP_MODELS)
-            raise InputError(f"{where}: line {number} is not a camera of COLMAP's cameras.txt of a model wbcap reads "
-                             f"({known}); give such a file, or a calibration in another format")
-        names, fisheye = _COLMAP_MODELS[model]
-        try:
-            values = [float(v) for v in words[2:]]
-        except ValueError:
-            values = []
-        if len(values) != 2 + len(names) or any(v != int(v) for v in values[:2]):
-            raise InputError(f"{where}: line {number}: COLMAP's {model} takes WIDTH HEIGHT (whole numbers) "
-                             f"{' '.join(names)}; fix the line")
-        p = dict(zip(names, values[2:]))
-        fx, fy = p.get("fx", p.get("f")), p.get("fy", p.get("f"))
-        coefficients = [p.get(k, 0.0) for k in (("k1", "k2", "k3", "k4") if fisheye else
-                                                 ("k1", "k2", "p1", "p2", "k3", "k4", "k5", "k6"))]
-        if not fisheye and model != "FULL_OPENCV":
-            coefficients = coefficients[:4]
-        cameras[words[0]] = {"name": words[0], "size": values[:2], "fisheye": fisheye,
-                             "matrix": [[fx, 0.0, p["cx"] - 0.5], [0.0, fy, p["cy"] - 0.5], [0.0, 0.0, 1.0]],
-                             "distortions": coefficients}
-    if not cameras:
-        raise InputError(f"{where}: no camera line in it (COLMAP's cameras.txt: CAMERA_ID MODEL WIDTH HEIGHT PARAMS); "
-                         "give the cameras.txt of a reconstruction")
-    return cameras
 
 
 def _is_file_storage(text: str, suffix: str) -> bool:
@@ -565,7 +528,8 @@ def _pose(table: Mapping) -> CameraPose | None:
     rotation, translation = _get(table, _ROTATION_KEYS), _get(table, _TRANSLATION_KEYS)
     if rotation is None or translation is None:
         return None
-    return CameraPose.from_values(_numbers(rotation, "rotation"), _numbers(translation, "translation"))
+    return CameraPose.from_values(_numbers(rotation, "rotation"), _numbers(translation, "translation"),
+                                  metric=table.get("_metric") is not False)
 
 
 def _fisheye(table: Mapping) -> bool:

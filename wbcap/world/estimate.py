@@ -86,6 +86,11 @@ log = logging.getLogger(__name__)
 #: (:func:`calibrated_floor` tells which from the camera's height).
 CALIBRATION_UNITS = {"metres": 1.0, "centimetres": 100.0, "millimetres": 1000.0}
 
+#: Why a calibration whose world has no scale (:attr:`wbcap.camera.CameraPose.metric` False:
+#: COLMAP's reconstruction) is not one run's world: neither its units nor its up are known.
+NO_SCALE = ("its world has no scale (a reconstruction's, as COLMAP's: its units are no length's) and no known up; "
+            "`wbcap fuse` of its cameras' runs finds its scale from the people and levels it by their feet")
+
 
 @dataclass(frozen=True)
 class WorldConfig:
@@ -550,13 +555,15 @@ def calibrated_floor(pose: CameraPose, found: WorldFrame | None, config: WorldCo
         contacts and fit statistics are :func:`ground_feet`'s to fill); or ``(None, reason)``,
         one line: the calibration's ``+z`` too far from the people's up, the camera not above
         its ``z = 0``, its height there in no unit within ``max_calibration_height_ratio`` of
-        the people's, too few soles seen.
+        the people's, too few soles seen, a world without a scale (:data:`NO_SCALE`).
 
     Raises:
         ValueError: ``found`` None without ``feet`` and ``camera``.
     """
     if found is None and (feet is None or camera is None):
         raise ValueError("calibrated_floor: without a ground found, give the tracks' feet and the camera")
+    if not pose.metric:
+        return None, NO_SCALE
     rotation = np.asarray(pose.rotation, np.float64)
     up = rotation[:, 2]  # the calibration's +z in camera axes
     if not config.check_calibration:
@@ -637,8 +644,8 @@ def _trusted_floor(pose: CameraPose, found: WorldFrame | None, config: WorldConf
 def trust_helps(why: str) -> bool:
     """Whether ``--trust-calibration`` gets past a calibration's refusal ``why`` (one of
     :func:`calibrated_floor`'s or its floor's): not for a camera below its ``z = 0``, 10 km from
-    its origin, or of unknown units, which no trust fixes."""
-    return not (why.startswith(("the camera is not above its z = 0 plane", "its units are unknown"))
+    its origin, or of unknown units or none (:data:`NO_SCALE`), which no trust fixes."""
+    return not (why.startswith(("the camera is not above its z = 0 plane", "its units are unknown", NO_SCALE))
                 or "from its world's origin" in why)
 
 
