@@ -1039,6 +1039,20 @@ def test_run_world_writes_the_world_when_found(tmp_path, base_args, monkeypatch)
     recorded = json.loads((tmp_path / "lab" / "meta.json").read_text())["calibration"]
     np.testing.assert_allclose(recorded["rotation"], expected, atol=1e-12)
     assert recorded["translation"] == [500.0, 1000.0, 3000.0]
+    # a COLMAP reconstruction (its folder) whose image walk.jpg is the video's camera: its pose kept without a scale
+    # (meta.json's "metric": false, for wbcap fuse), the world the feet's (the stage's refusal: tests/test_world.py)
+    sparse = tmp_path / "sparse"
+    sparse.mkdir()
+    (sparse / "cameras.txt").write_text("# Camera list\n1 PINHOLE 320 240 400 400 160 120\n2 SIMPLE_PINHOLE 640 480 500 "
+                                        "320 240\n")
+    (sparse / "images.txt").write_text("# Image list\n1 0.5 0.5 0.5 0.5 0.1 0.2 3.0 1 walk.jpg\n\n"
+                                       "2 1 0 0 0 0 0 0 2 other.jpg\n10 20 -1\n")
+    r = run("run", video, "-o", tmp_path / "colmap", "--world", "--calibration", sparse, *args)
+    assert r.exit_code == 0 and len(poses) == 3 and poses[2].metric is False, r.output
+    recorded = json.loads((tmp_path / "colmap" / "meta.json").read_text())["calibration"]
+    assert (recorded["name"], recorded["metric"], recorded["translation"]) == ("walk.jpg", False, [0.1, 0.2, 3.0])
+    np.testing.assert_allclose(recorded["rotation"], Rotation.from_quat([0.5, 0.5, 0.5, 0.5]).as_matrix(), atol=1e-12)
+    assert str(np.load(tmp_path / "colmap" / "track_0.npz")["ground_from"]) == "feet"
     # two such runs (the same video as two cameras' in one lab) fuse: wbcap fuse reads what wbcap run writes
     level = Rotation.from_rotvec([np.pi / 2, 0.0, 0.0]).as_matrix()  # (a level camera: the lab's z up is its -y)
     for name, x in (("east", 0.0), ("west", 2000.0)):
