@@ -598,6 +598,7 @@ def test_missing_in_given_folder_says_put_it_there(tmp_path: Path, monkeypatch: 
                                    "gender='male' uses it (the released network was trained with the neutral one)")
 
 
+@pytest.mark.slow  # (a zip of models unpacked; the plain folder's search stays in the fast loop)
 def test_a_model_in_a_folder_below_or_in_smplxs_zip_is_named_with_the_folder_that_finds_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The folder SMPL-X's zip was unpacked in holds ``models/smplx/SMPLX_NEUTRAL.npz``: a new

@@ -710,6 +710,7 @@ def test_a_resume_says_which_exported_files_it_removed_and_how_to_write_them_aga
     assert (run / "track_notes.csv").read_text() == "mine\n"
 
 
+@pytest.mark.slow  # (a run and two exports; the GLB's keys stay in test_export_gltf)
 def test_start_at_zero_keys_the_glb_from_0_and_keeps_the_source_time(tmp_path, micro_ckpt, body_dir):
     """A game developer's trial: a clip of a person first seen 35 s into the video was keyed from
     35 s, so an engine's timeline held 35 s of nothing first. `--start-at-zero` (with --dest) keys

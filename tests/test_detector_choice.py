@@ -268,6 +268,7 @@ def test_detector_model_only_with_yolox(tiny_onnx):
         make_detector("yolo")
 
 
+@pytest.mark.slow  # (an ONNX re-export's import; an import and its use stay in the fast loop: test_image_uses_imported_yolox_by_default)
 def test_import_a_reexport_is_accepted_and_said(tiny_onnx):
     r = invoke("weights", "import", "yolox-nano", tiny_onnx)
     assert r.exit_code == 0, r.output

@@ -205,6 +205,7 @@ def test_ehf_hand_offset_known_answers(models, data_root):
 # ------------------------------------------------------------------------------------------------
 # AGORA (validation split)
 # ------------------------------------------------------------------------------------------------
+@pytest.mark.slow  # (AGORA's fits through the body model; EHF's and 3DPW's ground truth stay in the fast loop)
 def test_agora_validation_ground_truth_is_each_fit_through_the_neutral_model(models, tmp_path):
     """The validation file's valid annotations (1 and 2) at 1280x720; each sample's ground truth is its per-person fit
     (first 10 betas, no eye poses: upstream's val sample) posed by the neutral SMPL-X model, in the
@@ -258,6 +259,7 @@ def test_agora_validation_ground_truth_is_each_fit_through_the_neutral_model(mod
         evaluate("AGORA", root, predictor, body_models=male)
 
 
+@pytest.mark.slow  # (AGORA's 4K crops; the other datasets' crops stay in the fast loop)
 def test_agora_validation_on_upstreams_3840x2160_crops(models, tmp_path, caplog):
     """--resolution 3840x2160: the person crops (annotation 2's, written here; annotation 1 has none and
     is left out with a warning, as upstream); the ground truth is the same fit's mesh, the result says

@@ -207,6 +207,7 @@ def _foreign_files(folder: Path, trc: str, c3d: str) -> dict[str, bytes]:
     return {trc: (folder / trc).read_bytes(), c3d: (folder / c3d).read_bytes()}
 
 
+@pytest.mark.slow  # (runs and exports beside a user's files; the TRC's contents stay in the fast loop)
 def test_a_users_own_marker_files_are_never_taken_for_wbcaps(tmp_path, micro_ckpt, body_dir):
     """A Pose2Sim `track_7.trc` and a lab's `track_8.c3d` in a run folder: `--overwrite` is
     refused and a `--resume` keeps them (both deleted them without a word: a break-it review); in

@@ -877,6 +877,7 @@ def _clock_runs(root: Path, body, starts, people=None, seconds: float = 3.0, sou
     return out
 
 
+@pytest.mark.slow  # (the clock search's rules on toy tracks stay in the fast loop)
 def test_offsets_auto_finds_the_clocks_to_part_of_a_frame(tmp_path, body_dir, body_layer):
     """The second camera started 0.2345 s before the first (7.0 frames at 30 fps): `--offsets auto`
     finds -0.2345 to a third of a frame (the poses; the pelvises alone were a frame off), fuses as
@@ -994,6 +995,7 @@ def test_a_sound_that_repeats_sets_no_clock_and_a_scenes_sound_does_through_hum(
     assert sound_shift(first, AudioTrack(first.samples[:rate // 2], rate, 0.0), 30.0) is None  # (0.5 s: under 1 s)
 
 
+@pytest.mark.slow  # (a refusal of the clock search; its rules on toy tracks stay in the fast loop)
 def test_offsets_auto_without_anyone_moving_is_refused_in_one_line(tmp_path, body_dir, body_layer):
     """Two people standing still (no squats): nothing tells the second camera's clock: one line
     naming it, exit 2, no OUT; a word other than auto is refused too."""

@@ -417,6 +417,7 @@ def test_total_loss_backpropagates_into_the_network(regressor, batch, small_conf
         assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
 
 
+@pytest.mark.slow  # (a training step per dataset mix; the total loss's gradients stay in the fast loop)
 def test_agora_alone_the_projection_loss_trains_the_camera_only(regressor, batch, small_config):
     """Upstream's get_coord (main/model.py) projects joint_cam.detach() when AGORA is the only
     training set: joint_proj then reaches the camera head, not the pose and shape heads (a training

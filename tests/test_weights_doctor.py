@@ -291,6 +291,7 @@ def test_env_var_naming_a_file_is_the_default_checkpoint_for_doctor_list_and_ver
     assert verified["hand4whole"] == ["unverified", str(micro_ckpt)] and verified["hand4whole_hand"][0] == "missing"
 
 
+@pytest.mark.slow  # (a doctor run; doctor's other lines stay in the fast loop)
 def test_doctor_with_wbcap_weights_naming_nothing_says_to_fix_the_variable_not_to_train(monkeypatch, tmp_path, body_dir):
     """A README audit: doctor's last line advised a checkpoint trained on synthetic data, where the
     fix is the mistyped variable its [MISS] line names."""
