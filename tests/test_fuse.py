@@ -359,8 +359,38 @@ def test_association_joins_one_persons_tracks_and_no_two_of_one_camera_at_once()
     people, distances = associate(tracks)
     assert people == [[0, 2, 3], [1, 4], [5], [6], [7]]
     assert distances[0, 2] == pytest.approx(np.hypot(0.1, 0.1)) and (0, 5) in distances  # (compared, too far)
-    assert (1, 7) not in distances  # (one row together: under min_overlap_s)
-    assert associate(tracks, FuseConfig(max_distance=0.12))[0][:2] == [[0, 3], [1]]
+    # (one row together, under min_overlap_s: compared only as a handover, where camera 1's own track 4 holds its
+    # first row: alone)
+    assert distances[1, 7] == pytest.approx(0.0) and (1, 7) not in associate(tracks, FuseConfig(max_handover_s=0))[1]
+    # (within 12 cm, track 4 is no longer Q's: the short track 7 then takes Q over from camera 0 at 3 s, a handover)
+    assert associate(tracks, FuseConfig(max_distance=0.12))[0][:2] == [[0, 3], [1, 7]]
+
+
+def test_a_person_walking_from_one_cameras_view_into_anothers_is_one_person_across_the_gap():
+    """Handover: two people walk side by side (0.6 m apart, 1 m/s along x) out of camera 0's view
+    at 2 s and into camera 1's at 2.6 s; someone else stands 1.5 m away in camera 1. Each walker's
+    two tracks join (their ends carried on at their speed meet), the stander stays alone; no
+    handover under 0.6 s, nor with max_handover_s 0. Fused, each walker is one piece: the 0.5 s no
+    camera saw filled (the pelvis on the straight line, the rotations halfway at halfway, not
+    valid, no camera)."""
+    walk = (1.0, 0.0, 0.0)
+    tracks = [_toy(0, 0, 2, (0.0, 4.0, 0.9), velocity=walk), _toy(0, 0, 2, (0.0, 4.6, 0.9), velocity=walk),
+              _toy(1, 2.6, 4.6, (0.0, 4.6, 0.9), velocity=walk, turn_deg=60, camera=(6.0, 8.0, 1.5)),
+              _toy(1, 2.6, 4.6, (0.0, 4.0, 0.9), velocity=walk, turn_deg=60, camera=(6.0, 8.0, 1.5)),
+              _toy(1, 2.6, 4.6, (2.6, 5.5, 0.9), camera=(6.0, 8.0, 1.5))]
+    people, distances = associate(tracks)
+    assert people == [[0, 3], [1, 2], [4]]
+    assert distances[0, 3] == pytest.approx(0.0, abs=1e-9) and distances[0, 2] == pytest.approx(0.6)
+    for config in (FuseConfig(max_handover_s=0.5), FuseConfig(max_handover_s=0)):
+        assert associate(tracks, config)[0] == [[0], [1], [2], [3], [4]]
+    (piece,) = fuse_person([tracks[0], tracks[3]], lambda betas: np.zeros(3))
+    gap = (piece.times > 2.05) & (piece.times < 2.55)
+    assert piece.times[0] == 0.0 and piece.times[-1] == pytest.approx(4.6) and gap.sum() == 5
+    assert not piece.valid[gap].any() and piece.valid[~gap].all() and (piece.views[gap] == 0).all()
+    assert (piece.frame_indices[gap] == -1).all()
+    np.testing.assert_allclose(piece.trans[:, 0], piece.times, atol=1e-9)  # (x = t: on the walkers' line)
+    angles = np.degrees(Rotation.from_rotvec(piece.poses[:, 0]).magnitude())
+    np.testing.assert_allclose(angles[gap], 60 * (piece.times[gap] - 2.0) / 0.6, atol=1e-6)
 
 
 def test_one_camera_alone_is_its_own_track_and_a_camera_joining_moves_nothing_at_once():
@@ -383,8 +413,9 @@ def test_one_camera_alone_is_its_own_track_and_a_camera_joining_moves_nothing_at
     assert piece.trans[-1, 1] == pytest.approx(4.1, abs=2e-3) and piece.trans[-1, 0] == pytest.approx(0.3, abs=1e-2)
     sharp = fuse_person([_toy(0, 0, 3, (0.3, 4.0, 0.9)), side], lambda betas: np.zeros(3), FuseConfig(ramp_s=0))[0]
     assert np.linalg.norm(np.diff(sharp.trans, axis=0), axis=1).max() > 0.9 * total  # (without the ramp: a jump)
-    # a time neither camera covers splits the person
-    pieces = fuse_person([_toy(0, 0, 1, (0, 4, 0.9)), _toy(1, 2, 3, (0, 4, 0.9))], lambda betas: np.zeros(3))
+    # a time neither camera covers splits the person, unless it is a handover's (up to max_handover_s: filled)
+    pieces = fuse_person([_toy(0, 0, 1, (0, 4, 0.9)), _toy(1, 2, 3, (0, 4, 0.9))], lambda betas: np.zeros(3),
+                         FuseConfig(max_handover_s=0.9))
     assert [(p.times[0], p.times[-1]) for p in pieces] == [(0.0, 1.0), (2.0, 3.0)]
 
 

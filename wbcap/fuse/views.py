@@ -8,7 +8,10 @@ a camera's).
 
 :func:`associate` links tracks of different cameras whose pelvises stay within
 ``max_distance`` (median over the rows both saw); a person is a group of tracks, at most one per
-camera at a time (a camera's track split by an occlusion joins as two).
+camera at a time (a camera's track split by an occlusion joins as two). A person who walks out of
+one camera's view into another's without the two seeing them together is a handover: the first
+track's end and the second's start, each carried on at its own velocity to the time halfway
+between them, within ``max_distance``, at most ``max_handover_s`` apart (:func:`_handover_distance`).
 
 :func:`fuse_person` combines a person's tracks on one clock (the fastest camera's):
 
@@ -33,7 +36,9 @@ frame rates, or clocks moved by part of a frame, give smooth motion. A row a cam
 across a miss (``valid`` False) weighs less the deeper it lies in the miss, down to
 :data:`FILLED_WEIGHT` (a camera that saw the person is trusted over one that interpolated). A
 person's rows run over every time any of its tracks covers; ``valid`` where at least one camera
-saw them; a time no track covers splits the person into pieces.
+saw them; a time no track covers splits the person into pieces, unless it lasts at most
+``max_handover_s``: those rows are filled (the pelvis, rotations and expression carried from the
+last row before to the first after: linear, spherical linear; ``valid`` False, no camera).
 """
 
 from __future__ import annotations
@@ -63,6 +68,10 @@ class FuseConfig:
         lateral_sigma_m: metres; its standard deviation across the ray.
         ramp_s: seconds over which a camera's weight rises after its track starts and falls
             before it ends.
+        max_handover_s: seconds; a person no camera sees for at most this long between two
+            cameras' tracks (one camera's view left, another's entered) is one person across it
+            where the tracks meet (:func:`associate`), and the time is filled
+            (:func:`fuse_person`); 0: two people, and any time no camera sees a person splits it.
     """
 
     max_distance: float = 0.5
@@ -70,16 +79,17 @@ class FuseConfig:
     depth_sigma: float = 0.08
     lateral_sigma_m: float = 0.015
     ramp_s: float = 0.5
+    max_handover_s: float = 1.0
 
     def __post_init__(self) -> None:
         """Raises ValueError for a setting that is not a finite number of its range (above 0; the
-        ramp and the overlap 0 or more)."""
-        for name in ("max_distance", "depth_sigma", "lateral_sigma_m", "min_overlap_s", "ramp_s"):
+        ramp, the overlap and the handover 0 or more)."""
+        zero_ok = ("min_overlap_s", "ramp_s", "max_handover_s")
+        for name in ("max_distance", "depth_sigma", "lateral_sigma_m", "min_overlap_s", "ramp_s", "max_handover_s"):
             value = getattr(self, name)
-            low_ok = value >= 0 if name in ("min_overlap_s", "ramp_s") else value > 0
+            low_ok = value >= 0 if name in zero_ok else value > 0
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not low_ok:
-                raise ValueError(f"{name} {value!r}: a finite number "
-                                 + ("of 0 or more" if name in ("min_overlap_s", "ramp_s") else "above 0"))
+                raise ValueError(f"{name} {value!r}: a finite number " + ("of 0 or more" if name in zero_ok else "above 0"))
 
 
 @dataclass(frozen=True)
@@ -215,6 +225,40 @@ def matched_rows(a: ViewTrack, b: ViewTrack, shift: float = 0.0, stride: int = 1
     return rows_a[both], rows_b[both]
 
 
+#: Seconds at a track's end (or start) whose seen rows give its velocity for a handover (:func:`_handover_distance`).
+HANDOVER_VELOCITY_S = 0.5
+
+
+def _end_motion(track: ViewTrack, last: bool) -> tuple[float, np.ndarray, np.ndarray] | None:
+    """``(time, pelvis (3,), velocity (3,) m/s)`` at the track's last (or first) seen row, the
+    velocity a line fitted to its seen rows within :data:`HANDOVER_VELOCITY_S` of it (zero with
+    one row); None where it saw nothing."""
+    seen = np.flatnonzero(track.valid)
+    if seen.size == 0:
+        return None
+    at = seen[-1] if last else seen[0]
+    near = seen[np.abs(track.times[seen] - track.times[at]) <= HANDOVER_VELOCITY_S + 1e-9]
+    dt = track.times[near] - track.times[at]
+    velocity = (np.polyfit(dt, track.pelvis[near], 1)[0] if near.size >= 2 and np.ptp(dt) > 0 else np.zeros(3))
+    return float(track.times[at]), track.pelvis[at], np.asarray(velocity, np.float64)
+
+
+def _handover_distance(a: ViewTrack, b: ViewTrack, max_handover_s: float, min_overlap_s: float) -> float | None:
+    """How far apart ``a``'s end and ``b``'s start come (metres) where ``b``'s first seen row
+    follows ``a``'s last by at most ``max_handover_s`` (or precedes it by less than
+    ``min_overlap_s``: seen together too briefly to be compared): each carried on at its own
+    velocity (:func:`_end_motion`) to the time halfway between the two rows; else None."""
+    end, start = _end_motion(a, last=True), _end_motion(b, last=False)
+    if end is None or start is None or not -min_overlap_s < start[0] - end[0] <= max_handover_s + 1e-9:
+        return None
+    if b.times[np.flatnonzero(b.valid)[-1]] <= end[0]:  # (b inside a: no one walked from a's view into b's)
+        return None
+    middle = 0.5 * (end[0] + start[0])
+    carried = end[1] + end[2] * (middle - end[0])
+    back = start[1] + start[2] * (middle - start[0])
+    return float(np.linalg.norm(carried - back))
+
+
 def associate(tracks: Sequence[ViewTrack], config: FuseConfig = FuseConfig()
               ) -> tuple[list[list[int]], dict[tuple[int, int], float]]:
     """Which tracks are one person.
@@ -223,7 +267,10 @@ def associate(tracks: Sequence[ViewTrack], config: FuseConfig = FuseConfig()
     joined, the closest first, where the two groups have no two tracks of one camera at the same
     time (a camera sees a person once) and no two tracks compared further apart than
     ``max_distance`` (complete linkage: tracks 0.4 m apart in a row of three cameras do not chain
-    a person 0.8 m wide; a review).
+    a person 0.8 m wide; a review). Then, likewise, handovers: pairs of tracks of different
+    cameras not compared so (one starts after the other ends, or they overlap less than
+    ``min_overlap_s``) whose ends meet within ``max_distance`` (:func:`_handover_distance`,
+    within ``max_handover_s``).
 
     Args:
         tracks: every camera's tracks.
@@ -231,7 +278,7 @@ def associate(tracks: Sequence[ViewTrack], config: FuseConfig = FuseConfig()
     Returns:
         ``(people, distances)``: each person's track indices (by the first time any is seen,
         then index), every track in exactly one; ``{(i, j): metres}`` for the pairs compared
-        (``i < j``).
+        (``i < j``), handovers' included.
     """
     distances: dict[tuple[int, int], float] = {}
     for i, a in enumerate(tracks):
@@ -243,6 +290,16 @@ def associate(tracks: Sequence[ViewTrack], config: FuseConfig = FuseConfig()
                  else median_distance(b, a, config.min_overlap_s))
             if d is not None:
                 distances[i, j] = d
+    handovers: dict[tuple[int, int], float] = {}
+    if config.max_handover_s > 0:
+        for i, a in enumerate(tracks):
+            for j, b in enumerate(tracks):
+                key = (min(i, j), max(i, j))
+                if a.view != b.view and key not in distances and a.start < b.start:
+                    d = _handover_distance(a, b, config.max_handover_s, config.min_overlap_s)
+                    if d is not None:
+                        handovers[key] = d
+    distances.update(handovers)
     group = list(range(len(tracks)))  # each track's group, by its lowest member
     members = {i: [i] for i in range(len(tracks))}
 
@@ -251,7 +308,8 @@ def associate(tracks: Sequence[ViewTrack], config: FuseConfig = FuseConfig()
                                                               tracks[q].end < tracks[p].start))
                    or distances.get((min(p, q), max(p, q)), 0.0) > config.max_distance for p in x for q in y)
 
-    for (i, j), d in sorted(distances.items(), key=lambda kv: (kv[1], kv[0])):
+    # (those seen together first, then handovers: each the closest first)
+    for (i, j), d in sorted(distances.items(), key=lambda kv: (kv[0] in handovers, kv[1], kv[0])):
         gi, gj = group[i], group[j]
         if d > config.max_distance or gi == gj or clash(members[gi], members[gj]):
             continue
@@ -377,14 +435,59 @@ def fuse_person(tracks: Sequence[ViewTrack], rest_root: Callable[[np.ndarray], n
     covered = np.zeros(grid.size, bool)
     for t in tracks:  # (as _sample reads them: every covered row has a camera)
         covered |= t.covers(grid)
-    pieces = []
+    pieces: list[FusedPiece] = []
     cuts = np.flatnonzero(np.diff(covered.astype(np.int8)))  # (stretches of covered rows)
     bounds = np.concatenate([[0], cuts + 1, [grid.size]])
+    view = tracks[0].view if reference_view is None else reference_view
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         if covered[lo]:
-            view = tracks[0].view if reference_view is None else reference_view
-            pieces.append(_fuse_rows(tracks, grid[lo:hi], betas, rest, fps, config, view))
+            piece = _fuse_rows(tracks, grid[lo:hi], betas, rest, fps, config, view)
+            if pieces and grid[lo] - pieces[-1].times[-1] <= config.max_handover_s + 0.5 / fps:
+                pieces[-1] = _bridged(pieces[-1], piece, grid[bounds[bounds < lo].max():lo])
+            else:
+                pieces.append(piece)
     return pieces
+
+
+def _bridged(before: FusedPiece, after: FusedPiece, gap: np.ndarray) -> FusedPiece:
+    """``before`` and ``after`` one piece, the rows at ``gap`` (the times between them no camera
+    covers) filled from ``before``'s last row to ``after``'s first: the pelvis and expression
+    linear, every rotation spherical linear (:func:`_slerp`); not ``valid``, no camera, no
+    frame, no foot planted."""
+    from scipy.spatial.transform import Rotation
+
+    u = ((gap - before.times[-1]) / (after.times[0] - before.times[-1]))[:, None]
+    trans = (1 - u) * before.trans[-1] + u * after.trans[0]
+    expression = (1 - u) * before.expression[-1] + u * after.expression[0]
+    q = _slerp(_quaternions(before.poses[-1]), _quaternions(after.poses[0]), u[:, 0])
+    poses = Rotation.from_quat(q.reshape(-1, 4)).as_rotvec().reshape(len(gap), -1, 3)
+    n = len(gap)
+    contact = (None if before.contact is None or after.contact is None
+               else np.concatenate([before.contact, np.zeros((n, 2), bool), after.contact]))
+    return dataclasses.replace(
+        before, times=np.concatenate([before.times, gap, after.times]),
+        valid=np.concatenate([before.valid, np.zeros(n, bool), after.valid]),
+        poses=np.concatenate([before.poses, poses, after.poses]),
+        trans=np.concatenate([before.trans, trans, after.trans]),
+        expression=np.concatenate([before.expression, expression, after.expression]),
+        frame_indices=np.concatenate([before.frame_indices, np.full(n, -1, np.int64), after.frame_indices]),
+        views=np.concatenate([before.views, np.zeros(n, before.views.dtype), after.views]), contact=contact)
+
+
+def _slerp(q0: np.ndarray, q1: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """``(G, J, 4)``: the unit quaternions ``q0``, ``q1`` ``(J, 4)`` (scipy's x, y, z, w) spherically
+    interpolated at the fractions ``u`` ``(G,)`` (Shoemake 1985; the shorter way round; linear,
+    renormalised, where they are within 1e-6 rad)."""
+    q1 = np.where((np.sum(q0 * q1, -1) < 0)[:, None], -q1, q1)
+    cos = np.clip(np.sum(q0 * q1, -1), -1.0, 1.0)
+    angle = np.arccos(cos)[None, :, None]  # (1, J, 1)
+    t = np.asarray(u, np.float64)[:, None, None]
+    small = angle < 1e-6
+    sin = np.where(small, 1.0, np.sin(angle))
+    w0 = np.where(small, 1 - t, np.sin((1 - t) * angle) / sin)
+    w1 = np.where(small, t, np.sin(t * angle) / sin)
+    out = w0 * q0[None] + w1 * q1[None]
+    return out / np.linalg.norm(out, axis=-1, keepdims=True)
 
 
 #: The most cameras at once whose pelvis estimates are fused as the expectation over their
