@@ -1139,3 +1139,39 @@ def test_a_colmap_reconstruction_without_a_scale_is_scaled_by_the_peoples_rays_a
     r, lines = invoke("fuse", tmp_path / "mixed", "-o", tmp_path / "mixed_fused", "--body-models", body_dir)
     said = [x for x in lines if not x.startswith("INFO")]
     assert r.exit_code == 2 and len(said) == 1 and "with a scale and without one (cam01: a reconstruction" in said[0], r.output
+
+
+@pytest.mark.slow  # two runs and two fusions
+def test_a_walker_handed_over_between_cameras_is_one_persons_file(tmp_path, body_dir, body_layer):
+    """Camera 1 sees the walker until 1.27 s, camera 2 from 1.9 s (the stander both, all along):
+    fused, the walker is one person, one file over the whole 3 s, the 0.6 s neither camera saw
+    filled (not valid) and near the truth (a straight stretch of a walk), the rows seen as near
+    as one camera's; with --max-handover 0 the walker is two people."""
+    people = [Walk(start=(-1.0, 3.8), heading_deg=45), Stand(position=(1.0, 5.5))]
+    truth = None
+    for i, (camera, rows) in enumerate(zip(CAMERAS, (slice(0, 39), slice(57, None)), strict=True)):
+        scene = make_scene(body_layer, people, camera=camera, seconds=3.0, noise=TrackNoise(seed=7 * i))
+        truth = {k: true_body_joints(body_layer, p) for k, p in scene.people.items()}
+        walker = scene.people[0].noisy
+        cut = dataclasses.replace(walker, **{f.name: getattr(walker, f.name)[rows] for f in dataclasses.fields(walker)
+                                             if f.name != "betas" and getattr(walker, f.name) is not None})
+        scene = dataclasses.replace(scene, people={**scene.people, 0: dataclasses.replace(scene.people[0], noisy=cut)})
+        write_calibrated_run(tmp_path / "runs" / f"cam0{i + 1}", body_layer, scene, LabCalibration.of(
+            scene.world_from_camera[0], scene.camera_position[0], yaw_deg=0.0, shift=(0.0, 0.0, 0.0)))
+    r, _ = invoke("fuse", tmp_path / "runs", "-o", tmp_path / "fused", "--format", "npz", "--body-models", body_dir)
+    assert r.exit_code == 0 and "WARNING" not in r.output, r.output
+    record = json.loads((tmp_path / "fused" / "fuse.json").read_text())
+    assert [p["tracks"] for p in record["people"]] == [["cam01/track_0", "cam02/track_0"],
+                                                       ["cam01/track_1", "cam02/track_1"]]
+    assert record["settings"]["max_handover_s"] == 1.0
+    with np.load(tmp_path / "fused" / "track_0.npz") as z:
+        arrays = dict(z)
+    assert len(arrays["trans"]) == 90
+    gap = ~arrays["valid"]
+    assert np.flatnonzero(gap).tolist() == list(range(39, 57))  # (camera 1's rows 0-38, camera 2's from 57)
+    error = np.linalg.norm(amass_body_joints(body_layer, arrays) - truth[0], axis=2).mean(1)
+    assert error[~gap].mean() < 0.015 and error[gap].max() < 0.1, (error[~gap].mean(), error[gap].max())
+    r, _ = invoke("fuse", tmp_path / "runs", "-o", tmp_path / "apart", "--format", "npz", "--max-handover", "0",
+                  "--body-models", body_dir)
+    assert r.exit_code == 0, r.output
+    assert len(json.loads((tmp_path / "apart" / "fuse.json").read_text())["people"]) == 3
