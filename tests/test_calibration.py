@@ -968,12 +968,13 @@ def test_a_colmap_reconstruction_gives_each_registered_images_camera_and_pose(tm
     """COLMAP's reconstruction as COLMAP writes it (pycolmap), text and binary: with its images,
     a camera per registered image, by its name (a video named as a word of it finds it), with its
     camera's intrinsics made OpenCV's and its pose (``cam_from_world``: OpenCV's ``x_c = R x_w +
-    t``) in a world without a scale; the folder, ``cameras.*`` or ``images.*`` given alike.
-    Damaged or partial files are one line naming them."""
+    t``) in a world without a scale; the folder or ``images.*`` given alike (``cameras.*`` alone:
+    its cameras by id, intrinsics only, as before images were read). Damaged or partial files are
+    one line naming them."""
     poses = _colmap_reconstruction(tmp_path)
     for kind in ("txt", "bin"):
         folder = tmp_path / kind
-        for given in (folder, folder / f"cameras.{kind}", folder / f"images.{kind}"):
+        for given in (folder, folder / f"images.{kind}"):
             first = read_calibration(given, source=tmp_path / "cam02.mp4")
             assert first.name == "cam02.png" and first.image_size == (320, 240)
             assert first.matrix == ((300.0, 0.0, 159.5), (0.0, 300.0, 119.5), (0.0, 0.0, 1.0))
@@ -981,6 +982,8 @@ def test_a_colmap_reconstruction_gives_each_registered_images_camera_and_pose(tm
             assert first.pose is not None and first.pose.metric is False
             np.testing.assert_allclose(first.pose.rotation, poses["cam02.png"][:, :3], atol=1e-12)
             np.testing.assert_allclose(first.pose.translation, poses["cam02.png"][:, 3], atol=1e-12)
+        alone = read_calibration(folder / f"cameras.{kind}", source=tmp_path / "cam02.mp4", camera="2")
+        assert alone.pose is None and alone.name == "2" and alone.matrix == first.matrix
         side = read_calibration(folder, source="/videos/side.mp4")  # (a word of "side cam.jpg")
         assert side.fisheye and side.distortion == tuple(FISHEYE_D) and side.name == "side cam.jpg"
         assert side.matrix == tuple(map(tuple, K))
@@ -1037,6 +1040,32 @@ def test_a_colmap_reconstruction_gives_each_registered_images_camera_and_pose(tm
     (fov / "cameras.bin").write_bytes(bytes(cameras))
     with pytest.raises(InputError, match=re.escape("is a camera of model FOV, which wbcap does not read")):
         read_calibration(fov / "cameras.bin")
+
+
+def test_a_colmap_image_is_found_by_the_videos_or_photos_name_and_odd_files_are_one_line(tmp_path):
+    """The image named as the video or photo: its file's stem (``cam_01.jpg``, ``left camera.jpg``,
+    ``IMG_0001.JPG`` for the photo itself), or a folder of its name (``cam-02/frame_0001.jpg``);
+    an images.txt without its points' lines (empty) still gives every image; text that is not
+    UTF-8, a folder without images, and ``sparse/`` instead of ``sparse/0`` are one line each (the
+    last naming the folder to give)."""
+    model = tmp_path / "sparse" / "0"
+    model.mkdir(parents=True)
+    (model / "cameras.txt").write_text("1 PINHOLE 320 240 400 400 160 120\n")
+    names = ["cam_01.jpg", "left camera.jpg", "IMG_0001.JPG", "cam-02/frame_0001.jpg", "cam-02x/frame_0001.jpg"]
+    (model / "images.txt").write_text("".join(f"{i} 1 0 0 0 {i} 0 0 1 {name}\n" for i, name in enumerate(names, 1)))
+    for source, expected in (("/v/cam_01.mp4", "cam_01.jpg"), ("left camera.mp4", "left camera.jpg"),
+                             ("/photos/IMG_0001.JPG", "IMG_0001.JPG"), ("cam-02.mp4", "cam-02/frame_0001.jpg")):
+        chosen = read_calibration(model, source=source)
+        assert chosen.name == expected and chosen.pose.translation[0] == names.index(expected) + 1
+    (model / "cameras.txt").write_bytes(b"# cam\xe9ra\n1 PINHOLE 320 240 400 400 160 120\n")
+    with pytest.raises(InputError, match=re.escape("cameras.txt: not UTF-8 text; save it as UTF-8")):
+        read_calibration(model, camera="cam_01.jpg")
+    (model / "images.txt").unlink()
+    with pytest.raises(InputError, match=re.escape("0: COLMAP's cameras.txt without images.txt beside them")):
+        read_calibration(model)
+    with pytest.raises(InputError, match=re.escape(f"a folder without COLMAP's cameras.txt or cameras.bin in it; give "
+                                                   f"the reconstruction's own folder: {model}")):
+        read_calibration(tmp_path / "sparse")
 
 
 def test_keypoints_through_the_lens_past_the_picture_and_past_its_turn():

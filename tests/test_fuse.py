@@ -326,10 +326,13 @@ def test_a_reconstructions_scale_is_where_two_cameras_rays_to_a_person_meet():
     centre in those units, its people at the network's metres from it, one camera's 5 % too far,
     the other's 5 % too near): the walker both saw gives the scale (the geometric mean of the two
     cameras', 2.5 / sqrt(1.05 x 0.95)), and not the pairing with someone only the second camera
-    saw; rays along one line, depths twice apart or more, no pair seen at once tell none."""
+    saw; rays along one line, depths twice apart or more, no pair seen at once tell none. With one
+    camera's clock 0.5 s late, a walker's rays still meet, at a wrong scale: someone standing
+    still tells it instead (a review: 25 % off at 1.5 s)."""
     from wbcap.fuse.level import reconstruction_scale
 
     s, walker, velocity = 2.5, np.array([1.0, 4.0, 0.9]), np.array([0.6, 0.2, 0.0])
+    walk = velocity
 
     def seen(view, centre, depth, where=walker, v=velocity, start=0.0):
         c = np.asarray(centre, np.float64)
@@ -346,6 +349,16 @@ def test_a_reconstructions_scale_is_where_two_cameras_rays_to_a_person_meet():
     assert reconstruction_scale([still, behind], 0.5, 0.5) == (None, [])
     assert reconstruction_scale([tracks[0], seen(1, (5.0, 1.0, 1.6), 0.5)], 0.5, 0.5) == (None, [])
     assert reconstruction_scale([tracks[0], seen(1, (5.0, 1.0, 1.6), 0.95, start=3.5)], 0.5, 0.5) == (None, [])
+    # camera 1's clock 0.5 s late (its rows show the walker 0.5 s earlier): someone standing still both saw tells
+    # the scale, not the walker's rays, which meet at another
+    late = dataclasses.replace(tracks[1], pelvis=tracks[1].pelvis - 0.5 * 0.95 * np.array(walk))
+    stander = np.array([2.0, 6.0, 0.9])
+    both = [tracks[0], late, seen(0, (0.0, 0.0, 1.5), 1.0, where=stander, v=np.zeros(3)),
+            seen(1, (5.0, 1.0, 1.6), 1.0, where=stander, v=np.zeros(3))]
+    per_metre, found = reconstruction_scale(both, 0.5, 0.5)
+    assert per_metre == pytest.approx(s, rel=1e-9) and [(f.first, f.second, f.still) for f in found] == [(2, 3, True)]
+    walkers = reconstruction_scale(both[:2], 0.5, 0.5)[1]
+    assert len(walkers) == 1 and not walkers[0].still and walkers[0].per_metre != pytest.approx(s, rel=0.03)
 
 
 def test_association_joins_one_persons_tracks_and_no_two_of_one_camera_at_once():
@@ -1139,6 +1152,14 @@ def test_a_colmap_reconstruction_without_a_scale_is_scaled_by_the_peoples_rays_a
     r, lines = invoke("fuse", tmp_path / "mixed", "-o", tmp_path / "mixed_fused", "--body-models", body_dir)
     said = [x for x in lines if not x.startswith("INFO")]
     assert r.exit_code == 2 and len(said) == 1 and "with a scale and without one (cam01: a reconstruction" in said[0], r.output
+    # runs in folders of one name (a/cam, b/cam): each its own depth scale (a review: a crash)
+    for run, name in (("cam01", "a"), ("cam02", "b")):
+        shutil.copytree(tmp_path / "even" / run, tmp_path / name / "cam")
+    r, _ = invoke("fuse", tmp_path / "a" / "cam", tmp_path / "b" / "cam", "-o", tmp_path / "named", "--format", "npz",
+                  "--body-models", body_dir)
+    assert r.exit_code == 0, r.output
+    named = json.loads((tmp_path / "named" / "fuse.json").read_text())["world"]
+    assert named["depth_scales"] == {"a/cam": world["depth_scales"]["cam01"], "b/cam": world["depth_scales"]["cam02"]}
 
 
 @pytest.mark.slow  # two runs and two fusions

@@ -718,7 +718,7 @@ class CameraPose:
         metric: whether those units are a length's (metres, millimetres...). False for a
             structure-from-motion reconstruction's world (COLMAP's ``images.txt``), whose scale
             is its own: ``wbcap fuse`` finds it from the people the cameras saw
-            (:func:`wbcap.fuse_app.reconstruction_scale`).
+            (:func:`wbcap.fuse.level.reconstruction_scale`).
 
     Raises:
         ValueError: not 3 x 3 and 3 finite numbers, a translation beyond :attr:`MAX_TRANSLATION`,

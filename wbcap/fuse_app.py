@@ -358,8 +358,9 @@ def fuse_runs(job: FuseJob) -> FuseResult:
                                  f"{'the same' if levelled else 'within 1 cm'}); give each camera's run once")
     files = {str((meta.get("calibration") or {}).get("file", "")) for meta, _ in read}
     if len(files) > 1:
+        told = run_names([f for f in sorted(files) if f]) + ["?"] * ("" in files)  # (sparse/0 and other/0: told apart)
         log.warning("the runs' calibrations come from different files (%s): their worlds must be one (the same "
-                    "lab frame)", ", ".join(sorted(Path(f).name or "?" for f in files)))
+                    "lab frame)", ", ".join(told))
     pieces = [p for _, run_pieces in read for p in run_pieces]
     for piece in pieces[1:]:  # (one network's sizes: runs of other weights have other ones)
         for key, size in (("betas", pieces[0].arrays["betas"].size), ("expression", pieces[0].arrays["expression"].shape[1])):
@@ -416,7 +417,7 @@ def fuse_runs(job: FuseJob) -> FuseResult:
                     placed = [dataclasses.replace(t.moved(*frames.from_file[p.run]), times=t.times + offsets[t.view])
                               for t, p in zip(in_files, pieces, strict=True)]
                 tracks = [t.scaled(scales[t.view]) for t in placed]
-                record["world"]["depth_scales"] = {runs[v].name: x for v, x in scales.items()}
+                record["world"]["depth_scales"] = {folder[v]: x for v, x in scales.items()}
         people, distances = associate(tracks, job.config)
         if not any(len({tracks[i].view for i in members}) > 1 for members in people):
             nearest = _meeting(tracks, job.config, auto=False)[0]
@@ -480,8 +481,8 @@ class _Frames:
         per_metre = self.per_metre * mean
         from_file = {run: (a, b + self.poses[run].centre * (1.0 / per_metre - 1.0 / self.per_metre))
                      for run, (a, b) in self.from_file.items()}
-        record = {**self.record, "per_metre": per_metre, "depth_scales": {
-            name: s / mean for name, s in zip(self.record["depth_scales"], scales.values(), strict=True)}}
+        names = list(self.record["depth_scales"])  # (run_names: one a run, in their order)
+        record = {**self.record, "per_metre": per_metre, "depth_scales": {names[v]: s / mean for v, s in scales.items()}}
         return dataclasses.replace(self, from_file=from_file, scales={v: s / mean for v, s in scales.items()},
                                    per_metre=per_metre, record=record)
 
@@ -573,7 +574,7 @@ def _calibration_frames(read: list[tuple[dict, list[_Piece]]], poses: list[Any],
                                          np.asarray(poses[i].rotation), np.asarray(poses[i].translation), per_metre)
                 for i in range(len(runs))}
 
-    unscaled = [runs[i].name for i, pose in enumerate(poses) if not pose.metric]
+    unscaled = [run_names(runs)[i] for i, pose in enumerate(poses) if not pose.metric]
     if unscaled and len(unscaled) < len(runs):
         raise InputError(f"the runs' calibrations are of worlds with a scale and without one ({', '.join(unscaled)}: a "
                          "reconstruction's, as COLMAP's): are they of one calibration? run every camera with the same "
@@ -610,15 +611,16 @@ def _calibration_frames(read: list[tuple[dict, list[_Piece]]], poses: list[Any],
         log.warning("the cameras' depth scales came out outside %g-%g (a person taken for another?): kept at 1", low, high)
     # (the runs' own grounds' up, a run in its camera's frame its camera's: only the floor fit's prior, 60 degrees)
     up = np.mean([a[:, 2] for a, _ in from_file.values()], axis=0)
-    taken_not = sorted({runs[p.run].name for p in pieces if not p.taken})  # (on their feet or in their cameras' frames)
+    names = run_names(runs)  # (unique: runs a/cam and b/cam)
+    taken_not = sorted({names[p.run] for p in pieces if not p.taken})  # (on their feet or in their cameras' frames)
     record = {"ground_from": LEVELLED, "units": units, "units_from": by, "units_meeting_m": scores,
-              "depth_scales": {runs[v].name: s for v, s in scales.items()}, "runs_not_in_its_world": taken_not}
+              "depth_scales": {names[v]: s for v, s in scales.items()}, "runs_not_in_its_world": taken_not}
     log.info("%s: the calibration's world not taken (%s); fused in its frame (its units %s: %s; the people the cameras "
              "saw %.2f m apart with their depths scaled by %s), levelled by the fused people's feet",
              ", ".join(taken_not),
              "; ".join(sorted({str((read[i][0].get("world") or {}).get("calibration_note")
                                    or (read[i][0].get("world") or {}).get("reason") or "?")
-                               for i in range(len(runs)) if runs[i].name in taken_not})),
+                               for i in range(len(runs)) if names[i] in taken_not})),
              units, by, apart, ", ".join(f"{s:.3f}" for s in scales.values()))
     return _Frames(from_file=from_file, scales=scales, poses=poses, per_metre=CALIBRATION_UNITS[units],
                    up=up / np.linalg.norm(up), record=record)
@@ -652,17 +654,23 @@ def _reconstruction_frames(read: list[tuple[dict, list[_Piece]]], poses: list[An
                          f"cameras saw at once tells it (their rays meet within {loose:g} m at no depths of one "
                          f"person){'' if auto else ': are the videos synchronised (--offsets)?'}; give a calibration "
                          "in metres, or footage where two cameras see someone at once")
+    if not any(f.still for f in told):
+        log.warning("the calibration's world has no scale, and only people in motion tell it (no one two cameras saw "
+                    "stood still): it holds only as far as the videos are synchronised%s", (
+                        "; with --offsets auto, someone standing still while two cameras see them tells it whatever "
+                        "the clocks" if auto else " (--offsets)"))
     from_file = maps(per_metre)
     moved = [t.moved(*from_file[t.view]) for t in tracks]
     apart, pairs = _meeting(moved, config, auto)
     solved = _depth_scales(moved, pairs, len(runs))
-    taken_not = sorted({runs[p.run].name for p in pieces})
+    names = run_names(runs)  # (unique: runs a/cam and b/cam)
+    taken_not = sorted({names[p.run] for p in pieces})
     record = {"ground_from": LEVELLED, "units": RECONSTRUCTION_UNITS, "per_metre": per_metre,
               "units_from": "the people two cameras saw, triangulated (the network's depths right on average)",
               "scale_pairs": [{"first": tracks[f.first].label, "second": tracks[f.second].label,
                                "per_metre": f.per_metre, "depth_ratio": f.depth_ratio, "apart_m": f.apart_m,
-                               "rows": f.rows} for f in told],
-              "depth_scales": {runs[v].name: 1.0 for v in range(len(runs))}, "runs_not_in_its_world": taken_not}
+                               "rows": f.rows, "still": f.still} for f in told],
+              "depth_scales": {name: 1.0 for name in names}, "runs_not_in_its_world": taken_not}
     up = np.mean([a[:, 2] for a, _ in from_file.values()], axis=0)
     frames = _Frames(from_file=from_file, scales={v: 1.0 for v in range(len(runs))}, poses=poses,
                      per_metre=per_metre, up=up / np.linalg.norm(up), record=record)

@@ -620,8 +620,11 @@ def finalize(
 
     world = None
     if job.calibration is not None and (job.world is None) != (job.calibration.pose is None):
-        name = Path(job.calibration.file).name or "the calibration"
-        if job.world is None:
+        name = job.calibration.file or "the calibration"
+        if job.world is None and not job.calibration.pose.metric:  # (COLMAP's: a world of its own scale)
+            log.info("%s gives the camera's pose in a world without a scale (a reconstruction's): `wbcap fuse` of its "
+                     "cameras' runs made with %s places them in it", name, setting("world"))
+        elif job.world is None:
             log.info("%s gives the camera's pose: %s writes the tracks in its world (z up, z = 0 the floor)", name,
                      setting("world"))
         else:  # (half a pose, an extri.yml without the camera: said, not silently the feet's ground)

@@ -69,6 +69,8 @@ class ScaleFound:
         depth_ratio: the first camera's factor over the second's (1: their network depths agree).
         apart_m: the median distance, metres, between the two rays' points at those depths.
         rows: the rows both saw that it used.
+        still: whether the person stood still meanwhile (within :data:`STILL_M` in both cameras):
+            then the clocks do not matter.
     """
 
     first: int
@@ -77,11 +79,16 @@ class ScaleFound:
     depth_ratio: float
     apart_m: float
     rows: int
+    still: bool = False
 
 
 #: The most two cameras' network depths of one person may differ by (a factor) for a pair of
 #: tracks to tell a reconstruction's scale (:func:`reconstruction_scale`): beyond, not one person.
 MAX_DEPTH_RATIO = 2.0
+
+#: Metres: a person whose pelvis stays this near its median place (nine rows in ten, in each of
+#: two cameras) stands still, and tells a reconstruction's scale whatever the cameras' clocks.
+STILL_M = 0.25
 
 
 def reconstruction_scale(tracks: Sequence[ViewTrack], min_overlap_s: float, max_apart_m: float
@@ -98,8 +105,10 @@ def reconstruction_scale(tracks: Sequence[ViewTrack], min_overlap_s: float, max_
     gives ``sqrt(alpha beta)`` units a metre, where both are positive, within
     :data:`MAX_DEPTH_RATIO` of each other and the rays' points then lie within ``max_apart_m``
     (median, metres), and the rays are not along one line (2 degrees or more from it on average). Per
-    pair of cameras the pair of tracks that meets nearest counts; the scale is the median of
-    those (log). The network's depths set it: where every camera's depths are 5 % too far, the
+    pair of cameras the pair of tracks that meets nearest counts, of people standing still
+    (:data:`STILL_M`) where any pair is: a walker's rays read at clocks some tenths of a second
+    apart meet too, at another scale, which a person standing still cannot give (a review:
+    cameras 1.5 s apart, 25 % off); the scale is the median of those (log). The network's depths set it: where every camera's depths are 5 % too far, the
     scale is 5 % too small (the people's sizes as the network sees them; a metric calibration's
     baselines need no such trust).
 
@@ -119,8 +128,9 @@ def reconstruction_scale(tracks: Sequence[ViewTrack], min_overlap_s: float, max_
             b = tracks[j]
             if a.view == b.view:
                 continue
-            mine, theirs = matched_rows(a, b, 0.0, stride=max(1, len(a.times) // POSE_ROWS))
-            if len(mine) < max(2, min_overlap_s * min(a.fps, b.fps)):
+            stride = max(1, len(a.times) // POSE_ROWS)
+            mine, theirs = matched_rows(a, b, 0.0, stride=stride)
+            if len(mine) < 2 or len(mine) * stride < min_overlap_s * min(a.fps, b.fps):
                 continue
             u, w = a.pelvis[mine] - a.camera_position, b.pelvis[theirs] - b.camera_position
             baseline = b.camera_position - a.camera_position
@@ -133,12 +143,18 @@ def reconstruction_scale(tracks: Sequence[ViewTrack], min_overlap_s: float, max_
                 continue
             per_metre = float(np.sqrt(alpha * beta))
             apart = float(np.median(np.linalg.norm(alpha * u - beta * w - baseline, axis=1))) / per_metre
+            if apart > max_apart_m:
+                continue
+            still = all(np.percentile(np.linalg.norm(p - np.median(p, axis=0), axis=1), 90) <= STILL_M for p in (u, w))
             key = (min(a.view, b.view), max(a.view, b.view))
-            if apart <= max_apart_m and apart < best.get(key, ScaleFound(0, 0, 0.0, 0.0, np.inf, 0)).apart_m:
-                best[key] = ScaleFound(first=i, second=j, per_metre=per_metre, depth_ratio=float(alpha / beta),
-                                       apart_m=apart, rows=len(mine))
+            pair = ScaleFound(first=i, second=j, per_metre=per_metre, depth_ratio=float(alpha / beta), apart_m=apart,
+                              rows=len(mine), still=bool(still))
+            if key not in best or (pair.still, -pair.apart_m) > (best[key].still, -best[key].apart_m):
+                best[key] = pair
     if not best:
         return None, []
+    if any(f.still for f in best.values()):
+        best = {key: f for key, f in best.items() if f.still}
     found = sorted(best.values(), key=lambda f: (f.first, f.second))
     return float(np.exp(np.median(np.log([f.per_metre for f in found])))), found
 

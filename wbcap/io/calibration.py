@@ -51,7 +51,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from wbcap.camera import CameraPose, LensCalibration
@@ -104,8 +104,12 @@ def read_calibration(path: str | os.PathLike[str], camera: str | None = None,
     if colmap.is_model_path(p):
         cameras: dict[str, Mapping] = dict(colmap.read_model(p, where, _read_bytes))
     elif p.is_dir():
-        raise InputError(f"{where}: a folder without COLMAP's cameras.txt or cameras.bin in it; give a calibration "
-                         "file, or the folder of a COLMAP reconstruction")
+        inside = sorted(str(q.parent) for pattern in ("*/cameras.*", "*/*/cameras.*") for q in p.glob(pattern)
+                        if colmap.is_model_path(q.parent))  # (sparse/ or the workspace: sparse/0 in it)
+        raise InputError(f"{where}: a folder without COLMAP's cameras.txt or cameras.bin in it; give "
+                         + (f"the reconstruction's own folder: {inside[0]}" + (f" (or another of {len(inside)})"
+                                                                               if len(inside) > 1 else "")
+                            if inside else "a calibration file, or the folder of a COLMAP reconstruction"))
     elif p.suffix.lower() not in CALIBRATION_SUFFIXES:
         raise InputError(f"{where}: not a calibration file wbcap reads ({', '.join(CALIBRATION_SUFFIXES)}: Pose2Sim's "
                          "or Anipose's Calib.toml, OpenCV's, ROS's or Kalibr's YAML, JSON, COLMAP's cameras.txt, "
@@ -152,8 +156,8 @@ def _read_bytes(p: Path, where: str, limit: int = _MAX_BYTES) -> bytes:
         if not p.is_file():
             raise IsADirectoryError(f"{where} is a folder")
         if size > limit:
-            raise InputError(f"{where}: {size} bytes is not a calibration file (a few kB); give the camera's "
-                             "calibration file")
+            raise InputError(f"{where}: {size} bytes, more than wbcap reads as a calibration ({limit} bytes); give "
+                             "the camera's calibration file")
         return p.read_bytes()
     except FileNotFoundError:
         raise InputError(f"{where}: no such calibration file; check the path given to {setting('calibration')}") from None
@@ -425,8 +429,10 @@ def _tokens(text: str) -> set[str]:
 
 def _choose(cameras: dict[str, Mapping], camera: str | None, source: Any, where: str) -> tuple[str, Mapping]:
     """The camera named ``camera`` (its name or table key); the only one; else the one named as
-    the ``source``'s file: its stem, or a word of its table's name or key (``int_cam01_img`` for
-    ``cam01.mp4``), when exactly one is."""
+    the ``source``'s file: its stem (case ignored) is the name, the key, or where the name is a
+    path (COLMAP's image names) its file's stem or one of its folders (``cam_01.jpg``,
+    ``cam_01/frame_0001.jpg`` for ``cam_01.mp4``); else a word of the name or key
+    (``int_cam01_img`` for ``cam01.mp4``); when exactly one is."""
     names = ", ".join(cameras) if len(cameras) <= 12 else ", ".join(list(cameras)[:12]) + ", ..."
     if camera is not None:
         for name, entry in cameras.items():
@@ -441,6 +447,8 @@ def _choose(cameras: dict[str, Mapping], camera: str | None, source: Any, where:
     if source is not None:
         stem = Path(str(source).rstrip("/\\")).stem.casefold()
         for rule in (lambda n, k: stem in (n.casefold(), k.casefold()),
+                     lambda n, k: stem in {part.casefold() for part in PurePosixPath(n).parts[:-1]}
+                     | {PurePosixPath(n).stem.casefold()},
                      lambda n, k: bool(stem) and stem in _tokens(n) | _tokens(k)):
             named = [(n, e) for n, e in cameras.items() if rule(n, str(e.get("_key", "")))]
             if len(named) == 1:

@@ -85,36 +85,43 @@ def read_model(path: Path, where: str, read: Any) -> dict[str, dict[str, Any]]:
     ``rotation`` (3 x 3), ``translation`` and ``_metric`` False: :attr:`wbcap.camera.CameraPose.metric`).
 
     Args:
-        path: ``cameras.txt`` or ``.bin`` (any ``.txt`` is taken for a cameras file), ``images.txt``
-            or ``.bin``, or the reconstruction's folder.
+        path: the reconstruction's folder or its ``images.txt`` or ``.bin`` (a camera per
+            registered image, with its pose), or its ``cameras.txt`` or ``.bin`` (any ``.txt`` is
+            taken for a cameras file: its cameras by id, intrinsics alone, as before images were
+            read).
         where: the path as given, for messages.
         read: ``(path, where, limit) -> bytes`` (the caller's reader, which refuses what is no
             calibration file, or larger than ``limit`` bytes, in one line).
 
     Returns:
-        With the images beside the cameras (or given): one table per registered image, by its
-        ``NAME`` (``cam01.jpg``, ``cam01/frame_0001.jpg``), its camera's intrinsics and its pose,
-        ``_key`` ``"image <IMAGE_ID>"``; without: one per camera, by its id (intrinsics alone).
+        From the folder or the images: one table per registered image, by its ``NAME``
+        (``cam01.jpg``, ``cam01/frame_0001.jpg``), its camera's intrinsics and its pose, ``_key``
+        ``"image <IMAGE_ID>"``; from a cameras file: one per camera, by its id.
 
     Raises:
-        InputError: one line naming the file: a line or record that is not COLMAP's, a model wbcap
-            does not read, an image of a camera not in the cameras file, images without their
-            cameras file.
+        InputError: one line naming the file: a line or record that is not COLMAP's, text that is
+            not UTF-8, a model wbcap does not read, an image of a camera not in the cameras file,
+            images without their cameras file, a folder without its images.
     """
     folder = path if path.is_dir() else path.parent
-    suffix = path.suffix.lower() if not path.is_dir() else (
-        ".bin" if (path / "cameras.bin").is_file() else ".txt")
-    given_images = not path.is_dir() and path.stem.lower() == "images" and suffix in (".txt", ".bin")
-    cameras_path = (folder / f"cameras{suffix}") if given_images or path.is_dir() else path
-    images_path = path if given_images else folder / f"images{suffix}"
-    if given_images and not cameras_path.is_file():
+    if path.is_dir():
+        suffix = ".bin" if (path / "cameras.bin").is_file() else ".txt"
+        images_path = folder / f"images{suffix}"
+        if not images_path.is_file():
+            raise InputError(f"{where}: COLMAP's cameras{suffix} without images{suffix} beside them (the cameras' "
+                             f"poses); give the reconstruction's folder as COLMAP wrote it, or its cameras{suffix} "
+                             "for the intrinsics alone")
+    else:
+        suffix = path.suffix.lower()
+        if path.stem.lower() != "images" or suffix not in (".txt", ".bin"):
+            return _cameras(read(path, where, _MAX_BYTES), suffix, where)
+        images_path = path
+    cameras_path = folder / f"cameras{suffix}"
+    if not cameras_path.is_file():
         raise InputError(f"{where}: COLMAP's images without its cameras{suffix} beside them (their intrinsics); "
                          "give the reconstruction's folder as COLMAP wrote it")
-    cameras_where = where if cameras_path == path else str(cameras_path)
+    cameras_where = str(cameras_path)
     cameras = _cameras(read(cameras_path, cameras_where, _MAX_BYTES), suffix, cameras_where)
-    if not images_path.is_file() or (path.suffix.lower() == ".txt" and path.stem.lower() != "cameras"
-                                     and not given_images):
-        return cameras  # (a .txt of another name is a cameras file alone)
     images_where = where if images_path == path else str(images_path)
     by_id = {table["name"]: table for table in cameras.values()}
     tables: dict[str, dict[str, Any]] = {}
@@ -159,9 +166,17 @@ def _table(camera_id: str, model: str, size: tuple[float, float], params: list[f
             "distortions": coefficients}
 
 
+def _text(data: bytes, where: str) -> str:
+    """A text file's UTF-8 text (COLMAP writes UTF-8), refused in one line where it is not."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(f"{where}: not UTF-8 text; save it as UTF-8 (COLMAP writes it so)") from None
+
+
 def _cameras(data: bytes, suffix: str, where: str) -> dict[str, dict[str, Any]]:
     """Camera tables by id from ``cameras.txt`` or ``cameras.bin``."""
-    cameras = _cameras_bin(data, where) if suffix == ".bin" else _cameras_txt(data.decode("utf-8-sig"), where)
+    cameras = _cameras_bin(data, where) if suffix == ".bin" else _cameras_txt(_text(data, where), where)
     if not cameras:
         raise InputError(f"{where}: no camera in it (COLMAP's cameras: CAMERA_ID MODEL WIDTH HEIGHT PARAMS); give the "
                          "cameras file of a reconstruction")
@@ -272,7 +287,7 @@ def _images(data: bytes, suffix: str, where: str) -> list[tuple[int, tuple[float
             out.append((values[0], values[1:5], values[5:8], str(values[8]), name))
         f.end()
         return out
-    lines = data.decode("utf-8-sig").splitlines()
+    lines = _text(data, where).splitlines()
     out, number = [], 0
     while number < len(lines):
         line = lines[number].strip()
@@ -290,5 +305,20 @@ def _images(data: bytes, suffix: str, where: str) -> list[tuple[int, tuple[float
             raise InputError(f"{where}: line {number} is not an image of COLMAP's images.txt (IMAGE_ID QW QX QY QZ TX TY "
                              "TZ CAMERA_ID NAME); give the file as COLMAP wrote it")
         out.append((image_id, tuple(values[:4]), tuple(values[4:]), camera, words[9]))
-        number += 1  # (its 2D points' line, empty where it has none)
+        if number < len(lines) and _points_line(lines[number]):
+            number += 1  # (its 2D points' line, empty where it has none)
     return out
+
+
+def _points_line(line: str) -> bool:
+    """Whether ``line`` is an image's 2D points (``X Y POINT3D_ID`` triples, or empty), not the
+    next image's line (a file that left the points' lines out)."""
+    words = line.split()
+    if len(words) % 3:
+        return False
+    try:
+        for x, y, point in zip(words[::3], words[1::3], words[2::3], strict=True):
+            float(x), float(y), int(point)
+    except ValueError:
+        return False
+    return True
