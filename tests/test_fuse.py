@@ -349,16 +349,24 @@ def test_a_reconstructions_scale_is_where_two_cameras_rays_to_a_person_meet():
     assert reconstruction_scale([still, behind], 0.5, 0.5) == (None, [])
     assert reconstruction_scale([tracks[0], seen(1, (5.0, 1.0, 1.6), 0.5)], 0.5, 0.5) == (None, [])
     assert reconstruction_scale([tracks[0], seen(1, (5.0, 1.0, 1.6), 0.95, start=3.5)], 0.5, 0.5) == (None, [])
-    # camera 1's clock 0.5 s late (its rows show the walker 0.5 s earlier): someone standing still both saw tells
-    # the scale, not the walker's rays, which meet at another
+    # camera 1's clock 0.5 s late (its rows show the walker 0.5 s earlier), camera 2's too, which sees only the
+    # walker: someone standing still cameras 0 and 1 saw (3 cm apart) tells the scale, not the walker's rays,
+    # which meet nearer (5 mm), at another scale
     late = dataclasses.replace(tracks[1], pelvis=tracks[1].pelvis - 0.5 * 0.95 * np.array(walk))
+    third = seen(2, (-3.0, 6.0, 1.4), 1.0)
+    third = dataclasses.replace(third, pelvis=third.pelvis - 0.5 * np.array(walk))
     stander = np.array([2.0, 6.0, 0.9])
     both = [tracks[0], late, seen(0, (0.0, 0.0, 1.5), 1.0, where=stander, v=np.zeros(3)),
-            seen(1, (5.0, 1.0, 1.6), 1.0, where=stander, v=np.zeros(3))]
+            seen(1, (5.0, 1.0, 1.6), 1.0, where=stander + (0.0, 0.0, 0.03), v=np.zeros(3)), third]
     per_metre, found = reconstruction_scale(both, 0.5, 0.5)
-    assert per_metre == pytest.approx(s, rel=1e-9) and [(f.first, f.second, f.still) for f in found] == [(2, 3, True)]
+    assert per_metre == pytest.approx(s, rel=2e-3) and [(f.first, f.second, f.still) for f in found] == [(2, 3, True)]
     walkers = reconstruction_scale(both[:2], 0.5, 0.5)[1]
     assert len(walkers) == 1 and not walkers[0].still and walkers[0].per_metre != pytest.approx(s, rel=0.03)
+    assert walkers[0].apart_m < found[0].apart_m
+    # a long track (500 s: its rows read two at a time) seen by the other camera for 0.6 s at its end: enough
+    long = _toy(0, 0, 500, s * np.array([0.0, 0.0, 1.5]) + (stander - (0.0, 0.0, 1.5)), camera=s * np.array([0, 0, 1.5]))
+    brief = seen(1, (5.0, 1.0, 1.6), 1.0, where=stander, v=np.zeros(3), start=499.4)
+    assert reconstruction_scale([long, brief], 0.5, 0.5)[0] == pytest.approx(s)
 
 
 def test_association_joins_one_persons_tracks_and_no_two_of_one_camera_at_once():
@@ -383,7 +391,7 @@ def test_a_person_walking_from_one_cameras_view_into_anothers_is_one_person_acro
     """Handover: two people walk side by side (0.6 m apart, 1 m/s along x) out of camera 0's view
     at 2 s and into camera 1's at 2.6 s; someone else stands 1.5 m away in camera 1. Each walker's
     two tracks join (their ends carried on at their speed meet), the stander stays alone; no
-    handover under 0.6 s, nor with max_handover_s 0. Fused, each walker is one piece: the 0.5 s no
+    handover under 0.6 s, nor with max_handover_s 0, nor into a glimpse inside another's track. Fused, each walker is one piece: the 0.5 s no
     camera saw filled (the pelvis on the straight line, the rotations halfway at halfway, not
     valid, no camera)."""
     walk = (1.0, 0.0, 0.0)
@@ -396,6 +404,9 @@ def test_a_person_walking_from_one_cameras_view_into_anothers_is_one_person_acro
     assert distances[0, 3] == pytest.approx(0.0, abs=1e-9) and distances[0, 2] == pytest.approx(0.6)
     for config in (FuseConfig(max_handover_s=0.5), FuseConfig(max_handover_s=0)):
         assert associate(tracks, config)[0] == [[0], [1], [2], [3], [4]]
+    # camera 1's glimpse (0.3 s, too short to compare) inside camera 0's track: no one walked out of a view into it
+    glimpse = _toy(1, 1.6, 1.9, (0.0, 4.0, 0.9), velocity=walk, camera=(6.0, 8.0, 1.5))
+    assert associate([tracks[0], glimpse]) == ([[0], [1]], {})
     (piece,) = fuse_person([tracks[0], tracks[3]], lambda betas: np.zeros(3))
     gap = (piece.times > 2.05) & (piece.times < 2.55)
     assert piece.times[0] == 0.0 and piece.times[-1] == pytest.approx(4.6) and gap.sum() == 5
@@ -1196,3 +1207,38 @@ def test_a_walker_handed_over_between_cameras_is_one_persons_file(tmp_path, body
                   "--body-models", body_dir)
     assert r.exit_code == 0, r.output
     assert len(json.loads((tmp_path / "apart" / "fuse.json").read_text())["people"]) == 3
+
+
+@pytest.mark.slow  # two runs and two fusions
+def test_offsets_auto_on_a_reconstruction_finds_the_clocks_and_its_scale_again_on_them(tmp_path, body_dir,
+                                                                                       body_layer):
+    """A COLMAP reconstruction's runs whose second camera started 0.37 s after the first: the
+    scale from the person standing still (whatever the clocks), `--offsets auto` finds the
+    clock, and the scale and depth scales are solved again on it: the fusion is the given
+    offsets' one."""
+    people = [Walk(start=(-1.0, 3.8), heading_deg=45), Stand(position=(1.0, 5.5))]
+    turn, per_metre = Rotation.from_rotvec([0.7, -1.9, 0.4]).as_matrix(), 0.37
+    for i, (camera, start) in enumerate(zip(CAMERAS, (0.0, 0.37), strict=True)):
+        scene = make_scene(body_layer, people, camera=camera, seconds=3.0, start_s=start,
+                           noise=TrackNoise(seed=3 + 7 * i, depth_bias=(0.04, -0.04)[i], pose_deg=5.0,
+                                            pose_white_deg=3.0, smooth_poses=True))
+        lab = LabCalibration.of(scene.world_from_camera[0], scene.camera_position[0], per_metre, lab_from_world=turn,
+                                shift=(0.3, -2.0, 4.1))
+        write_calibrated_run(tmp_path / "runs" / f"cam0{i + 1}", body_layer, scene,
+                             dataclasses.replace(lab, pose=dataclasses.replace(lab.pose, metric=False)))
+    worlds = {}
+    for name, offsets in (("auto", "auto"), ("given", "0,0.37")):
+        r, _ = invoke("fuse", tmp_path / "runs", "-o", tmp_path / name, "--format", "npz", "--offsets", offsets,
+                      "--body-models", body_dir)
+        assert r.exit_code == 0 and "WARNING" not in r.output, r.output
+        worlds[name] = json.loads((tmp_path / name / "fuse.json").read_text())
+    assert worlds["auto"]["runs"][1]["offset_s"] == pytest.approx(0.37, abs=0.33 / 30)
+    auto, given = worlds["auto"]["world"], worlds["given"]["world"]
+    assert np.prod(list(auto["depth_scales"].values())) == pytest.approx(1.0, abs=1e-12)  # (their geometric mean 1)
+    assert auto["per_metre"] == pytest.approx(given["per_metre"], rel=0.005)
+    assert given["per_metre"] == pytest.approx(per_metre, rel=0.02) and auto["scale_pairs"][0]["still"]
+    for cam in ("cam01", "cam02"):
+        assert auto["depth_scales"][cam] == pytest.approx(given["depth_scales"][cam], abs=0.004)
+    for k in (0, 1):
+        with np.load(tmp_path / "auto" / f"track_{k}.npz") as a, np.load(tmp_path / "given" / f"track_{k}.npz") as b:
+            assert np.abs(a["trans"] - b["trans"]).max() < 0.015
