@@ -60,9 +60,11 @@ def fuse(ctx, runs, out, formats, exact, root_bone, max_distance, max_handover, 
     """Fuse the runs of several calibrated cameras (RUNS: `wbcap run --world --calibration` folders,
     one a camera, of synchronised videos, or one folder holding them) into one motion per person, in
     the calibration's world (where it is not z up, as Anipose's first-camera frames: that frame
-    levelled by the fused people's feet):
-    each person's tracks found across the cameras, the pelvis triangulated from the cameras' rays,
-    the rotations and shape averaged. Writes OUT/track_<k>.<format> per person and OUT/fuse.json
+    levelled by the fused people's feet; a COLMAP reconstruction's, without a scale, first scaled
+    by the people the cameras saw):
+    each person's tracks found across the cameras (a person walking from one camera's view into
+    another's too: --max-handover), the pelvis triangulated from the cameras' rays, the rotations
+    and shape averaged. Writes OUT/track_<k>.<format> per person and OUT/fuse.json
     (which tracks each person holds)."""
     from wbcap.export.animation import AnimationExport
     from wbcap.fuse.views import FuseConfig
