@@ -844,6 +844,20 @@ def test_a_calibration_in_its_first_cameras_frame_is_levelled_by_the_fused_peopl
     assert not (tmp_path / "wrong_fused").exists()
 
 
+def _fused_auto_and_given(tmp_path: Path, body_dir) -> dict[str, dict]:
+    """``wbcap fuse`` of ``tmp_path/runs`` (the second camera 0.37 s late) with ``--offsets auto`` and
+    with the offsets given, into ``tmp_path/auto`` and ``/given``: their ``fuse.json``, each said without a
+    warning, the clock found to a third of a frame."""
+    worlds = {}
+    for name, offsets in (("auto", "auto"), ("given", "0,0.37")):
+        r, _ = invoke("fuse", tmp_path / "runs", "-o", tmp_path / name, "--format", "npz", "--offsets", offsets,
+                      "--body-models", body_dir)
+        assert r.exit_code == 0 and "WARNING" not in r.output, r.output
+        worlds[name] = json.loads((tmp_path / name / "fuse.json").read_text())
+    assert worlds["auto"]["runs"][1]["offset_s"] == pytest.approx(0.37, abs=0.33 / 30)
+    return worlds
+
+
 @pytest.mark.slow  # two runs and two levelled fusions
 def test_offsets_auto_in_a_levelled_calibration_solves_the_depth_scales_on_the_clocks_found(tmp_path, body_dir,
                                                                                             body_layer):
@@ -860,13 +874,7 @@ def test_offsets_auto_in_a_levelled_calibration_solves_the_depth_scales_on_the_c
         first = first or pose
         write_calibrated_run(tmp_path / "runs" / f"cam0{i + 1}", body_layer, scene, LabCalibration.in_camera_frame(
             *first, *pose))
-    worlds = {}
-    for name, offsets in (("auto", "auto"), ("given", "0,0.37")):
-        r, _ = invoke("fuse", tmp_path / "runs", "-o", tmp_path / name, "--format", "npz", "--offsets", offsets,
-                      "--body-models", body_dir)
-        assert r.exit_code == 0 and "WARNING" not in r.output, r.output
-        worlds[name] = json.loads((tmp_path / name / "fuse.json").read_text())
-    assert worlds["auto"]["runs"][1]["offset_s"] == pytest.approx(0.37, abs=0.33 / 30)
+    worlds = _fused_auto_and_given(tmp_path, body_dir)
     for cam in ("cam01", "cam02"):
         assert worlds["auto"]["world"]["depth_scales"][cam] == pytest.approx(
             worlds["given"]["world"]["depth_scales"][cam], abs=0.004)
@@ -1226,13 +1234,7 @@ def test_offsets_auto_on_a_reconstruction_finds_the_clocks_and_its_scale_again_o
                                 shift=(0.3, -2.0, 4.1))
         write_calibrated_run(tmp_path / "runs" / f"cam0{i + 1}", body_layer, scene,
                              dataclasses.replace(lab, pose=dataclasses.replace(lab.pose, metric=False)))
-    worlds = {}
-    for name, offsets in (("auto", "auto"), ("given", "0,0.37")):
-        r, _ = invoke("fuse", tmp_path / "runs", "-o", tmp_path / name, "--format", "npz", "--offsets", offsets,
-                      "--body-models", body_dir)
-        assert r.exit_code == 0 and "WARNING" not in r.output, r.output
-        worlds[name] = json.loads((tmp_path / name / "fuse.json").read_text())
-    assert worlds["auto"]["runs"][1]["offset_s"] == pytest.approx(0.37, abs=0.33 / 30)
+    worlds = _fused_auto_and_given(tmp_path, body_dir)
     auto, given = worlds["auto"]["world"], worlds["given"]["world"]
     assert np.prod(list(auto["depth_scales"].values())) == pytest.approx(1.0, abs=1e-12)  # (their geometric mean 1)
     assert auto["per_metre"] == pytest.approx(given["per_metre"], rel=0.005)
