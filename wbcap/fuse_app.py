@@ -317,7 +317,7 @@ def fuse_runs(job: FuseJob) -> FuseResult:
     """
     from wbcap.atomic import atomic_write_text, staging_sibling
     from wbcap.body.smplx_layer import SMPLXLayer
-    from wbcap.fuse.views import associate
+    from wbcap.fuse.views import associate, seen_together
     from wbcap.io.run_folder import run_body_model
 
     runs = _run_folders([Path(r).expanduser() for r in job.runs])
@@ -419,7 +419,9 @@ def fuse_runs(job: FuseJob) -> FuseResult:
                 tracks = [t.scaled(scales[t.view]) for t in placed]
                 record["world"]["depth_scales"] = {folder[v]: x for v, x in scales.items()}
         people, distances = associate(tracks, job.config)
-        if not any(len({tracks[i].view for i in members}) > 1 for members in people):
+        together = {(i, j) for i, j in distances if seen_together(tracks[i], tracks[j], job.config.min_overlap_s)}
+        # (a person only handed over from one camera to another was not seen by two at once: a review)
+        if not any((i, j) in together for members in people for i in members for j in members):
             nearest = _meeting(tracks, job.config, auto=False)[0]
             log.warning("no person was found by two cameras (their nearest tracks %s): are the runs of one "
                         "calibration's cameras, and the videos synchronised (%s, or %s %s)?",
@@ -944,6 +946,7 @@ def _write_people(stage: Path, people: list[tuple[list[int], int, list[FusedPiec
     from wbcap.export.amass import npz_camera
     from wbcap.export.animation import write_animations
     from wbcap.export.gltf import PlacedCamera
+    from wbcap.fuse.views import seen_together
 
     written: list[str] = []
     ground = record.get("world", {}).get("ground_from", "calibration")
@@ -966,13 +969,17 @@ def _write_people(stage: Path, people: list[tuple[list[int], int, list[FusedPiec
             arrays = _piece_arrays(piece, reference, *cameras[chosen], ground, body, gender)
             written += [p.name for p in write_animations(stage, name, arrays, body, job.export,
                                                          camera=npz_camera(reference.arrays), other_cameras=others)]
-        apart = {f"{tracks[i].label} ~ {tracks[j].label}": round(d, 4) for (i, j), d in distances.items()
-                 if i in members and j in members}
+        pairs = {(i, j): d for (i, j), d in distances.items() if i in members and j in members}
+        apart = {f"{tracks[i].label} ~ {tracks[j].label}": round(d, 4) for (i, j), d in pairs.items()
+                 if seen_together(tracks[i], tracks[j], job.config.min_overlap_s)}
+        handed = {f"{tracks[i].label} ~ {tracks[j].label}": round(d, 4) for (i, j), d in pairs.items()
+                  if f"{tracks[i].label} ~ {tracks[j].label}" not in apart}
         record["people"].append({
             "track": k, "tracks": [tracks[i].label for i in members],
             "source_camera": tracks[chosen].label,
-            "median_distance_m": apart, "files": names,
+            "median_distance_m": apart, "handover_m": handed, "files": names,
             "rows": [len(p.times) for p in fused], "cameras_per_row": [float(np.mean(p.views)) for p in fused]})
+        said = [f"{d:.2f} m apart" for d in apart.values()] + [f"handed over {d:.2f} m apart" for d in handed.values()]
         log.info("person %d: %s (%s) -> %s", k, ", ".join(tracks[i].label for i in members),
-                 ", ".join(f"{d:.2f} m apart" for d in apart.values()) or "one camera", ", ".join(names))
+                 ", ".join(said) or "one camera", ", ".join(names))
     return written

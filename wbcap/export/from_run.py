@@ -228,6 +228,8 @@ def _refuse_fusion(run: Path, job: ExportJob) -> None:
         runs = [str(r["folder"]) for r in record["runs"]]
         offsets = ",".join(f"{float(r['offset_s']):.12g}" for r in record["runs"])
         distance = float(record.get("settings", {}).get("max_distance", FuseConfig().max_distance))
+        # (a fusion made before handovers had none: 0 keeps its people as they were)
+        handover = float(record.get("settings", {}).get("max_handover_s", 0.0))
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InputError(f"{where}: holds `wbcap fuse` results, which `wbcap export` does not read, and a damaged "
                          f"{FUSE_FILE} ({type(exc).__name__}); fuse the runs again with `wbcap fuse RUNS -o "
@@ -238,6 +240,8 @@ def _refuse_fusion(run: Path, job: ExportJob) -> None:
              shell_word(str(run), option_safe=True), "--format", wanted, "--offsets", offsets]
     if distance != FuseConfig().max_distance:
         words += ["--max-distance", f"{distance:g}"]
+    if handover != FuseConfig().max_handover_s:
+        words += ["--max-handover", f"{handover:g}"]
     words += [*(["--exact"] if job.export.exact else []), *(["--root-bone"] if job.export.root_bone else []),
               *(["--body-models", shell_word(job.body_models, option_safe=True)] if job.body_models else []),
               *(["--allow-pickle"] if job.allow_pickle else []), "--overwrite"]

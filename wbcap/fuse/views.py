@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["ClockShift", "FuseConfig", "FusedPiece", "ViewTrack", "associate", "clock_offsets", "clock_shifts",
-           "fuse_person", "matched_rows", "median_distance"]
+           "fuse_person", "matched_rows", "median_distance", "seen_together"]
 
 
 @dataclass(frozen=True)
@@ -227,17 +227,25 @@ def matched_rows(a: ViewTrack, b: ViewTrack, shift: float = 0.0, stride: int = 1
 
 #: Seconds at a track's end (or start) whose seen rows give its velocity for a handover (:func:`_handover_distance`).
 HANDOVER_VELOCITY_S = 0.5
+#: The fewest seen rows that give that velocity (:func:`_end_motion`).
+HANDOVER_MIN_ROWS = 3
 
 
 def _end_motion(track: ViewTrack, last: bool) -> tuple[float, np.ndarray, np.ndarray] | None:
     """``(time, pelvis (3,), velocity (3,) m/s)`` at the track's last (or first) seen row, the
-    velocity a line fitted to its seen rows within :data:`HANDOVER_VELOCITY_S` of it (zero with
-    one row); None where it saw nothing."""
+    velocity a line fitted to its seen rows within :data:`HANDOVER_VELOCITY_S` of it, or to its
+    last (first) :data:`HANDOVER_MIN_ROWS` seen rows where fewer lie there (a track whose run
+    filled the rows before its last seen one), those within three times as long (zero with one
+    row); None where it saw nothing."""
     seen = np.flatnonzero(track.valid)
     if seen.size == 0:
         return None
     at = seen[-1] if last else seen[0]
-    near = seen[np.abs(track.times[seen] - track.times[at]) <= HANDOVER_VELOCITY_S + 1e-9]
+    away = np.abs(track.times[seen] - track.times[at])
+    near = seen[away <= HANDOVER_VELOCITY_S + 1e-9]
+    if near.size < HANDOVER_MIN_ROWS:
+        ordered = seen[np.argsort(away, kind="stable")][:HANDOVER_MIN_ROWS]
+        near = ordered[np.abs(track.times[ordered] - track.times[at]) <= 3 * HANDOVER_VELOCITY_S + 1e-9]
     dt = track.times[near] - track.times[at]
     velocity = (np.polyfit(dt, track.pelvis[near], 1)[0] if near.size >= 2 and np.ptp(dt) > 0 else np.zeros(3))
     return float(track.times[at]), track.pelvis[at], np.asarray(velocity, np.float64)
@@ -246,17 +254,29 @@ def _end_motion(track: ViewTrack, last: bool) -> tuple[float, np.ndarray, np.nda
 def _handover_distance(a: ViewTrack, b: ViewTrack, max_handover_s: float, min_overlap_s: float) -> float | None:
     """How far apart ``a``'s end and ``b``'s start come (metres) where ``b``'s first seen row
     follows ``a``'s last by at most ``max_handover_s`` (or precedes it by less than
-    ``min_overlap_s``: seen together too briefly to be compared): each carried on at its own
-    velocity (:func:`_end_motion`) to the time halfway between the two rows; else None."""
+    ``min_overlap_s``: seen together too briefly to be compared), else None: each carried on at
+    its own velocity (:func:`_end_motion`) over the time between the two rows to the other's
+    row, the larger of the two distances there. Two walkers whose paths cross while no camera
+    sees them meet halfway but not at the ends: their velocities differ (a review: carried to
+    the halfway time only, they swapped)."""
     end, start = _end_motion(a, last=True), _end_motion(b, last=False)
     if end is None or start is None or not -min_overlap_s < start[0] - end[0] <= max_handover_s + 1e-9:
         return None
     if b.times[np.flatnonzero(b.valid)[-1]] <= end[0]:  # (b inside a: no one walked from a's view into b's)
         return None
-    middle = 0.5 * (end[0] + start[0])
-    carried = end[1] + end[2] * (middle - end[0])
-    back = start[1] + start[2] * (middle - start[0])
-    return float(np.linalg.norm(carried - back))
+    gap = start[0] - end[0]
+    forward = np.linalg.norm(end[1] + end[2] * gap - start[1])  # (a carried to b's first row)
+    back = np.linalg.norm(start[1] - start[2] * gap - end[1])  # (b carried back to a's last row)
+    return float(max(forward, back))
+
+
+def seen_together(a: ViewTrack, b: ViewTrack, min_overlap_s: float) -> bool:
+    """Whether two cameras' tracks saw the person at once for ``min_overlap_s`` or more (compared
+    by :func:`associate` over those rows; joined otherwise only as a handover)."""
+    if a.view == b.view or a.end < b.start or b.end < a.start:
+        return False
+    first, second = (a, b) if a.fps >= b.fps else (b, a)
+    return median_distance(first, second, min_overlap_s) is not None
 
 
 def associate(tracks: Sequence[ViewTrack], config: FuseConfig = FuseConfig()
@@ -287,7 +307,7 @@ def associate(tracks: Sequence[ViewTrack], config: FuseConfig = FuseConfig()
             if a.view == b.view or a.end < b.start or b.end < a.start:
                 continue
             d = (median_distance(a, b, config.min_overlap_s) if a.fps >= b.fps
-                 else median_distance(b, a, config.min_overlap_s))
+                 else median_distance(b, a, config.min_overlap_s))  # (seen_together's rule)
             if d is not None:
                 distances[i, j] = d
     handovers: dict[tuple[int, int], float] = {}
@@ -295,10 +315,10 @@ def associate(tracks: Sequence[ViewTrack], config: FuseConfig = FuseConfig()
         for i, a in enumerate(tracks):
             for j, b in enumerate(tracks):
                 key = (min(i, j), max(i, j))
-                if a.view != b.view and key not in distances and a.start < b.start:
+                if a.view != b.view and key not in distances and i != j and a.start <= b.start:
                     d = _handover_distance(a, b, config.max_handover_s, config.min_overlap_s)
                     if d is not None:
-                        handovers[key] = d
+                        handovers[key] = min(d, handovers.get(key, np.inf))
     distances.update(handovers)
     group = list(range(len(tracks)))  # each track's group, by its lowest member
     members = {i: [i] for i in range(len(tracks))}
@@ -442,7 +462,11 @@ def fuse_person(tracks: Sequence[ViewTrack], rest_root: Callable[[np.ndarray], n
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         if covered[lo]:
             piece = _fuse_rows(tracks, grid[lo:hi], betas, rest, fps, config, view)
-            if pieces and grid[lo] - pieces[-1].times[-1] <= config.max_handover_s + 0.5 / fps:
+            # (the time no track covers, from the tracks' own rows, as associate measures it: the fused grid's
+            # rows fall up to a row of the fastest camera off them, a review)
+            unseen = (min(t.start for t in tracks if t.start > pieces[-1].times[-1]) -
+                      max(t.end for t in tracks if t.end < grid[lo])) if pieces else np.inf
+            if unseen <= config.max_handover_s + 1e-9:
                 pieces[-1] = _bridged(pieces[-1], piece, grid[bounds[bounds < lo].max():lo])
             else:
                 pieces.append(piece)
