@@ -344,6 +344,10 @@ def fuse_runs(job: FuseJob) -> FuseResult:
     gender = genders.pop()
     levelled = not all(p.taken for _, run_pieces in read for p in run_pieces)
     poses = [_run_pose(meta) for meta, _ in read]
+    if job.config.units_per_metre is not None and not (poses and all(p is not None and not p.metric for p in poses)):
+        raise InputError(f"{setting('units_per_metre')} is for a calibration without a scale (COLMAP's reconstruction), "
+                         "and these runs' calibrations have units (metres, millimetres...: wbcap tells which); leave it "
+                         "out")
     if levelled and None in poses:  # (a run in the calibration's world whose meta.json lost the pose)
         raise InputError(f"{runs[poses.index(None)] / 'meta.json'}: holds no calibration's pose of its camera, which the "
                          "other runs need to be placed beside it; run its video again with --world --calibration FILE")
@@ -410,7 +414,7 @@ def fuse_runs(job: FuseJob) -> FuseResult:
                     scales = frames.scales
                     log.warning("the cameras' depth scales on the clocks found came out outside %g-%g (a person taken "
                                 "for another?): the first ones kept", *DEPTH_SCALE_RANGE)
-                elif frames.record["units"] == RECONSTRUCTION_UNITS:  # (its scale again on them too)
+                elif frames.scale_found:  # (its scale again on them too)
                     frames = frames.rescaled(scales)
                     scales = frames.scales
                     record["world"] = frames.record
@@ -459,6 +463,8 @@ class _Frames:
         poses: each run's :class:`wbcap.camera.CameraPose`; per_metre: the calibration's units a metre.
         up: ``(3,)`` unit, the up the runs' own grounds give in the calibration's frame (their mean).
         record: for ``fuse.json``'s ``world``.
+        scale_found: a calibration without a scale whose scale the people gave
+            (:func:`_reconstruction_frames`; :meth:`rescaled` then sets it again with the depth scales).
     """
 
     from_file: dict[int, tuple[np.ndarray, np.ndarray]]
@@ -467,6 +473,7 @@ class _Frames:
     per_metre: float
     up: np.ndarray
     record: dict[str, Any]
+    scale_found: bool = False
 
     def camera(self, run: int) -> tuple[np.ndarray, np.ndarray]:
         """Run ``run``'s camera in the calibration's frame: OpenCV camera axes -> its axes, its centre (metres)."""
@@ -642,6 +649,9 @@ def _reconstruction_frames(read: list[tuple[dict, list[_Piece]]], poses: list[An
     (:func:`_depth_scales`) set so that the network's depths are right on average
     (:meth:`_Frames.rescaled`). ``maps(per_metre)``: each run's map into the calibration's frame.
 
+    With ``config.units_per_metre`` (a length the user measured), that scale instead, each
+    camera's depth scale then its own (as in a calibration in metres).
+
     Raises:
         InputError: no person two cameras saw at once tells the scale, or the people, so
             scaled, do not meet within ``config.max_distance``.
@@ -650,13 +660,15 @@ def _reconstruction_frames(read: list[tuple[dict, list[_Piece]]], poses: list[An
 
     unit = maps(1.0)
     loose = max(1.0, config.max_distance) if auto else config.max_distance
-    per_metre, told = reconstruction_scale([t.moved(*unit[t.view]) for t in tracks], config.min_overlap_s, loose)
+    given = config.units_per_metre
+    per_metre, told = ((given, []) if given is not None else
+                       reconstruction_scale([t.moved(*unit[t.view]) for t in tracks], config.min_overlap_s, loose))
     if per_metre is None:
         raise InputError("the calibration's world has no scale (a reconstruction's, as COLMAP's), and no person two "
                          f"cameras saw at once tells it (their rays meet within {loose:g} m at no depths of one "
                          f"person){'' if auto else ': are the videos synchronised (--offsets)?'}; give a calibration "
                          "in metres, or footage where two cameras see someone at once")
-    if not any(f.still for f in told):
+    if given is None and not any(f.still for f in told):
         log.warning("the calibration's world has no scale, and only people in motion tell it (no one two cameras saw "
                     "stood still): it holds only as far as the videos are synchronised%s", (
                         "; with --offsets auto, someone standing still while two cameras see them tells it whatever "
@@ -668,29 +680,35 @@ def _reconstruction_frames(read: list[tuple[dict, list[_Piece]]], poses: list[An
     names = run_names(runs)  # (unique: runs a/cam and b/cam)
     taken_not = sorted({names[p.run] for p in pieces})
     record = {"ground_from": LEVELLED, "units": RECONSTRUCTION_UNITS, "per_metre": per_metre,
-              "units_from": "the people two cameras saw, triangulated (the network's depths right on average)",
+              "units_from": (f"given ({setting('units_per_metre')})" if given is not None else
+                             "the people two cameras saw, triangulated (the network's depths right on average)"),
               "scale_pairs": [{"first": tracks[f.first].label, "second": tracks[f.second].label,
                                "per_metre": f.per_metre, "depth_ratio": f.depth_ratio, "apart_m": f.apart_m,
                                "rows": f.rows, "still": f.still} for f in told],
               "depth_scales": {name: 1.0 for name in names}, "runs_not_in_its_world": taken_not}
     up = np.mean([a[:, 2] for a, _ in from_file.values()], axis=0)
     frames = _Frames(from_file=from_file, scales={v: 1.0 for v in range(len(runs))}, poses=poses,
-                     per_metre=per_metre, up=up / np.linalg.norm(up), record=record)
+                     per_metre=per_metre, up=up / np.linalg.norm(up), record=record, scale_found=given is None)
     if solved is None:
         low, high = DEPTH_SCALE_RANGE
         log.warning("the cameras' depth scales came out outside %g-%g (a person taken for another?): kept at 1", low, high)
-    else:
+    elif frames.scale_found:
         frames = frames.rescaled(solved)
+    else:  # (a scale given: each camera's depth scale its own, as in a calibration in metres)
+        frames = dataclasses.replace(frames, scales=solved, record={**record, "depth_scales": {
+            names[v]: x for v, x in solved.items()}})
     apart = _meeting([t.moved(*frames.from_file[t.view]).scaled(frames.scales[t.view]) for t in tracks], config,
                      auto)[0]
     if not apart <= config.max_distance:
-        raise InputError(f"the cameras' people do not meet in the calibration's frame at the scale their rays give "
+        raise InputError(f"the cameras' people do not meet in the calibration's frame at the scale "
+                         f"{'given' if given is not None else 'their rays give'} "
                          f"({frames.per_metre:.4g} of its units a metre; {apart:.3g} m apart with each camera's depth "
                          f"scaled; {setting('max_distance')} {config.max_distance:g}): are the runs of one "
                          f"reconstruction's cameras{'' if auto else ' and their videos synchronised (--offsets)'}?")
     log.info("%s: a calibration without a scale (a reconstruction's); fused in its frame at %.4g of its units a metre "
-             "(the rays of %d pair(s) of tracks; the people %.2f m apart with their depths scaled by %s), levelled by "
-             "the fused people's feet", ", ".join(taken_not), frames.per_metre, len(told), apart,
+             "(%s; the people %.2f m apart with their depths scaled by %s), levelled by the fused people's feet",
+             ", ".join(taken_not), frames.per_metre,
+             setting("units_per_metre") if given is not None else f"the rays of {len(told)} pair(s) of tracks", apart,
              ", ".join(f"{s:.3f}" for s in frames.scales.values()))
     return frames
 

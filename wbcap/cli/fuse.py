@@ -45,6 +45,10 @@ def _offsets(ctx, param, value):
               help="A person who leaves one camera's view and enters another's within this many seconds, where the "
                    "two tracks meet (each carried on at its own speed, within --max-distance), is one person, the "
                    "time between filled; 0: two people.")
+@click.option("--units-per-metre", type=FiniteFloatRange(min=1e-9, max=1e9), default=None, metavar="N",
+              help="A calibration without a scale (COLMAP's reconstruction): its units in a metre, from a length "
+                   "you measured (two cameras' distance in the reconstruction over the same in metres). Default: "
+                   "found where two cameras' rays to a person meet, which trusts the network's depths.")
 @click.option("--offsets", callback=_offsets, default=None, metavar="S1,S2,...|auto|audio",
               help="Seconds added to each run's clock, one a run in their order: a camera that started recording "
                    "0.5 s after the first gets 0.5 (default all 0: the videos start together, as synchronised "
@@ -55,8 +59,8 @@ def _offsets(ctx, param, value):
 @allow_pickle_option
 @click.option("--overwrite", is_flag=True, help="Replace an earlier fusion's files in OUT.")
 @click.pass_context
-def fuse(ctx, runs, out, formats, exact, root_bone, max_distance, max_handover, offsets, body_models, allow_pickle,
-         overwrite):
+def fuse(ctx, runs, out, formats, exact, root_bone, max_distance, max_handover, units_per_metre, offsets, body_models,
+         allow_pickle, overwrite):
     """Fuse the runs of several calibrated cameras (RUNS: `wbcap run --world --calibration` folders,
     one a camera, of synchronised videos, or one folder holding them) into one motion per person, in
     the calibration's world (where it is not z up, as Anipose's first-camera frames: that frame
@@ -74,7 +78,8 @@ def fuse(ctx, runs, out, formats, exact, root_bone, max_distance, max_handover, 
     if not export.formats:
         raise click.UsageError("--format: give at least one format (glb, bvh, fbx, npz, csv, angles, trc, c3d)")
     job = FuseJob(runs=tuple(runs), out=out, export=export,
-                  config=FuseConfig(max_distance=max_distance, max_handover_s=max_handover), offsets=offsets,
+                  config=FuseConfig(max_distance=max_distance, max_handover_s=max_handover,
+                                    units_per_metre=units_per_metre), offsets=offsets,
                   body_models=body_models, allow_pickle=allow_pickle, overwrite=overwrite)
     result = fuse_runs(job)
     if not is_quiet(ctx):

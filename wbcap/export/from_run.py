@@ -230,6 +230,8 @@ def _refuse_fusion(run: Path, job: ExportJob) -> None:
         distance = float(record.get("settings", {}).get("max_distance", FuseConfig().max_distance))
         # (a fusion made before handovers had none: 0 keeps its people as they were)
         handover = float(record.get("settings", {}).get("max_handover_s", 0.0))
+        per_metre = record.get("settings", {}).get("units_per_metre")
+        per_metre = None if per_metre is None else float(per_metre)
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InputError(f"{where}: holds `wbcap fuse` results, which `wbcap export` does not read, and a damaged "
                          f"{FUSE_FILE} ({type(exc).__name__}); fuse the runs again with `wbcap fuse RUNS -o "
@@ -242,6 +244,8 @@ def _refuse_fusion(run: Path, job: ExportJob) -> None:
         words += ["--max-distance", f"{distance:g}"]
     if handover != FuseConfig().max_handover_s:
         words += ["--max-handover", f"{handover:g}"]
+    if per_metre is not None:
+        words += ["--units-per-metre", f"{per_metre:.12g}"]
     words += [*(["--exact"] if job.export.exact else []), *(["--root-bone"] if job.export.root_bone else []),
               *(["--body-models", shell_word(job.body_models, option_safe=True)] if job.body_models else []),
               *(["--allow-pickle"] if job.allow_pickle else []), "--overwrite"]

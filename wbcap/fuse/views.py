@@ -72,6 +72,9 @@ class FuseConfig:
             cameras' tracks (one camera's view left, another's entered) is one person across it
             where the tracks meet (:func:`associate`), and the time is filled
             (:func:`fuse_person`); 0: two people, and any time no camera sees a person splits it.
+        units_per_metre: a calibration without a scale (COLMAP's reconstruction): its units in a
+            metre, from a length measured in both (``wbcap.fuse_app``); None: found from the
+            people the cameras saw (:func:`wbcap.fuse.level.reconstruction_scale`).
     """
 
     max_distance: float = 0.5
@@ -80,10 +83,15 @@ class FuseConfig:
     lateral_sigma_m: float = 0.015
     ramp_s: float = 0.5
     max_handover_s: float = 1.0
+    units_per_metre: float | None = None
 
     def __post_init__(self) -> None:
         """Raises ValueError for a setting that is not a finite number of its range (above 0; the
-        ramp, the overlap and the handover 0 or more)."""
+        ramp, the overlap and the handover 0 or more; the units per metre None or above 0)."""
+        given = self.units_per_metre
+        if given is not None and (isinstance(given, bool) or not isinstance(given, (int, float))
+                                  or not math.isfinite(given) or given <= 0):
+            raise ValueError(f"units_per_metre {given!r}: None or a finite number above 0")
         zero_ok = ("min_overlap_s", "ramp_s", "max_handover_s")
         for name in ("max_distance", "depth_sigma", "lateral_sigma_m", "min_overlap_s", "ramp_s", "max_handover_s"):
             value = getattr(self, name)
