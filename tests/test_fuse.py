@@ -1190,6 +1190,8 @@ def test_a_colmap_reconstruction_without_a_scale_is_scaled_by_the_peoples_rays_a
     assert (measured["world"]["per_metre"], measured["world"]["units_from"], measured["world"]["scale_pairs"]) == (
         per_metre, "given (--units-per-metre)", [])
     assert measured["settings"]["units_per_metre"] == per_metre
+    r, lines = invoke("export", tmp_path / "measured", "--format", "bvh")  # (fused again with the scale given)
+    assert r.exit_code == 2 and "--units-per-metre 0.37 --overwrite`" in lines[-1], r.output
     # the truth levelled: the reconstruction's frame turned z up (its x laid on the floor), its origin dropped
     # onto the floor
     up = turn @ np.array([0.0, 0.0, 1.0])
