@@ -589,7 +589,7 @@ def _calibration_frames(read: list[tuple[dict, list[_Piece]]], poses: list[Any],
                          "reconstruction's, as COLMAP's): are they of one calibration? run every camera with the same "
                          "--calibration")
     if unscaled:
-        return _reconstruction_frames(read, poses, tracks, pieces, runs, config, auto, maps)
+        return _reconstruction_frames(poses, tracks, pieces, runs, config, auto, maps)
 
     known = sorted({str(((meta.get("world") or {}).get("calibration_check") or {}).get("units"))
                     for meta, run_pieces in read if all(p.taken for p in run_pieces)} & set(CALIBRATION_UNITS))
@@ -640,9 +640,8 @@ def _calibration_frames(read: list[tuple[dict, list[_Piece]]], poses: list[Any],
 RECONSTRUCTION_UNITS = "the reconstruction's own"
 
 
-def _reconstruction_frames(read: list[tuple[dict, list[_Piece]]], poses: list[Any], tracks: list[ViewTrack],
-                           pieces: list[_Piece], runs: list[Path], config: FuseConfig, auto: bool, maps: Any
-                           ) -> _Frames:
+def _reconstruction_frames(poses: list[Any], tracks: list[ViewTrack], pieces: list[_Piece], runs: list[Path],
+                           config: FuseConfig, auto: bool, maps: Any) -> _Frames:
     """:func:`_calibration_frames` of a calibration without a scale (COLMAP's reconstruction):
     its units per metre first from the rays of the people two cameras saw at once
     (:func:`wbcap.fuse.level.reconstruction_scale`), then with each camera's depth scale
