@@ -1098,16 +1098,31 @@ class LensCalibration:
         (below 90 degrees and :attr:`fold_radius`): OpenCV's ``cv2.fisheye.undistortPoints`` stops
         at 90 degrees and diverged near a wide lens's turn (a GoPro HERO10's published Max
         profile), its ``undistortPointsIter`` diverged for a strong barrel lens (COLMAP's RADIAL
-        k1 -0.2 at f 120 on 384 px: reviews). Other pinhole models by ``undistortPointsIter``
-        (iterated to 1e-12)."""
+        k1 -0.2 at f 120 on 384 px: reviews). Other pinhole models (tangential, prism, tilt terms)
+        by OpenCV's ``undistortPointsIter`` (iterated to 1e-12; fast), and where that did not
+        converge (its point does not project back to 1e-10: a fixed-point iteration diverged at
+        the edges of a wide lens whose radial terms alone undistort well, f 160 on 384 px, ``k1
+        -0.3, k2 0.1`` with ``p1 0.002, p2 -0.001``, which was refused as turning back) by
+        Newton's method on the whole model (:meth:`_newton`) from the radial inverse."""
         import cv2
 
         k = np.asarray(self.matrix, np.float64)
-        if not (self.fisheye or self._radial_only):
-            criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-12)
-            return cv2.undistortPointsIter(pixels.reshape(-1, 1, 2), k, self._coefficients(), None, None,
-                                           criteria).reshape(-1, 2)
         distorted = np.stack([(pixels[:, 0] - k[0, 2]) / k[0, 0], (pixels[:, 1] - k[1, 2]) / k[1, 1]], 1)
+        if self.fisheye or self._radial_only:
+            return self._radial_inverse(distorted)
+        criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-12)
+        out = cv2.undistortPointsIter(pixels.reshape(-1, 1, 2), k, self._coefficients(), None, None,
+                                      criteria).reshape(-1, 2)
+        with np.errstate(all="ignore"):
+            missed = ~(np.abs(self._through(out) - distorted).max(1) < 1e-10)
+        if missed.any():
+            out[missed] = self._newton(distorted[missed], self._radial_inverse(distorted[missed]))
+        return out
+
+    def _radial_inverse(self, distorted: np.ndarray) -> np.ndarray:
+        """Distorted normalised points ``(N, 2)`` undistorted by the radial mapping alone
+        (:meth:`_radial`, by bisection over the rays where it grows: :meth:`_normalised`); NaN
+        past its reach."""
         r_d = np.hypot(distorted[:, 0], distorted[:, 1])
         top = math.pi / 2 * (1 - 1e-9) if self.fold_radius is None else math.atan(self.fold_radius)
         lo, hi = np.zeros_like(r_d), np.full_like(r_d, top)  # (angles off the axis: r = tan)
@@ -1119,6 +1134,43 @@ class LensCalibration:
         with np.errstate(all="ignore"):
             scale = np.where(r_d > 0, np.tan((lo + hi) / 2) / r_d, 1.0)
         return np.where(reached[:, None], distorted * scale[:, None], np.nan)
+
+    def _through(self, points: np.ndarray) -> np.ndarray:
+        """Undistorted normalised points ``(N, 2)`` through the whole pinhole model: the distorted
+        normalised points (``cv2.projectPoints`` with an identity camera matrix; NaN in, NaN out)."""
+        import cv2
+
+        out = np.full(points.shape, np.nan)
+        ok = np.isfinite(points).all(1)
+        if ok.any():
+            rays = np.concatenate([points[ok], np.ones((int(ok.sum()), 1))], 1)
+            uv, _ = cv2.projectPoints(rays, np.zeros((3, 1)), np.zeros((3, 1)), np.eye(3), self._coefficients())
+            out[ok] = uv.reshape(-1, 2)
+        return out
+
+    def _newton(self, distorted: np.ndarray, start: np.ndarray, iterations: int = 30) -> np.ndarray:
+        """The undistorted normalised points ``(N, 2)`` whose projection through the whole pinhole
+        model (``cv2.projectPoints`` with an identity matrix: OpenCV's radial, tangential, prism and
+        tilt terms) is ``distorted``, by Newton's method (its 2 x 2 Jacobian by central
+        differences) from ``start`` (the radial inverse); NaN where ``start`` is, or where it does
+        not converge to 1e-10 (a point the model does not reach)."""
+        forward = self._through
+        out = np.full(distorted.shape, np.nan)
+        live = np.flatnonzero(np.isfinite(start).all(1))
+        x, target, step = start[live].copy(), distorted[live], 1e-7
+        for _ in range(iterations):
+            residual = forward(x) - target
+            done = np.abs(residual).max(1) < 1e-12
+            if done.all():
+                break
+            jac = np.stack([(forward(x + step * e) - forward(x - step * e)) / (2 * step) for e in np.eye(2)], 2)
+            with np.errstate(all="ignore"):
+                move = np.linalg.solve(jac, residual[:, :, None])[:, :, 0]
+            x = np.where(done[:, None], x, x - move)
+        with np.errstate(all="ignore"):
+            converged = np.isfinite(x).all(1) & (np.abs(forward(x) - target).max(1) < 1e-10)
+        out[live[converged]] = x[converged]
+        return out
 
     @property
     def _radial_only(self) -> bool:
