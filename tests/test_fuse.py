@@ -1171,6 +1171,9 @@ def test_a_colmap_reconstruction_without_a_scale_is_scaled_by_the_peoples_rays_a
             assert result.frame.ground_from == "feet" and result.frame.note == NO_SCALE
             meta = json.loads((tmp_path / name / f"cam0{i + 1}" / "meta.json").read_text())
             assert meta["calibration"]["metric"] is False
+            if name == "even":  # (runs whose feet gave no ground: in their cameras' frames, no contacts)
+                write_calibrated_run(tmp_path / "footless" / f"cam0{i + 1}", body_layer, scene, lab,
+                                     config=WorldConfig(min_inlier_ratio=1.01))
         r, _ = invoke("fuse", tmp_path / name, "-o", tmp_path / f"{name}_fused", "--format", "npz", "--body-models",
                       body_dir)
         assert r.exit_code == 0 and "WARNING" not in r.output, r.output
@@ -1210,6 +1213,12 @@ def test_a_colmap_reconstruction_without_a_scale_is_scaled_by_the_peoples_rays_a
         # (the scale 0.6 % off: 2-4 cm at the people's 4-7 m from the reconstruction's origin; 5 % off: decimetres;
         # given: as near as even depths)
         assert errors["even_fused"] < 0.05 and errors["far_fused"] > 0.15 and errors["measured"] < 0.05, errors
+    # no planted feet in any run: no floor, and a reconstruction's world has no up but theirs: one line saying so
+    r, lines = invoke("fuse", tmp_path / "footless", "-o", tmp_path / "footless_fused", "--body-models", body_dir)
+    said = [x for x in lines if not x.startswith("INFO")]
+    assert r.exit_code == 2 and len(said) == 1 and "give no floor" in said[0] and (
+        "a reconstruction's world (COLMAP's) has no up but the people's: give footage where the cameras see people's "
+        "feet planted on the floor") in said[0], r.output
     # a run of a metric calibration beside one without a scale: one line
     shutil.copytree(tmp_path / "even", tmp_path / "mixed")
     meta = json.loads((tmp_path / "mixed" / "cam02" / "meta.json").read_text())

@@ -362,7 +362,10 @@ def fuse_runs(job: FuseJob) -> FuseResult:
                                  f"{'the same' if levelled else 'within 1 cm'}); give each camera's run once")
     files = {str((meta.get("calibration") or {}).get("file", "")) for meta, _ in read}
     if len(files) > 1:
-        told = run_names([f for f in sorted(files) if f]) + ["?"] * ("" in files)  # (sparse/0 and other/0: told apart)
+        # (told apart, and a COLMAP folder sparse/0 by its last two parts, not "0")
+        told = [name if not Path(name).name.isdigit() else "/".join(Path(f).parts[-2:])
+                for f, name in zip(sorted(x for x in files if x), run_names([x for x in sorted(files) if x]))]
+        told += ["?"] * ("" in files)
         log.warning("the runs' calibrations come from different files (%s): their worlds must be one (the same "
                     "lab frame)", ", ".join(told))
     pieces = [p for _, run_pieces in read for p in run_pieces]
@@ -665,8 +668,9 @@ def _reconstruction_frames(poses: list[Any], tracks: list[ViewTrack], pieces: li
     if per_metre is None:
         raise InputError("the calibration's world has no scale (a reconstruction's, as COLMAP's), and no person two "
                          f"cameras saw at once tells it (their rays meet within {loose:g} m at no depths of one "
-                         f"person){'' if auto else ': are the videos synchronised (--offsets)?'}; give a calibration "
-                         "in metres, or footage where two cameras see someone at once")
+                         f"person){'' if auto else ': are the videos synchronised (--offsets)?'}; give its scale "
+                         f"({setting('units_per_metre')}: a length measured), a calibration in metres, or footage "
+                         "where two cameras see someone at once")
     if given is None and not any(f.still for f in told):
         log.warning("the calibration's world has no scale, and only people in motion tell it (no one two cameras saw "
                     "stood still): it holds only as far as the videos are synchronised%s", (
@@ -703,7 +707,8 @@ def _reconstruction_frames(poses: list[Any], tracks: list[ViewTrack], pieces: li
                          f"{'given' if given is not None else 'their rays give'} "
                          f"({frames.per_metre:.4g} of its units a metre; {apart:.3g} m apart with each camera's depth "
                          f"scaled; {setting('max_distance')} {config.max_distance:g}): are the runs of one "
-                         f"reconstruction's cameras{'' if auto else ' and their videos synchronised (--offsets)'}?")
+                         f"reconstruction's cameras{'' if auto else ' and their videos synchronised (--offsets)'}? "
+                         f"(a larger {setting('max_distance')} takes people further apart as one)")
     log.info("%s: a calibration without a scale (a reconstruction's); fused in its frame at %.4g of its units a metre "
              "(%s; the people %.2f m apart with their depths scaled by %s), levelled by the fused people's feet",
              ", ".join(taken_not), frames.per_metre,
@@ -727,8 +732,12 @@ def _levelled(people: list[tuple[list[int], int, list[FusedPiece]]], frames: _Fr
 
     fit, count, why = fused_floor([p for _, _, fused in people for p in fused], body, frames.up)
     if fit is None:
-        raise InputError(f"the fused people's feet give no floor in the calibration's frame ({why}): a calibration "
-                         "whose world is z up with z = 0 the floor needs none (its runs then in its world)")
+        fix = ("a reconstruction's world (COLMAP's) has no up but the people's: give footage where the cameras see "
+               "people's feet planted on the floor (each run's --world then finds its ground), or the cameras' "
+               "calibration in a z-up world in metres" if frames.scale_found or frames.record.get("units") ==
+               RECONSTRUCTION_UNITS else
+               "a calibration whose world is z up with z = 0 the floor needs none (its runs then in its world)")
+        raise InputError(f"the fused people's feet give no floor in the calibration's frame ({why}): {fix}")
     turn, shift = world_from_ground(fit.plane)  # (x = turn @ x_cal + shift: z up, the floor z = 0)
     moved = [(members, chosen, [p.moved(turn, shift, _rest_root(body, p.betas)) for p in fused])
              for members, chosen, fused in people]

@@ -428,34 +428,49 @@ def _tokens(text: str) -> set[str]:
 
 
 def _choose(cameras: dict[str, Mapping], camera: str | None, source: Any, where: str) -> tuple[str, Mapping]:
-    """The camera named ``camera`` (its name or table key); the only one; else the one named as
-    the ``source``'s file: its stem (case ignored) is the name, the key, or where the name is a
-    path (COLMAP's image names) its file's stem or one of its folders (``cam_01.jpg``,
+    """The camera named ``camera`` (its name or table key, else the one it names as a file's
+    stem would: ``cam01`` for COLMAP's ``cam01.jpg``); the only one; else the one named as the
+    ``source``'s file: its stem (case ignored) is the name, the key, or where the name is a path
+    (COLMAP's image names) its file's stem or one of its folders (``cam_01.jpg``,
     ``cam_01/frame_0001.jpg`` for ``cam_01.mp4``); else a word of the name or key
     (``int_cam01_img`` for ``cam01.mp4``); when exactly one is."""
     names = ", ".join(cameras) if len(cameras) <= 12 else ", ".join(list(cameras)[:12]) + ", ..."
+    keys = [str(e.get("_key", "")) for e in cameras.values() if str(e.get("_key", "")).startswith("image ")]
+    also = f", or COLMAP's image id: {keys[0]}" + (", ..." if len(keys) > 1 else "") if keys else ""
     if camera is not None:
         for name, entry in cameras.items():
             if camera in (name, entry.get("_key")):
                 return name, entry
         if list(cameras) == [""]:
             raise InputError(f"{where}: holds one camera, without a name; leave out {setting('calibration_camera')}")
-        raise InputError(f"{where}: no camera {camera!r} in it (its cameras: {names}); give one of those to "
+        named = _named_as(cameras, camera)
+        if named is not None:
+            log.info("%s: camera %r, named by %s %s", where, named[0], setting("calibration_camera"), camera)
+            return named
+        raise InputError(f"{where}: no camera {camera!r} in it (its cameras: {names}{also}); give one of those to "
                          f"{setting('calibration_camera')}")
     if len(cameras) == 1:
         return next(iter(cameras.items()))
     if source is not None:
-        stem = Path(str(source).rstrip("/\\")).stem.casefold()
-        for rule in (lambda n, k: stem in (n.casefold(), k.casefold()),
-                     lambda n, k: stem in {part.casefold() for part in PurePosixPath(n).parts[:-1]}
-                     | {PurePosixPath(n).stem.casefold()},
-                     lambda n, k: bool(stem) and stem in _tokens(n) | _tokens(k)):
-            named = [(n, e) for n, e in cameras.items() if rule(n, str(e.get("_key", "")))]
-            if len(named) == 1:
-                log.info("%s: camera %r, named as %s", where, named[0][0], Path(str(source)).name)
-                return named[0]
+        named = _named_as(cameras, Path(str(source).rstrip("/\\")).stem)
+        if named is not None:
+            log.info("%s: camera %r, named as %s", where, named[0], Path(str(source)).name)
+            return named
     raise InputError(f"{where}: holds {len(cameras)} cameras ({names}); say which took the pictures with "
-                     f"{setting('calibration_camera')} NAME")
+                     f"{setting('calibration_camera')} NAME{also}")
+
+
+def _named_as(cameras: dict[str, Mapping], stem: str) -> tuple[str, Mapping] | None:
+    """The one camera a file stem ``stem`` names (:func:`_choose`'s rules, case ignored), or None."""
+    stem = stem.casefold()
+    for rule in (lambda n, k: stem in (n.casefold(), k.casefold()),
+                 lambda n, k: stem in {part.casefold() for part in PurePosixPath(n).parts[:-1]}
+                 | {PurePosixPath(n).stem.casefold()},
+                 lambda n, k: bool(stem) and stem in _tokens(n) | _tokens(k)):
+        named = [(n, e) for n, e in cameras.items() if rule(n, str(e.get("_key", "")))]
+        if len(named) == 1:
+            return named[0]
+    return None
 
 
 #: More numbers than any calibration value holds (a 3 x 3 matrix, 14 coefficients): a value past
