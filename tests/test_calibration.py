@@ -1150,6 +1150,23 @@ def test_a_wide_lens_with_tangential_terms_is_inverted_as_its_radial_terms_alone
         np.testing.assert_allclose(cal.distort_pixels(camera, at), pixels, atol=1e-6)
 
 
+def test_points_far_outside_a_rational_lenss_reach_are_nan_not_a_crash():
+    """A 14-coefficient lens (rational, thin prism, tilt terms; a review's random draw) whose
+    model's Jacobian is singular somewhere far outside the picture: points around the picture
+    that OpenCV's iteration does not bring back go to Newton's method, which gave
+    ``LinAlgError``; they are NaN (or found) now, and every point inside is found."""
+    cal = LensCalibration((384, 288), ((160.0, 0.0, 191.5), (0.0, 160.0, 143.5), (0.0, 0.0, 1.0)),
+                          (-0.3067, 0.2415, -0.0005, -0.0011, -0.0168, 0.1083, -0.0261, 0.0137, -0.0028, -0.0016,
+                           -0.0027, -0.0028, -0.0037, -0.0051))
+    camera = cal.undistorted()
+    around = np.stack(np.meshgrid(np.linspace(-400, 800, 61), np.linspace(-300, 600, 46)), -1).reshape(-1, 2)
+    at = cal.undistort_pixels(camera, around)
+    found = np.isfinite(at).all(1)
+    np.testing.assert_allclose(cal.distort_pixels(camera, at[found]), around[found], atol=1e-5)
+    inside = (around >= 0).all(1) & (around <= (384, 288)).all(1)
+    assert found[inside].all() and not found.all()
+
+
 def test_a_fisheye_past_90_degrees_is_refused_rather_than_shown_as_a_speck():
     """A fisheye whose corners lie just past 90 degrees (f 300 on 768x576, no coefficients: a
     review's run got a focal length of 1.2 px, people 244 times smaller, with warnings only) is

@@ -1163,9 +1163,11 @@ class LensCalibration:
             done = np.abs(residual).max(1) < 1e-12
             if done.all():
                 break
-            jac = np.stack([(forward(x + step * e) - forward(x - step * e)) / (2 * step) for e in np.eye(2)], 2)
-            with np.errstate(all="ignore"):
-                move = np.linalg.solve(jac, residual[:, :, None])[:, :, 0]
+            dx, dy = ((forward(x + step * e) - forward(x - step * e)) / (2 * step) for e in np.eye(2))
+            with np.errstate(all="ignore"):  # (the 2 x 2 system by hand: a singular one, far out, gives NaN)
+                det = dx[:, 0] * dy[:, 1] - dy[:, 0] * dx[:, 1]
+                move = np.stack([dy[:, 1] * residual[:, 0] - dy[:, 0] * residual[:, 1],
+                                 dx[:, 0] * residual[:, 1] - dx[:, 1] * residual[:, 0]], 1) / det[:, None]
             x = np.where(done[:, None], x, x - move)
         with np.errstate(all="ignore"):
             converged = np.isfinite(x).all(1) & (np.abs(forward(x) - target).max(1) < 1e-10)
