@@ -1167,6 +1167,25 @@ def test_points_far_outside_a_rational_lenss_reach_are_nan_not_a_crash():
     assert found[inside].all() and not found.all()
 
 
+def test_a_lens_near_its_fold_keeps_the_border_opencv_inverts_and_loses_the_corners_it_cannot():
+    """k1 -0.411 with tangential terms at f 400 on 384x288 (a review's draw): its model turns back
+    near the picture's corners. Border pixels OpenCV's iteration brings back within 0.05 px, where
+    Newton's method does not converge (the Jacobian nearly singular), are kept as before (the
+    undistorted camera's focal unchanged, 272.54 px); three corners no ray reaches are NaN, where
+    OpenCV's iteration returned its unconverged start (a point 30 px off once through the lens)."""
+    cal = LensCalibration((384, 288), ((400.0, 0.0, 191.5), (0.0, 400.0, 143.5), (0.0, 0.0, 1.0)),
+                          (-0.411, 0.028, 0.002, 0.003, -0.049))
+    camera = cal.undistorted()
+    assert camera.focal[0] == pytest.approx(272.536, abs=1e-3)
+    border, reached = cal.border_reach
+    at_edge = np.flatnonzero(np.all(cal._border_pixels() == (-0.5, 8.5), 1))
+    assert len(at_edge) == 1 and reached[at_edge].all()
+    corners = np.array([[0.0, 288.0], [384.0, 0.0], [0.0, 0.0], [384.0, 288.0]])
+    at = cal.undistort_pixels(camera, corners)
+    assert np.isnan(at[:3]).all() and np.isfinite(at[3]).all()
+    np.testing.assert_allclose(cal.distort_pixels(camera, at[3:]), corners[3:], atol=1e-6)
+
+
 def test_a_fisheye_past_90_degrees_is_refused_rather_than_shown_as_a_speck():
     """A fisheye whose corners lie just past 90 degrees (f 300 on 768x576, no coefficients: a
     review's run got a focal length of 1.2 px, people 244 times smaller, with warnings only) is

@@ -1103,7 +1103,10 @@ class LensCalibration:
         converge (its point does not project back to 1e-10: a fixed-point iteration diverged at
         the edges of a wide lens whose radial terms alone undistort well, f 160 on 384 px, ``k1
         -0.3, k2 0.1`` with ``p1 0.002, p2 -0.001``, which was refused as turning back) by
-        Newton's method on the whole model (:meth:`_newton`) from the radial inverse."""
+        Newton's method on the whole model (:meth:`_newton`) from OpenCV's point and from the
+        radial inverse (the converged one nearer the axis: the ray before any fold); where neither
+        converges, OpenCV's point where it goes back within 0.05 px (as :attr:`border_reach`
+        checks), else NaN (a review: near a fold, points OpenCV had to 2e-5 px were lost)."""
         import cv2
 
         k = np.asarray(self.matrix, np.float64)
@@ -1114,9 +1117,17 @@ class LensCalibration:
         out = cv2.undistortPointsIter(pixels.reshape(-1, 1, 2), k, self._coefficients(), None, None,
                                       criteria).reshape(-1, 2)
         with np.errstate(all="ignore"):
-            missed = ~(np.abs(self._through(out) - distorted).max(1) < 1e-10)
-        if missed.any():
-            out[missed] = self._newton(distorted[missed], self._radial_inverse(distorted[missed]))
+            error = np.abs(self._through(out) - distorted).max(1)
+        missed = ~(error < 1e-10)
+        if missed.any():  # (Newton from OpenCV's point and from the radial inverse; the nearer the axis wins)
+            d = distorted[missed]
+            tries = np.stack([self._newton(d, out[missed]), self._newton(d, self._radial_inverse(d))])
+            radius = np.where(np.isfinite(tries).all(2), np.hypot(tries[..., 0], tries[..., 1]), np.inf)
+            best = tries[np.argmin(radius, 0), np.arange(len(d))]
+            # (neither converged: OpenCV's point kept where it goes back within OpenCV's own 0.05 px, as before)
+            near = error[missed] * min(k[0, 0], k[1, 1]) < 0.05
+            out[missed] = np.where(np.isfinite(best).all(1)[:, None], best,
+                                   np.where(near[:, None], out[missed], np.nan))
         return out
 
     def _radial_inverse(self, distorted: np.ndarray) -> np.ndarray:
