@@ -1059,6 +1059,8 @@ def test_a_colmap_image_is_found_by_the_videos_or_photos_name_and_odd_files_are_
         assert chosen.name == expected and chosen.pose.translation[0] == names.index(expected) + 1
     # --calibration-camera as a video's stem names it too; a name that names none lists them with the id form
     assert read_calibration(model, camera="cam_01", source="other.mp4").name == "cam_01.jpg"
+    with pytest.raises(InputError, match=re.escape("no camera '1' in it")):  # (not image 1 by a word of its key)
+        read_calibration(model, camera="1")
     with pytest.raises(InputError, match=re.escape("no camera 'side' in it (its cameras: cam_01.jpg, left camera.jpg, "
                                                    "IMG_0001.JPG, cam-02/frame_0001.jpg, cam-02x/frame_0001.jpg, or "
                                                    "COLMAP's image id: image 1, ...)")):

@@ -466,7 +466,8 @@ def _named_as(cameras: dict[str, Mapping], stem: str) -> tuple[str, Mapping] | N
     for rule in (lambda n, k: stem in (n.casefold(), k.casefold()),
                  lambda n, k: stem in {part.casefold() for part in PurePosixPath(n).parts[:-1]}
                  | {PurePosixPath(n).stem.casefold()},
-                 lambda n, k: bool(stem) and stem in _tokens(n) | _tokens(k)):
+                 lambda n, k: bool(stem) and stem in _tokens(n) | (set() if k.startswith("image ") else _tokens(k))):
+        # (a COLMAP image's key "image 1" is no word of a name: `--calibration-camera 1` took image 1, a review)
         named = [(n, e) for n, e in cameras.items() if rule(n, str(e.get("_key", "")))]
         if len(named) == 1:
             return named[0]
