@@ -104,13 +104,14 @@ def reconstruction_scale(tracks: Sequence[ViewTrack], min_overlap_s: float, max_
     least squares (a triangulation whose baseline is in the reconstruction's units); the pair
     gives ``sqrt(alpha beta)`` units a metre, where both are positive, within
     :data:`MAX_DEPTH_RATIO` of each other and the rays' points then lie within ``max_apart_m``
-    (median, metres), and the rays are not along one line (2 degrees or more from it on average). Per
-    pair of cameras the pair of tracks that meets nearest counts, of people standing still
-    (:data:`STILL_M`) where any pair is: a walker's rays read at clocks some tenths of a second
-    apart meet too, at another scale, which a person standing still cannot give (a review:
-    cameras 1.5 s apart, 25 % off); the scale is the median of those (log). The network's depths set it: where every camera's depths are 5 % too far, the
-    scale is 5 % too small (the people's sizes as the network sees them; a metric calibration's
-    baselines need no such trust).
+    (median, metres), and the rays are not along one line (2 degrees or more from it on
+    average). Per pair of cameras the pair of tracks that meets nearest counts, of people
+    standing still (:data:`STILL_M`) where any pair is: a walker's rays read at clocks some
+    tenths of a second apart meet too, at another scale, which a person standing still cannot
+    give (a review: cameras 1.5 s apart, 25 % off); the scale is the median of those (log). The
+    network's depths set it: where every camera's depths are 5 % too far, the scale is 5 % too
+    small (the people's sizes as the network sees them; a metric calibration's baselines need
+    no such trust).
 
     Args:
         tracks: every camera's tracks, as above.
