@@ -1188,6 +1188,108 @@ def test_a_lens_near_its_fold_keeps_the_border_opencv_inverts_and_loses_the_corn
     np.testing.assert_allclose(cal.distort_pixels(camera, at[3:]), corners[3:], atol=1e-6)
 
 
+def test_where_a_tangential_model_turns_back():
+    """The fold of a model with tangential terms, per direction about the axis: for radial terms
+    alone it is the radial turn in every direction (k1 -0.3: 1 / sqrt(0.9)); swapping p1 and p2
+    mirrors the model across the diagonal x = y (OpenCV's tangential terms: ``2 p1 x y + p2 (r^2 +
+    2 x^2)`` and ``p1 (r^2 + 2 y^2) + 2 p2 x y``), and with it the fold, direction phi going to
+    90 degrees - phi; a model whose Jacobian stays positive has none."""
+    k = ((160.0, 0.0, 191.5), (0.0, 160.0, 143.5), (0.0, 0.0, 1.0))
+    radial = LensCalibration((384, 288), k, (-0.3, 0.0, 0.0, 0.0, 0.0))
+    np.testing.assert_allclose(radial._fold_radii, 1 / np.sqrt(0.9), rtol=1e-9)
+    one, other = (LensCalibration((384, 288), k, d)._fold_radii for d in ((-0.25, 0.05, 0.05, -0.03),
+                                                                           (-0.25, 0.05, -0.03, 0.05)))
+    n = len(one)
+    turning = np.isfinite(one)
+    assert 0.05 < turning.mean() < 0.95 and np.nanmin(np.where(turning, one, np.nan)) < 1.3  # (in some directions)
+    np.testing.assert_allclose(other[(n // 4 - np.arange(n)) % n], one, rtol=1e-9)
+    wide = LensCalibration((384, 288), k, (-0.3, 0.1, 0.002, -0.001))
+    assert not wide.turns_back and np.isinf(wide._fold_radii).all()
+    assert not wide.beyond_fold(np.array([[0.5, 0.5], [30.0, -40.0]])).any()
+
+
+def _determinant_by_differences(cal: LensCalibration, points: np.ndarray, step: float = 1e-6) -> np.ndarray:
+    """The determinant of the whole pinhole model's Jacobian at normalised ``points`` ``(N, 2)``, by
+    central differences of ``cv2.projectPoints`` (independent of the model's own Jacobian)."""
+    def forward(p):
+        rays = np.concatenate([p, np.ones((len(p), 1))], 1)
+        return cv2.projectPoints(rays, np.zeros(3), np.zeros(3), np.eye(3), np.asarray(cal.distortion))[0].reshape(-1, 2)
+
+    dx = (forward(points + [step, 0]) - forward(points - [step, 0])) / (2 * step)
+    dy = (forward(points + [0, step]) - forward(points - [0, step])) / (2 * step)
+    return dx[:, 0] * dy[:, 1] - dx[:, 1] * dy[:, 0]
+
+
+def test_a_tangential_model_that_folds_shows_no_picture_mirrored(caplog):
+    """k1 -0.25 k2 0.05 with strong tangential terms (p1 0.05, p2 -0.05) folds over in the
+    picture's top right (a review: at f 160 on 384x288 3.5 % of the undistorted picture showed the
+    source mirrored, the border there undistorted onto rays past the fold). At f 400 the lens is
+    taken: a white source's undistorted picture is white only where the ray, and every ray on the
+    way to it from the axis, keeps the picture's orientation (the determinant of the model's
+    Jacobian above 0, by differences), black past the fold (with a scale of 0.3, which shows it);
+    the border pixels past it are left out with a warning, every other one going back through
+    OpenCV's projection onto itself, and a keypoint past the fold is not found. Pixels around the
+    picture are undistorted onto rays short of the fold, or NaN: over 500 of them OpenCV's
+    iteration took to rays past it. At f 160 over a quarter of the border lies past the fold:
+    refused in one line."""
+    import logging
+
+    from wbcap.export.openpose import _through_lens
+    from wbcap.io.undistort import Undistorter
+
+    distortion = (-0.25, 0.05, 0.05, -0.05)
+    with pytest.raises(InputError, match=r"^tan.yml: distortion .*: the lens model cannot be inverted over the whole "
+                                         r"picture \(at its edge it turns back, folding the picture over\)"):
+        Undistorter(LensCalibration((384, 288), ((160.0, 0.0, 191.5), (0.0, 160.0, 143.5), (0.0, 0.0, 1.0)),
+                                    distortion, file="tan.yml"), (384, 288))
+    cal = LensCalibration((384, 288), ((400.0, 0.0, 191.5), (0.0, 400.0, 143.5), (0.0, 0.0, 1.0)), distortion)
+    with caplog.at_level(logging.WARNING):
+        undistorter = Undistorter(cal, (384, 288))
+    assert re.search(r"0\.8 % of the source's border lies beyond what the lens model reaches \(at its corners: its "
+                     r"polynomial turns back before them\)", caplog.text)
+    assert undistorter.camera.focal[0] == pytest.approx(224.29, abs=0.01)  # (127 with the mirrored border)
+    for scale in (None, 0.3):  # (0.3: a picture reaching past the fold)
+        undistorter = Undistorter(dataclasses.replace(cal, scale=scale), (384, 288), quiet=True)
+        camera = undistorter.camera
+        white = undistorter(np.full((288, 384, 3), 255, np.uint8))[..., 0]
+        f, (cx, cy) = camera.focal[0], camera.princpt
+        rows, cols = np.mgrid[0:288, 0:384]
+        rays = np.stack([(cols + 0.5 - cx) / f, (rows + 0.5 - cy) / f], -1).reshape(-1, 2)
+        lit = white.reshape(-1) > 0
+        assert lit.mean() > 0.1  # (off-centre: strong tangential terms move the picture aside)
+        # every lit pixel's ray, and 40 rays on the way to it from the axis (a sample of 4000 pixels)
+        sample = np.random.default_rng(2).choice(np.flatnonzero(lit), 4000, replace=False)
+        way = (rays[sample][:, None, :] * np.linspace(0.025, 1.0, 40)[None, :, None]).reshape(-1, 2)
+        assert (_determinant_by_differences(cal, way) > 0).all()
+        # dark short of the fold only where the ray lands outside the source
+        dark = np.flatnonzero(~lit & ~cal.beyond_fold(rays))
+        source = cal.distort_pixels(camera, camera.princpt + f * rays[dark])
+        assert ((source < 0.1) | (source > np.array([384, 288]) - 0.1)).any(1).all()
+        folded = np.flatnonzero(_determinant_by_differences(cal, rays) <= 0)
+        assert (len(folded) > 1000 if scale else len(folded) == 0) and not lit[folded].any()
+    points = np.concatenate([camera.princpt + f * rays[folded[:1]], [camera.princpt]])  # (a keypoint past the fold)
+    assert _through_lens(cal, camera, points, np.ones(2, bool))[1].tolist() == [False, True]
+    border, reached = cal.border_reach
+    assert 0.99 < reached.mean() < 1
+    np.testing.assert_allclose(cal._through(border[reached]),
+                               (cal._border_pixels()[reached] - (191.5, 143.5)) / 400.0, atol=1e-9)
+    # pixels around the picture: each found on a ray short of the fold, going back onto itself; where
+    # OpenCV's iteration converged onto a ray past the fold (the pixel's only one), NaN
+    around = np.stack(np.meshgrid(np.linspace(-200, 600, 81), np.linspace(-200, 500, 71)), -1).reshape(-1, 2)
+    at = cal.undistort_pixels(camera, around)
+    found = np.isfinite(at).all(1)
+    rays = (at[found] - camera.princpt) / f
+    np.testing.assert_allclose(cal.distort_pixels(camera, at[found]), around[found], atol=1e-6)
+    ways = (rays[:, None, :] * np.linspace(0.025, 1.0, 40)[None, :, None]).reshape(-1, 2)
+    assert (_determinant_by_differences(cal, ways) > 0).all()
+    k = np.asarray(cal.matrix)
+    opencv = cv2.undistortPointsIter(around[~found].reshape(-1, 1, 2) - 0.5, k, np.asarray(distortion), None, None,
+                                     (3, 100, 1e-12)).reshape(-1, 2)
+    converged = np.abs(cal._through(opencv) - (around[~found] - 0.5 - k[:2, 2]) / 400.0).max(1) < 1e-10
+    ways = (opencv[converged][:, None, :] * np.linspace(0.025, 1.0, 40)[None, :, None]).reshape(-1, 2)
+    assert converged.sum() > 500 and (_determinant_by_differences(cal, ways) <= 0).reshape(-1, 40).any(1).all()
+
+
 def test_a_fisheye_past_90_degrees_is_refused_rather_than_shown_as_a_speck():
     """A fisheye whose corners lie just past 90 degrees (f 300 on 768x576, no coefficients: a
     review's run got a focal length of 1.2 px, people 244 times smaller, with warnings only) is

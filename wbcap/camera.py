@@ -1045,16 +1045,16 @@ class LensCalibration:
     def border_reach(self) -> tuple[np.ndarray, np.ndarray]:
         """The source picture's border (:meth:`_border_pixels`) undistorted, ``(N, 2)`` normalised
         points, and ``(N,)`` whether the lens model reaches each: its undistorted point is finite,
-        inside the range where the radial mapping grows (:attr:`fold_radius`: a point past it is
-        another ray's), and goes back through the lens onto the border pixel (to 0.05 px: the
+        short of where the lens model turns back along its ray (:meth:`beyond_fold`: a point past
+        it is another ray's), and goes back through the lens onto the border pixel (to 0.05 px: the
         undistortion converged). A fit's polynomial may turn back before the picture's corners
         (a GoPro HERO10's published Max 4:3 profile does, at one corner): those points are not
         reached, and :meth:`undistorted` leaves them out. Computed once (read-only arrays)."""
         pixels = self._border_pixels()
         border = self._normalised(pixels)
         reached = np.isfinite(border).all(1)
-        if reached.any() and self.fold_radius is not None:  # (OpenCV's iteration may land past the turn)
-            reached &= np.hypot(border[:, 0], border[:, 1]) < self.fold_radius
+        if reached.any() and self.turns_back:  # (OpenCV's iteration may land past the turn)
+            reached &= ~self.beyond_fold(border)
         if reached.any():
             back = self._project(np.concatenate([border[reached], np.ones((int(reached.sum()), 1))], 1))
             reached[reached] = np.abs(back - pixels[reached]).max(1) < 0.05
@@ -1106,7 +1106,9 @@ class LensCalibration:
         Newton's method on the whole model (:meth:`_newton`) from OpenCV's point and from the
         radial inverse (the converged one nearer the axis: the ray before any fold); where neither
         converges, OpenCV's point where it goes back within 0.05 px (as :attr:`border_reach`
-        checks), else NaN (a review: near a fold, points OpenCV had to 2e-5 px were lost)."""
+        checks), else NaN (a review: near a fold, points OpenCV had to 2e-5 px were lost). A point
+        past where the model turns back along its ray (:meth:`beyond_fold`) is another ray's, not
+        the pixel's: not taken from either."""
         import cv2
 
         k = np.asarray(self.matrix, np.float64)
@@ -1118,16 +1120,24 @@ class LensCalibration:
                                       criteria).reshape(-1, 2)
         with np.errstate(all="ignore"):
             error = np.abs(self._through(out) - distorted).max(1)
+        folds = self.turns_back
         missed = ~(error < 1e-10)
+        if folds:  # (OpenCV's point past the fold is another ray's: the pixel's own may lie before it)
+            missed |= self.beyond_fold(out)
         if missed.any():  # (Newton from OpenCV's point and from the radial inverse; the nearer the axis wins)
             d = distorted[missed]
             tries = np.stack([self._newton(d, out[missed]), self._newton(d, self._radial_inverse(d))])
-            radius = np.where(np.isfinite(tries).all(2), np.hypot(tries[..., 0], tries[..., 1]), np.inf)
-            best = tries[np.argmin(radius, 0), np.arange(len(d))]
+            found = np.isfinite(tries).all(2)
+            if folds:
+                found &= ~self.beyond_fold(tries.reshape(-1, 2)).reshape(found.shape)
+            radius = np.where(found, np.hypot(tries[..., 0], tries[..., 1]), np.inf)
+            pick = np.argmin(radius, 0)
+            best, found = tries[pick, np.arange(len(d))], found[pick, np.arange(len(d))]
             # (neither converged: OpenCV's point kept where it goes back within OpenCV's own 0.05 px, as before)
             near = error[missed] * min(k[0, 0], k[1, 1]) < 0.05
-            out[missed] = np.where(np.isfinite(best).all(1)[:, None], best,
-                                   np.where(near[:, None], out[missed], np.nan))
+            if folds:
+                near &= ~self.beyond_fold(out[missed])
+            out[missed] = np.where(found[:, None], best, np.where(near[:, None], out[missed], np.nan))
         return out
 
     def _radial_inverse(self, distorted: np.ndarray) -> np.ndarray:
@@ -1159,29 +1169,115 @@ class LensCalibration:
             out[ok] = uv.reshape(-1, 2)
         return out
 
+    def _through_jacobian(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_through` of ``points`` ``(N, 2)`` and its Jacobian ``(N, 2, 2)``, ``[i, a, b]`` the
+        derivative of the distorted point's coordinate ``a`` by the undistorted one's ``b``: OpenCV's
+        own (``cv2.projectPoints``'s derivative by the translation, which for the ray ``(x, y, 1)``
+        without rotation moves ``x / z`` and ``y / z`` alike). NaN in, NaN out."""
+        import cv2
+
+        out, jacobian = np.full(points.shape, np.nan), np.full((len(points), 2, 2), np.nan)
+        ok = np.isfinite(points).all(1)
+        if ok.any():
+            rays = np.concatenate([points[ok], np.ones((int(ok.sum()), 1))], 1)
+            uv, d = cv2.projectPoints(rays, np.zeros((3, 1)), np.zeros((3, 1)), np.eye(3), self._coefficients())
+            out[ok], jacobian[ok] = uv.reshape(-1, 2), d.reshape(-1, 2, d.shape[1])[:, :, 3:5]
+        return out, jacobian
+
+    #: :attr:`_fold_radii` samples the model along this many directions about its axis, at this many
+    #: angles off it evenly up to 90 degrees (0.35 degrees apart), before finding each turn by bisection.
+    FOLD_DIRECTIONS, FOLD_SAMPLES = 720, 256
+
+    @functools.cached_property
+    def _fold_radii(self) -> np.ndarray:
+        """``(FOLD_DIRECTIONS,)`` for the directions ``2 pi i / n`` about the axis (from ``x``
+        towards ``y``), the normalised radius (``x / z``) along each at which the whole pinhole
+        model first turns back: the determinant of its Jacobian (:meth:`_through_jacobian`) stops
+        being positive and finite, the picture folding over (a tangential, prism or tilt model's
+        fold need not be a circle); ``inf`` where it does not below 90 degrees. For a radial model
+        it is :attr:`fold_radius` in every direction. Computed once (about 0.1 s)."""
+        n = self.FOLD_DIRECTIONS
+        phi = np.arange(n) * (2 * math.pi / n)
+        ways = np.stack([np.cos(phi), np.sin(phi)], 1)
+        angles = np.linspace(0.0, math.pi / 2, self.FOLD_SAMPLES + 1)[1:-1]
+
+        def unfolded(angle: np.ndarray, which: np.ndarray) -> np.ndarray:
+            points = (np.tan(angle)[..., None] * ways[which][(slice(None),) + (None,) * (angle.ndim - 1)])
+            _, j = self._through_jacobian(points.reshape(-1, 2))
+            with np.errstate(all="ignore"):
+                det = j[:, 0, 0] * j[:, 1, 1] - j[:, 0, 1] * j[:, 1, 0]
+            return (det > 0).reshape(angle.shape)
+
+        everywhere = np.arange(n)
+        bad = ~unfolded(np.broadcast_to(angles, (n, len(angles))), everywhere)
+        turns = np.flatnonzero(bad.any(1))
+        radii = np.full(n, np.inf)
+        if len(turns):
+            first = bad[turns].argmax(1)
+            lo = np.where(first > 0, angles[np.maximum(first - 1, 0)], 0.0)
+            hi = angles[first]
+            for _ in range(40):  # (to 1e-12 of a radian)
+                mid = (lo + hi) / 2
+                good = unfolded(mid, turns)
+                lo, hi = np.where(good, mid, lo), np.where(good, hi, mid)
+            radii[turns] = np.tan(lo)
+        radii.flags.writeable = False
+        return radii
+
+    @property
+    def turns_back(self) -> bool:
+        """Whether the lens model turns back anywhere in front of the camera (:meth:`beyond_fold`)."""
+        if self.fisheye or self._radial_only:
+            return self.fold_radius is not None
+        return bool(np.isfinite(self._fold_radii).any())
+
+    def beyond_fold(self, points: np.ndarray) -> np.ndarray:
+        """Whether each undistorted normalised point ``(N, 2)`` (``x / z``, ``y / z``) lies at or past
+        where the lens model first turns back along its ray from the axis, ``(N,)`` bool: its
+        pixel is another ray's (the picture folded over: shown there, it is mirrored), as are
+        non-finite points. A radial model (the fisheye, or a pinhole of radial terms alone) by
+        :attr:`fold_radius`; others by :attr:`_fold_radii`, linear in the direction between the
+        two nearest sampled (0.5 degrees apart; where only one of them turns, its radius: a
+        review's ray between one that turns and one that does not lay past a shallow fold)."""
+        points = np.asarray(points, np.float64)
+        with np.errstate(all="ignore"):
+            radius = np.hypot(points[:, 0], points[:, 1])
+        if self.fisheye or self._radial_only:
+            fold = np.inf if self.fold_radius is None else self.fold_radius
+            return ~(radius < fold)
+        radii = self._fold_radii
+        n = len(radii)
+        at = np.arctan2(points[:, 1], points[:, 0]) % (2 * math.pi) * (n / (2 * math.pi))
+        at = np.where(np.isfinite(at), at, 0.0)
+        below = np.floor(at)
+        share = at - below
+        one, two = radii[below.astype(np.int64) % n], radii[(below.astype(np.int64) + 1) % n]
+        with np.errstate(all="ignore"):
+            fold = np.where(np.isfinite(one) & np.isfinite(two), one + share * (two - one), np.minimum(one, two))
+        return ~(radius < fold)
+
     def _newton(self, distorted: np.ndarray, start: np.ndarray, iterations: int = 30) -> np.ndarray:
         """The undistorted normalised points ``(N, 2)`` whose projection through the whole pinhole
         model (``cv2.projectPoints`` with an identity matrix: OpenCV's radial, tangential, prism and
-        tilt terms) is ``distorted``, by Newton's method (its 2 x 2 Jacobian by central
-        differences) from ``start`` (the radial inverse); NaN where ``start`` is, or where it does
-        not converge to 1e-10 (a point the model does not reach)."""
-        forward = self._through
+        tilt terms) is ``distorted``, by Newton's method (OpenCV's Jacobian:
+        :meth:`_through_jacobian`) from ``start``; NaN where ``start`` is, or where it does not
+        converge to 1e-10 (a point the model does not reach)."""
         out = np.full(distorted.shape, np.nan)
         live = np.flatnonzero(np.isfinite(start).all(1))
-        x, target, step = start[live].copy(), distorted[live], 1e-7
+        x, target = start[live].copy(), distorted[live]
         for _ in range(iterations):
-            residual = forward(x) - target
+            at, j = self._through_jacobian(x)
+            residual = at - target
             done = np.abs(residual).max(1) < 1e-12
             if done.all():
                 break
-            dx, dy = ((forward(x + step * e) - forward(x - step * e)) / (2 * step) for e in np.eye(2))
             with np.errstate(all="ignore"):  # (the 2 x 2 system by hand: a singular one, far out, gives NaN)
-                det = dx[:, 0] * dy[:, 1] - dy[:, 0] * dx[:, 1]
-                move = np.stack([dy[:, 1] * residual[:, 0] - dy[:, 0] * residual[:, 1],
-                                 dx[:, 0] * residual[:, 1] - dx[:, 1] * residual[:, 0]], 1) / det[:, None]
+                det = j[:, 0, 0] * j[:, 1, 1] - j[:, 0, 1] * j[:, 1, 0]
+                move = np.stack([j[:, 1, 1] * residual[:, 0] - j[:, 0, 1] * residual[:, 1],
+                                 j[:, 0, 0] * residual[:, 1] - j[:, 1, 0] * residual[:, 0]], 1) / det[:, None]
             x = np.where(done[:, None], x, x - move)
         with np.errstate(all="ignore"):
-            converged = np.isfinite(x).all(1) & (np.abs(forward(x) - target).max(1) < 1e-10)
+            converged = np.isfinite(x).all(1) & (np.abs(self._through(x) - target).max(1) < 1e-10)
         out[live[converged]] = x[converged]
         return out
 
@@ -1206,7 +1302,9 @@ class LensCalibration:
         taking a source picture of :attr:`image_size` to ``camera`` (:meth:`undistorted`): for
         ``cv2.remap(image, *maps, cv2.INTER_LINEAR)``. Where the lens model turns back
         (:attr:`fold_radius`: a wide fisheye's margins past the source's border), the tables
-        point outside the source: black, not the picture again."""
+        point outside the source: black, not the picture again (:meth:`beyond_fold`: a radial
+        model's :attr:`fold_radius`, or where a tangential, prism or tilt model folds, which a
+        review found showing 3.5 % of a picture mirrored)."""
         import cv2
 
         k = np.asarray(self.matrix, np.float64)
@@ -1217,10 +1315,11 @@ class LensCalibration:
                                                                cv2.CV_32FC1)
         else:
             map_x, map_y = cv2.initUndistortRectifyMap(k, self._coefficients(), None, new, (w, h), cv2.CV_32FC1)
-        if self.fold_radius is not None:
-            f, (cx, cy) = camera.focal[0], camera.princpt
-            xs, ys = (np.arange(w) + 0.5 - cx) / f, (np.arange(h) + 0.5 - cy) / f
-            beyond = np.hypot(xs[None, :], ys[:, None]) >= self.fold_radius
+        if self.turns_back:
+            (fx, fy), (cx, cy) = camera.focal, camera.princpt
+            xs, ys = (np.arange(w) + 0.5 - cx) / fx, (np.arange(h) + 0.5 - cy) / fy
+            grid = np.stack(np.broadcast_arrays(xs[None, :], ys[:, None]), -1).reshape(-1, 2)
+            beyond = self.beyond_fold(grid).reshape(h, w)
             map_x[beyond], map_y[beyond] = -10.0, -10.0
         return cv2.convertMaps(map_x, map_y, cv2.CV_16SC2)
 

@@ -201,15 +201,15 @@ def person_keypoints(person: Any, image_size: tuple[int, int], lens: Any = None)
 def _through_lens(calibration: Any, camera: Any, points: np.ndarray, front: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(points, front)`` of the undistorted picture (``camera``, ``(..., 2)`` pixels) in the
     source's pixels through ``calibration``'s lens; a point where the lens model turns back
-    (:attr:`~wbcap.camera.LensCalibration.fold_radius`: a wide fisheye's far periphery, where two
+    (:meth:`~wbcap.camera.LensCalibration.beyond_fold`: a wide fisheye's far periphery, where two
     rays would share a pixel) no longer ``front`` (written as not found); one merely outside the
     picture keeps its place (``c`` 0), as without a calibration."""
     with np.errstate(all="ignore"):
         normalised = (points - np.asarray(camera.princpt)) / np.asarray(camera.focal)
         radius = np.hypot(normalised[..., 0], normalised[..., 1])
     front = front & np.isfinite(radius)
-    if calibration.fold_radius is not None:
-        front &= radius < calibration.fold_radius
+    if calibration.turns_back:
+        front &= ~calibration.beyond_fold(normalised.reshape(-1, 2)).reshape(front.shape)
     return calibration.distort_pixels(camera, np.where(front[..., None], points, np.nan)), front
 
 

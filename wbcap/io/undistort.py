@@ -92,7 +92,7 @@ class Undistorter:
         if self.calibration.scale is None and self.calibration.distorts:
             reached = self.calibration.border_reach[1].mean()
             if reached < 1:  # (a fit that turns back before a corner: Gyroflow's HERO10 Max 4:3 profile)
-                why = ("its polynomial turns back before them" if self.calibration.fold_radius is not None
+                why = ("its polynomial turns back before them" if self.calibration.turns_back
                        else "they lie 90 degrees or more off its axis")
                 warning("%s%s: %.1f %% of the source's border lies beyond what the lens model reaches (at its "
                         "corners: %s); those pixels are left out", where, camera_name, 100 * (1 - reached), why)
