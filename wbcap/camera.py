@@ -1103,8 +1103,9 @@ class LensCalibration:
         converge (its point does not project back to 1e-10: a fixed-point iteration diverged at
         the edges of a wide lens whose radial terms alone undistort well, f 160 on 384 px, ``k1
         -0.3, k2 0.1`` with ``p1 0.002, p2 -0.001``, which was refused as turning back) by
-        Newton's method on the whole model (:meth:`_newton`) from OpenCV's point and from the
-        radial inverse (the converged one nearer the axis: the ray before any fold); where neither
+        Newton's method on the whole model (:meth:`_newton`) from OpenCV's point, from the radial
+        inverse, from the distorted point itself and from OpenCV's point pulled back short of the
+        fold (the converged one nearer the axis: the ray before any fold); where none
         converges, OpenCV's point where it goes back within 0.05 px (as :attr:`border_reach`
         checks), else NaN (a review: near a fold, points OpenCV had to 2e-5 px were lost). A point
         past where the model turns back along its ray (:meth:`beyond_fold`) is another ray's, not
@@ -1126,7 +1127,13 @@ class LensCalibration:
             missed |= self.beyond_fold(out)
         if missed.any():  # (Newton from OpenCV's point and from the radial inverse; the nearer the axis wins)
             d = distorted[missed]
-            tries = np.stack([self._newton(d, out[missed]), self._newton(d, self._radial_inverse(d))])
+            starts = [out[missed], self._radial_inverse(d), d]
+            if folds:  # (OpenCV's point pulled back along its ray short of the fold: a review's pixel whose
+                # own ray no other start reached)
+                with np.errstate(all="ignore"):
+                    pull = np.minimum(1.0, 0.98 * self._fold_along(starts[0]) / np.hypot(*starts[0].T))
+                starts.append(starts[0] * pull[:, None])
+            tries = self._newton(np.tile(d, (len(starts), 1)), np.concatenate(starts)).reshape(len(starts), *d.shape)
             found = np.isfinite(tries).all(2)
             if folds:
                 found &= ~self.beyond_fold(tries.reshape(-1, 2)).reshape(found.shape)
@@ -1185,8 +1192,25 @@ class LensCalibration:
         return out, jacobian
 
     #: :attr:`_fold_radii` samples the model along this many directions about its axis, at this many
-    #: angles off it evenly up to 90 degrees (0.35 degrees apart), before finding each turn by bisection.
+    #: angles off it evenly up to 90 degrees (0.35 degrees apart), and densely about where its radial
+    #: terms alone turn back, pass a pole or a zero (:meth:`_fold_hints`), before finding each turn
+    #: by bisection.
     FOLD_DIRECTIONS, FOLD_SAMPLES = 720, 256
+
+    def _fold_hints(self) -> np.ndarray:
+        """Angles off the axis (radians) about which the whole model's fold may be a thin ring that
+        even samples step over: where the radial terms alone turn back (:attr:`fold_radius`) and the
+        real roots of the rational radial factor's numerator ``1 + k1 r^2 + k2 r^4 + k3 r^6`` and
+        denominator ``1 + k4 r^2 + k5 r^4 + k6 r^6`` (a pole and a zero nearly shared: a ring of a
+        few pixels folded over, which a review found 256 samples missing); tangential, prism and
+        tilt terms add to the radial mapping, so they move such a ring little."""
+        d = list(self.distortion) + [0.0] * 14
+        radii = [] if self.fold_radius is None else [self.fold_radius]
+        for k3, k2, k1 in ((d[4], d[1], d[0]), (d[7], d[6], d[5])):
+            roots = np.roots(np.trim_zeros(np.array([k3, k2, k1, 1.0]), "f"))
+            s = roots.real[(np.abs(roots.imag) <= 1e-12 * np.abs(roots)) & (roots.real > 0)]
+            radii.extend(np.sqrt(s))
+        return np.arctan(np.asarray(radii, np.float64))
 
     @functools.cached_property
     def _fold_radii(self) -> np.ndarray:
@@ -1194,12 +1218,19 @@ class LensCalibration:
         towards ``y``), the normalised radius (``x / z``) along each at which the whole pinhole
         model first turns back: the determinant of its Jacobian (:meth:`_through_jacobian`) stops
         being positive and finite, the picture folding over (a tangential, prism or tilt model's
-        fold need not be a circle); ``inf`` where it does not below 90 degrees. For a radial model
-        it is :attr:`fold_radius` in every direction. Computed once (about 0.1 s)."""
+        fold need not be a circle); ``inf`` where it does not below 90 degrees. For radial terms
+        alone it is their turn (:attr:`fold_radius`, here to 1e-12 rad) in every direction.
+        Sampled at :data:`FOLD_SAMPLES` angles and at 41 within 0.03 rad of each of
+        :meth:`_fold_hints` (down to 1e-9 rad apart), the turn then found by bisection between the
+        last sample where the determinant is positive and the next. Computed once (about 0.1 s)."""
         n = self.FOLD_DIRECTIONS
         phi = np.arange(n) * (2 * math.pi / n)
         ways = np.stack([np.cos(phi), np.sin(phi)], 1)
-        angles = np.linspace(0.0, math.pi / 2, self.FOLD_SAMPLES + 1)[1:-1]
+        near = np.geomspace(1e-9, 0.03, 20)
+        hints = self._fold_hints()
+        angles = np.unique(np.concatenate([np.linspace(0.0, math.pi / 2, self.FOLD_SAMPLES + 1)[1:-1],
+                                           (hints[:, None] + np.concatenate([-near, [0.0], near])).reshape(-1)]))
+        angles = angles[(angles > 0) & (angles < math.pi / 2)]
 
         def unfolded(angle: np.ndarray, which: np.ndarray) -> np.ndarray:
             points = (np.tan(angle)[..., None] * ways[which][(slice(None),) + (None,) * (angle.ndim - 1)])
@@ -1236,46 +1267,73 @@ class LensCalibration:
         where the lens model first turns back along its ray from the axis, ``(N,)`` bool: its
         pixel is another ray's (the picture folded over: shown there, it is mirrored), as are
         non-finite points. A radial model (the fisheye, or a pinhole of radial terms alone) by
-        :attr:`fold_radius`; others by :attr:`_fold_radii`, linear in the direction between the
-        two nearest sampled (0.5 degrees apart; where only one of them turns, its radius: a
-        review's ray between one that turns and one that does not lay past a shallow fold)."""
+        :attr:`fold_radius`; others by :attr:`_fold_radii`, the nearer of the two nearest
+        directions sampled (0.5 degrees apart; linear between them, a review found, put rays
+        between one whose fold is near and one whose fold is far, or none, past the fold)."""
         points = np.asarray(points, np.float64)
         with np.errstate(all="ignore"):
-            radius = np.hypot(points[:, 0], points[:, 1])
+            return ~(np.hypot(points[:, 0], points[:, 1]) < self._fold_along(points))
+
+    def _fold_along(self, points: np.ndarray) -> np.ndarray:
+        """``(N,)`` the normalised radius at which the model first turns back along each point's
+        direction from the axis (inf: nowhere; :meth:`beyond_fold`)."""
         if self.fisheye or self._radial_only:
-            fold = np.inf if self.fold_radius is None else self.fold_radius
-            return ~(radius < fold)
+            return np.full(len(points), np.inf if self.fold_radius is None else self.fold_radius)
         radii = self._fold_radii
         n = len(radii)
-        at = np.arctan2(points[:, 1], points[:, 0]) % (2 * math.pi) * (n / (2 * math.pi))
-        at = np.where(np.isfinite(at), at, 0.0)
-        below = np.floor(at)
-        share = at - below
-        one, two = radii[below.astype(np.int64) % n], radii[(below.astype(np.int64) + 1) % n]
         with np.errstate(all="ignore"):
-            fold = np.where(np.isfinite(one) & np.isfinite(two), one + share * (two - one), np.minimum(one, two))
-        return ~(radius < fold)
+            at = np.arctan2(points[:, 1], points[:, 0]) % (2 * math.pi) * (n / (2 * math.pi))
+        below = np.floor(np.where(np.isfinite(at), at, 0.0)).astype(np.int64)
+        return np.minimum(radii[below % n], radii[(below + 1) % n])
+
+    @property
+    def _nearest_fold(self) -> float:
+        """The smallest normalised radius at which the model turns back in any direction (inf: none)."""
+        if self.fisheye or self._radial_only:
+            return math.inf if self.fold_radius is None else self.fold_radius
+        return float(self._fold_radii.min())
 
     def _newton(self, distorted: np.ndarray, start: np.ndarray, iterations: int = 30) -> np.ndarray:
         """The undistorted normalised points ``(N, 2)`` whose projection through the whole pinhole
         model (``cv2.projectPoints`` with an identity matrix: OpenCV's radial, tangential, prism and
         tilt terms) is ``distorted``, by Newton's method (OpenCV's Jacobian:
-        :meth:`_through_jacobian`) from ``start``; NaN where ``start`` is, or where it does not
-        converge to 1e-10 (a point the model does not reach)."""
+        :meth:`_through_jacobian`) from ``start``, each step halved (up to 12 times) until it
+        brings the point nearer (a review: undamped steps from every start overshot, 1447 pixels
+        around a 14-coefficient lens's picture had no ray) and, from a start short of the fold,
+        keeps it short of the fold (:meth:`beyond_fold`: the pixel's own ray, not another's);
+        NaN where ``start`` is, or where it does not converge to 1e-10 (a point the model does
+        not reach)."""
         out = np.full(distorted.shape, np.nan)
         live = np.flatnonzero(np.isfinite(start).all(1))
         x, target = start[live].copy(), distorted[live]
+        folds = self.turns_back
+        keep = ~self.beyond_fold(x) if folds else np.zeros(len(x), bool)
         for _ in range(iterations):
             at, j = self._through_jacobian(x)
             residual = at - target
-            done = np.abs(residual).max(1) < 1e-12
+            size = np.abs(residual).max(1)
+            done = size < 1e-12
             if done.all():
                 break
             with np.errstate(all="ignore"):  # (the 2 x 2 system by hand: a singular one, far out, gives NaN)
                 det = j[:, 0, 0] * j[:, 1, 1] - j[:, 0, 1] * j[:, 1, 0]
                 move = np.stack([j[:, 1, 1] * residual[:, 0] - j[:, 0, 1] * residual[:, 1],
                                  j[:, 0, 0] * residual[:, 1] - j[:, 1, 0] * residual[:, 0]], 1) / det[:, None]
-            x = np.where(done[:, None], x, x - move)
+            step = np.where(done, 0.0, 1.0)
+            for _ in range(13):
+                trial = x - step[:, None] * move
+                with np.errstate(all="ignore"):
+                    worse = ~(np.abs(self._through(trial) - target).max(1) < size)
+                if folds:
+                    worse |= keep & self.beyond_fold(trial)
+                worse &= step > 0
+                if not worse.any():
+                    break
+                step = np.where(worse, step / 2, step)
+            moved = (step > 0) & ~worse  # (no step of 1/4096 brings it nearer: it stays, and is not found)
+            if not moved.any():
+                break
+            x = np.where(moved[:, None], x - step[:, None] * move, x)
         with np.errstate(all="ignore"):
             converged = np.isfinite(x).all(1) & (np.abs(self._through(x) - target).max(1) < 1e-10)
         out[live[converged]] = x[converged]
@@ -1315,12 +1373,15 @@ class LensCalibration:
                                                                cv2.CV_32FC1)
         else:
             map_x, map_y = cv2.initUndistortRectifyMap(k, self._coefficients(), None, new, (w, h), cv2.CV_32FC1)
-        if self.turns_back:
+        if self.turns_back:  # (by bands of rows, the pixels past the nearest fold only: a review's 4000x3000
+            # picture took 1.1 GB at once)
             (fx, fy), (cx, cy) = camera.focal, camera.princpt
             xs, ys = (np.arange(w) + 0.5 - cx) / fx, (np.arange(h) + 0.5 - cy) / fy
-            grid = np.stack(np.broadcast_arrays(xs[None, :], ys[:, None]), -1).reshape(-1, 2)
-            beyond = self.beyond_fold(grid).reshape(h, w)
-            map_x[beyond], map_y[beyond] = -10.0, -10.0
+            for top in range(0, h, 256):
+                band = ys[top:top + 256]
+                rows, cols = np.nonzero(np.hypot(xs[None, :], band[:, None]) >= self._nearest_fold)
+                beyond = self.beyond_fold(np.stack([xs[cols], band[rows]], 1))
+                map_x[top + rows[beyond], cols[beyond]] = map_y[top + rows[beyond], cols[beyond]] = -10.0
         return cv2.convertMaps(map_x, map_y, cv2.CV_16SC2)
 
     def distort_pixels(self, camera: ImageCamera, pixels: np.ndarray) -> np.ndarray:
