@@ -1125,7 +1125,7 @@ class LensCalibration:
         missed = ~(error < 1e-10)
         if folds:  # (OpenCV's point past the fold is another ray's: the pixel's own may lie before it)
             missed |= self.beyond_fold(out)
-        if missed.any():  # (Newton from OpenCV's point and from the radial inverse; the nearer the axis wins)
+        if missed.any():  # (Newton from four starts at once; the converged point nearest the axis wins)
             d = distorted[missed]
             starts = [out[missed], self._radial_inverse(d), d]
             if folds:  # (OpenCV's point pulled back along its ray short of the fold: a review's pixel whose
@@ -1140,7 +1140,7 @@ class LensCalibration:
             radius = np.where(found, np.hypot(tries[..., 0], tries[..., 1]), np.inf)
             pick = np.argmin(radius, 0)
             best, found = tries[pick, np.arange(len(d))], found[pick, np.arange(len(d))]
-            # (neither converged: OpenCV's point kept where it goes back within OpenCV's own 0.05 px, as before)
+            # (none converged: OpenCV's point kept where it goes back within OpenCV's own 0.05 px, as before)
             near = error[missed] * min(k[0, 0], k[1, 1]) < 0.05
             if folds:
                 near &= ~self.beyond_fold(out[missed])
