@@ -1316,8 +1316,8 @@ def test_a_tangential_model_that_folds_shows_no_picture_mirrored(caplog):
     cal = LensCalibration((384, 288), ((400.0, 0.0, 191.5), (0.0, 400.0, 143.5), (0.0, 0.0, 1.0)), distortion)
     with caplog.at_level(logging.WARNING):
         undistorter = Undistorter(cal, (384, 288))
-    assert re.search(r"0\.8 % of the source's border lies beyond what the lens model reaches \(at its corners: its "
-                     r"polynomial turns back before them\)", caplog.text)
+    assert re.search(r"0\.8 % of the source's border lies beyond what the lens model reaches \(its model turns back "
+                     r"before them: a fold, as at a corner, or where tangential terms bend it\)", caplog.text)
     assert undistorter.camera.focal[0] == pytest.approx(224.29, abs=0.01)  # (127 with the mirrored border)
     for scale in (None, 0.3):  # (0.3: a picture reaching past the fold)
         undistorter = Undistorter(dataclasses.replace(cal, scale=scale), (384, 288), quiet=True)

@@ -92,10 +92,10 @@ class Undistorter:
         if self.calibration.scale is None and self.calibration.distorts:
             reached = self.calibration.border_reach[1].mean()
             if reached < 1:  # (a fit that turns back before a corner: Gyroflow's HERO10 Max 4:3 profile)
-                why = ("its polynomial turns back before them" if self.calibration.turns_back
-                       else "they lie 90 degrees or more off its axis")
-                warning("%s%s: %.1f %% of the source's border lies beyond what the lens model reaches (at its "
-                        "corners: %s); those pixels are left out", where, camera_name, 100 * (1 - reached), why)
+                why = ("its model turns back before them: a fold, as at a corner, or where tangential terms bend "
+                       "it" if self.calibration.turns_back else "at its corners, 90 degrees or more off its axis")
+                warning("%s%s: %.1f %% of the source's border lies beyond what the lens model reaches (%s); those "
+                        "pixels are left out", where, camera_name, 100 * (1 - reached), why)
         self.lens_scale = scale = self.camera.focal[0] / min(self.calibration.matrix[0][0],
                                                              self.calibration.matrix[1][1])
         if scale < 0.5 and calibration.scale is None:  # (a very wide lens: a break-it review's 168-degree fisheye
