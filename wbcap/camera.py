@@ -1044,17 +1044,15 @@ class LensCalibration:
     @functools.cached_property
     def border_reach(self) -> tuple[np.ndarray, np.ndarray]:
         """The source picture's border (:meth:`_border_pixels`) undistorted, ``(N, 2)`` normalised
-        points, and ``(N,)`` whether the lens model reaches each: its undistorted point is finite,
-        short of where the lens model turns back along its ray (:meth:`beyond_fold`: a point past
-        it is another ray's), and goes back through the lens onto the border pixel (to 0.05 px: the
+        points, and ``(N,)`` whether the lens model reaches each: its undistorted point is finite
+        (:meth:`_normalised` gives none at or past where the model turns back along its ray,
+        :meth:`beyond_fold`: such a point is another ray's), and goes back through the lens onto the border pixel (to 0.05 px: the
         undistortion converged). A fit's polynomial may turn back before the picture's corners
         (a GoPro HERO10's published Max 4:3 profile does, at one corner): those points are not
         reached, and :meth:`undistorted` leaves them out. Computed once (read-only arrays)."""
         pixels = self._border_pixels()
         border = self._normalised(pixels)
         reached = np.isfinite(border).all(1)
-        if reached.any() and self.turns_back:  # (OpenCV's iteration may land past the turn)
-            reached &= ~self.beyond_fold(border)
         if reached.any():
             back = self._project(np.concatenate([border[reached], np.ones((int(reached.sum()), 1))], 1))
             reached[reached] = np.abs(back - pixels[reached]).max(1) < 0.05
