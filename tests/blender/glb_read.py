@@ -1,11 +1,14 @@
 """Import a GLB with Blender's own glTF importer and report its animated, skinned mesh (run by
-tests/test_export_blender.py in a subprocess: ``python glb_read.py FILE.glb OUT_DIR``).
+tests/test_export_blender.py in a subprocess: ``python glb_read.py FILE.glb OUT_DIR [RATE]``).
 
-The scene keeps Blender's factory rate (24 fps, ``fps_base`` 1) as a user's would, so a 25 or
-29.97 fps clip's keys fall between frames: the importer puts a key at time ``t`` on frame
+Without ``RATE`` the scene keeps Blender's factory rate (24 fps, ``fps_base`` 1) as a user's would,
+so a 25 or 29.97 fps clip's keys fall between frames: the importer puts a key at time ``t`` on frame
 ``t * fps * fps_base`` (``io_scene_gltf2/blender/imp/animation_node.py``), and the mesh is
 evaluated there with ``scene.frame_set(floor(f), subframe=f - floor(f))``; times are reported
-back as ``frame / (fps * fps_base)``.
+back as ``frame / (fps * fps_base)``. With ``RATE`` (the clip's frames per second), the README's
+recipe for importing a GLB at its own rate (Animation files): ``fps = round(RATE)``, ``fps_base =
+RATE / fps`` while importing (so that ``fps * fps_base`` is the rate), then ``fps_base = fps /
+RATE`` (the scene plays at ``fps / fps_base``); times are reported as ``frame / RATE``.
 
 Importer options: factory defaults except ``disable_bone_shape=True`` (no helper "Icosphere"
 mesh). One work-around, as :mod:`wbcap.export.blender_fbx` does: Blender clamps shape-key
@@ -127,12 +130,18 @@ def report(out_dir: Path, frame_to_time: Any, extra: dict[str, Any] | None = Non
 
 def main(argv: list[str]) -> None:
     path, out_dir = argv[0], Path(argv[1])
+    clip_rate = float(argv[2]) if len(argv) > 2 else None
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
+    if clip_rate is not None:  # (the README's recipe, as a user types it)
+        scene.render.fps = round(clip_rate)
+        scene.render.fps_base = clip_rate / round(clip_rate)
     if bpy.ops.import_scene.gltf(filepath=path, disable_bone_shape=True) != {"FINISHED"}:
         raise SystemExit(f"glTF import failed: {path}")
     widen_sliders()
     rate = scene.render.fps * scene.render.fps_base  # the importer's frames per second
+    if clip_rate is not None:
+        scene.render.fps_base = round(clip_rate) / clip_rate
     report(out_dir, lambda f: f / rate)
 
 
