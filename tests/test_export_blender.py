@@ -392,7 +392,9 @@ def test_fbx_of_a_clip_starting_between_frames_keeps_the_rows_times(blender, set
                   last_time=float(odd.times[-1]))
     assert [r.getMessage() for r in caplog.records if r.name == "wbcap.export.fbx" and r.levelno >= logging.WARNING] == [
         "odd.fbx: FBX keys lie on whole frames of 100 fps and the clip's first row (0.0037 s) falls between two, so "
-        "its keys are 0.0037 s earlier than the GLB's and the npz's (a --start on the --every grid keeps them)"]
+        "its keys are 0.0037 s earlier than the GLB's and the npz's (the rows keep their own times: a variable-rate "
+        "video's tracks each begin at the time of their first frame; a constant-rate video's rows lie on its frames "
+        "unless a --start is off the --every grid)"]
 
 
 def test_fbx_of_a_clip_hours_into_the_source(blender, setup):

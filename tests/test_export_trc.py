@@ -294,6 +294,68 @@ def test_a_trc_of_wbcap_before_its_hip_marker_is_still_wbcaps(tmp_path):
     assert not written_by_wbcap(other) and not written_by_wbcap(resaved)
 
 
+def _marker_arrays(body_layer, times: np.ndarray, fps: float) -> dict:
+    """One AMASS piece of random poses at ``times`` (seconds), ``fps`` rows a second, every row seen."""
+    import torch
+
+    from wbcap.export.amass import amass_arrays
+
+    n = len(times)
+    left, right = body_layer.hands_mean()
+    rest = body_layer.rest_root(torch.zeros(1, 10)).numpy()[0]
+    rng = np.random.default_rng(0)
+    return amass_arrays(
+        global_orient=rng.normal(0, 0.2, (n, 3)), body_pose=rng.normal(0, 0.2, (n, 63)), jaw_pose=np.zeros((n, 3)),
+        left_hand_pose=np.zeros((n, 45)), right_hand_pose=np.zeros((n, 45)), transl=np.tile([0, 0, 3.0], (n, 1)),
+        betas=np.zeros(10), expression=np.zeros((n, 10)), hands_mean=(left, right), rest_root=rest, fps=fps,
+        times=np.asarray(times, np.float64), frame_indices=np.round(np.asarray(times) * fps).astype(np.int64),
+        valid=np.ones(n, bool), gender="neutral")
+
+
+def test_a_c3d_start_its_header_cannot_number_or_hold_is_said(tmp_path, body_layer, caplog):
+    """C3D's header numbers whole frames, 1 to 65535. A piece 550 s into a 120 fps video (frame
+    66000: a biomechanics researcher's trial, where the C3D began at 0 s without a word) starts at
+    frame 0 with a warning, as does one before 0 s (a fusion's clock); a first row between two
+    frames (`--every 3` from 30.1 s of a 10 fps video: the file's times 0.1 s early, in the same
+    trial) is said with the shift; one within a millisecond of a frame (timestamps rounded to
+    milliseconds) is not. py-c3d reads every file's frames, WBCAP:START_TIME its first row's time."""
+    import ezc3d
+
+    from wbcap.export.animation import AnimationExport, write_animations
+
+    ntsc = 30000 / 1001
+    cases = {"late": (550 + np.arange(4) / 120, 120.0), "before": (-0.4 + np.arange(4) / 30, 30.0),
+             "off_grid": (30.1 + np.arange(4) * 0.3, 10 / 3), "ms": (np.round((1 + np.arange(4)) / ntsc, 3), ntsc)}
+    warned = {}
+    for name, (times, fps) in cases.items():
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="wbcap"):
+            write_animations(tmp_path, name, _marker_arrays(body_layer, times, fps), body_layer,
+                             AnimationExport(formats=("trc", "c3d")))
+        warned[name] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warned["late"] == [
+        "late.c3d: its first row (550 s) is frame 66000 of 120 fps and its last 66003, past the 65535 frames C3D's "
+        "16-bit header numbers: "
+        "its frames are numbered from 0, so C3D tools show its times and its events' from 0 s; WBCAP:START_TIME holds "
+        "its start, and its TRC the source's times"]
+    assert warned["before"] == [
+        "before.c3d: its first row (-0.4 s) is before 0 s: its frames are numbered from 0, so C3D tools show its times "
+        "and its events' from 0 s; WBCAP:START_TIME holds its start, and its TRC the source's times"]
+    assert warned["off_grid"] == [
+        "off_grid.c3d: C3D numbers whole frames of 3.33333 fps and the first row (30.1 s) falls between two, so the "
+        "file's times are 0.1 s earlier than the npz's and the TRC's (WBCAP:START_TIME holds the first row's) (the "
+        "rows keep their own times: a variable-rate video's tracks each begin at the time of their first frame; a "
+        "constant-rate video's rows lie on its frames unless a --start is off the --every grid)"]
+    assert warned["ms"] == []
+    firsts = {}
+    for name in cases:
+        reader, points, _ = read_c3d(tmp_path / f"{name}.c3d")
+        firsts[name] = (reader.first_frame, reader.last_frame, len(points))
+        start = ezc3d.c3d(str(tmp_path / f"{name}.c3d"))["parameters"]["WBCAP"]["START_TIME"]["value"][0]
+        assert start == pytest.approx(cases[name][0][0], abs=1e-4)
+    assert firsts == {"late": (1, 4, 4), "before": (1, 4, 4), "off_grid": (101, 104, 4), "ms": (2, 5, 4)}
+
+
 def test_c3d_goes_where_ezc3d_cannot_name_the_folder_and_not_past_its_frame_limit(tmp_path, body_layer, monkeypatch,
                                                                                      caplog):
     """A folder named in bytes that are not UTF-8 gets its C3D (ezc3d's binding refused the name:
@@ -301,22 +363,12 @@ def test_c3d_goes_where_ezc3d_cannot_name_the_folder_and_not_past_its_frame_limi
     no C3D (ezc3d wrote 65535 of 70000 frames without a word), its TRC every row."""
     import os
 
-    import torch
-
     import wbcap.export.c3d_file as c3d_file
-    from wbcap.export.amass import amass_arrays
     from wbcap.export.animation import AnimationExport, write_animations
 
     caplog.set_level("WARNING", logger="wbcap")  # (the INFO lines name the folder: xdist cannot send lone surrogates)
     n = 5
-    left, right = body_layer.hands_mean()
-    rest = body_layer.rest_root(torch.zeros(1, 10)).numpy()[0]
-    rng = np.random.default_rng(0)
-    arrays = amass_arrays(
-        global_orient=rng.normal(0, 0.2, (n, 3)), body_pose=rng.normal(0, 0.2, (n, 63)), jaw_pose=np.zeros((n, 3)),
-        left_hand_pose=np.zeros((n, 45)), right_hand_pose=np.zeros((n, 45)), transl=np.tile([0, 0, 3.0], (n, 1)),
-        betas=np.zeros(10), expression=np.zeros((n, 10)), hands_mean=(left, right), rest_root=rest, fps=30.0,
-        times=3.6 + np.arange(n) / 30, frame_indices=108 + np.arange(n), valid=np.ones(n, bool), gender="neutral")
+    arrays = _marker_arrays(body_layer, 3.6 + np.arange(n) / 30, 30.0)
     odd = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9"))
     odd.mkdir()
     written = write_animations(odd, "track_0", arrays, body_layer, AnimationExport(formats=("trc", "c3d")))

@@ -13,9 +13,13 @@ kineticstoolkit, py-c3d) read.
   ``_part<k>`` files. The header's first frame is the first row's frame on the source's clock
   (``round(time * RATE)``, counted from 0 as readers that take it for the trial's start do:
   kineticstoolkit's time is ``first_frame / RATE`` on), so C3D tools show the source's time, to
-  within half a row where the rows are not on that grid (``--every 2`` from an odd frame); a
-  piece that would end past C3D's 16-bit frame numbers (after 36 min at 30 fps) starts at frame
-  0, its tools' times from 0. ``WBCAP:START_TIME`` holds the first row's time in seconds either
+  within half a row where the rows are not on that grid (``--every 2`` from a frame off its
+  grid, a variable-rate video's track: said in a warning, :data:`~wbcap.export.clip.OFF_GRID_WHY`);
+  a piece that would end past C3D's 16-bit frame numbers (after 36 min at 30 fps; 9 min at 120)
+  or begin before 0 s (a fusion's clock) starts at frame 0, its tools' times and its events' from
+  0, also said in a warning. (Vicon's ``TRIAL:ACTUAL_START_FIELD``, two 16-bit words, could hold
+  a later start, but py-c3d 0.6 reads its high word as 65535 frames and then reads one frame past
+  the file's end, with a warning: not written.) ``WBCAP:START_TIME`` holds the first row's time in seconds either
   way (C3D's parameters are 32-bit floats: within 0.25 ms up to an hour; a rate of 29.97002997
   is kept as 29.970030). A C3D file holds at most :data:`C3D_MAX_FRAMES` frames (its
   header's frame numbers are 16-bit; ezc3d reads no more): a longer piece of a track gets no
@@ -50,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from wbcap.body.markers import MARKER_NAMES, marker_descriptions, marker_positions
-from wbcap.export.clip import MotionClip, npz_frame_joints
+from wbcap.export.clip import OFF_GRID_WHY, MotionClip, npz_frame_joints
 from wbcap.world.contact import FOOT_STRIKE, foot_events
 
 logger = logging.getLogger(__name__)
@@ -101,8 +105,7 @@ def write_c3d(path: str | Path, body: Any, clip: MotionClip, joints: np.ndarray 
     data = np.ones((4, m, t))
     data[:3] = millimetres.transpose(2, 1, 0)
     c3d["data"]["points"] = data
-    first = round(float(clip.times[0]) * float(clip.fps))
-    first = first if first >= 0 and first + t <= C3D_MAX_FRAMES else 0
+    first = _first_frame(final_path(path).name, float(clip.times[0]), float(clip.fps), t)
     c3d["header"]["points"]["first_frame"] = first
     for row, side, event in foot_events(contact) if contact is not None else ():
         seconds = (first + row) / float(clip.fps)
@@ -128,6 +131,29 @@ def write_c3d(path: str | Path, body: Any, clip: MotionClip, joints: np.ndarray 
         _trim_empty_block(tmp)
     logger.info("wrote %s (%d frame%s, %d markers)", final_path(path), t, "" if t == 1 else "s", m)
     return Path(path)
+
+
+def _first_frame(name: str, start: float, rate: float, frames: int) -> int:
+    """The header's first frame (0-based) of a piece of ``frames`` rows whose first is at ``start``
+    seconds, ``rate`` rows a second: ``round(start * rate)``, or 0 where the header cannot number
+    it; a warning where it moves the file's times (module docstring)."""
+    from wbcap.export.blender_fbx import grid_miss
+
+    first = round(start * rate)
+    if first < 0 or first + frames > C3D_MAX_FRAMES:
+        where = ("is before 0 s" if first < 0 else
+                 f"is frame {first} of {rate:g} fps and its last {first + frames - 1}, past the {C3D_MAX_FRAMES} "
+                 "frames C3D's 16-bit header numbers")
+        logger.warning("%s: its first row (%.4g s) %s: its frames are numbered from 0, so C3D tools show its times "
+                       "and its events' from 0 s; WBCAP:START_TIME holds its start, and its TRC the source's times",
+                       name, start, where)
+        return 0
+    if grid_miss(start, rate):  # (within a millisecond of a frame counts as on it, as for the FBX)
+        shift = first / rate - start
+        logger.warning("%s: C3D numbers whole frames of %g fps and the first row (%.4g s) falls between two, so the "
+                       "file's times are %.4g s %s than the npz's and the TRC's (WBCAP:START_TIME holds the first "
+                       "row's) %s", name, rate, start, abs(shift), "later" if shift > 0 else "earlier", OFF_GRID_WHY)
+    return first
 
 
 def _trim_empty_block(path: Path) -> None:

@@ -29,13 +29,19 @@ from wbcap.body.pose_layout import POSE_SLICES
 from wbcap.camera import YUP_FROM_OPENCV, ZUP_FROM_OPENCV, rotate_root_np, rotation_array
 from wbcap.camera import YUP_FROM_ZUP as _YUP_FROM_ZUP
 
-__all__ = ["YUP_FROM_ZUP", "MotionClip", "Up", "clip_from_amass", "npz_frame_joints", "smplx_rows"]
+__all__ = ["OFF_GRID_WHY", "YUP_FROM_ZUP", "MotionClip", "Up", "clip_from_amass", "npz_frame_joints", "smplx_rows"]
 
 Up = Literal["y", "z"]
 
 #: Rotation taking the z-up world to the y-up world: ``x' = x``, ``y' = z``, ``z' = -y``
 #: (:data:`wbcap.camera.YUP_FROM_ZUP` as a read-only array).
 YUP_FROM_ZUP = rotation_array(_YUP_FROM_ZUP)
+
+#: Why a clip's first row can lie between two frames of its rate, so that a format keyed on whole
+#: frames (an FBX, a C3D's first frame) cannot start on it: the end of their warnings.
+OFF_GRID_WHY = ("(the rows keep their own times: a variable-rate video's tracks each begin at the time of "
+                "their first frame; a constant-rate video's rows lie on its frames unless a --start is off the "
+                "--every grid)")
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,7 @@ from pathlib import Path
 from wbcap.atomic import atomic_path, final_path
 from wbcap.errors import InputError, WbcapError
 from wbcap.export.blender_fbx import EXIT_NO_BPY, grid_miss, key_step
+from wbcap.export.clip import OFF_GRID_WHY
 from wbcap.temp_folders import temp_folder
 
 __all__ = ["CRASHED", "INSTALL_HINT", "UNDER_A_MEMORY_LIMIT", "blender_available", "bpy_fix", "bpy_import_error",
@@ -318,6 +319,6 @@ def write_fbx(glb_path: str | Path, fbx_path: str | Path, *, fps: float, first_t
     shift = 0.0 if first_time is None else grid_shift(first_time, fps * step)
     if shift:
         logger.warning("%s: FBX keys lie on whole frames of %g fps and the clip's first row (%.4g s) falls between two, "
-                       "so its keys are %.4g s %s than the GLB's and the npz's (a --start on the --every grid keeps them)",
+                       "so its keys are %.4g s %s than the GLB's and the npz's " + OFF_GRID_WHY,
                        final_path(out).name, fps * step, first_time, abs(shift), "later" if shift > 0 else "earlier")
     return out
