@@ -100,11 +100,15 @@ def test_weights_help_says_detectors_too():
         assert "checkpoints and person detectors" in text, text
 
 
-def test_missing_checkpoint_message_names_places_and_fix():
+def test_missing_checkpoint_message_names_places_and_fix(monkeypatch):
+    """The places looked in and the fixes, the variable too while it is not set (a biomechanics
+    researcher's trial set another name and was not told which one wbcap reads)."""
+    monkeypatch.delenv("WBCAP_WEIGHTS", raising=False)
     with pytest.raises(CheckpointError) as info:
         find_checkpoint()
     msg = str(info.value)
     assert str(weights_dir()) in msg and "wbcap weights import hand4whole" in msg and "\n" not in msg
+    assert msg.endswith("(or pass checkpoint FILE, or set WBCAP_WEIGHTS to the file or its folder)")
 
 
 def test_a_renamed_checkpoint_where_wbcap_looks_is_named_with_its_import(tmp_path, micro_ckpt, monkeypatch):

@@ -165,7 +165,8 @@ def find_checkpoint(path: str | Path | None = None, name: str | None = None, opt
     below = checkpoint_below(item, candidates, option)
     missing = CheckpointError(
         f"no {item.name} checkpoint (looked in {looked}); download {item.file} from {item.source} "
-        f"and run `wbcap weights import {item.name} /path/to/{item.file}` (or pass {setting(option)} FILE)"
+        f"and run `wbcap weights import {item.name} /path/to/{item.file}` (or pass {setting(option)} FILE"
+        + ("" if os.environ.get(ENV_WEIGHTS) else f", or set {ENV_WEIGHTS} to the file or its folder") + ")"
         + (f"; {below}" if below else "")
     )
     missing.found_below = below
