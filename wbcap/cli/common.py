@@ -323,19 +323,26 @@ def read_calibration_option(calibration: str | None, camera: str | None, source:
     return dataclasses.replace(read_calibration(calibration, camera=camera, source=source), scale=scale)
 
 
-#: ``--root-bone`` (``wbcap run``, ``wbcap image``, ``wbcap export``).
+#: ``--root-bone`` (``wbcap run``, ``wbcap export``, ``wbcap fuse``).
 root_bone_option = click.option(
     "--root-bone", is_flag=True,
     help="GLB/FBX: add a bone `root` above the pelvis, on the ground under it (y = 0 of the file's frame: the "
          "ground with --world), keyed with the pelvis's horizontal motion, for root motion in Unreal or Unity; the "
          "rest pose stands on it (soles at y = 0); the posed mesh is the same. The BVH keeps the pelvis as its root.")
 
+#: ``--root-bone`` of ``wbcap image`` (a still pose in the photo's camera frame: no ground, no motion).
+_photo_root_bone_option = click.option(
+    "--root-bone", is_flag=True,
+    help="GLB/FBX: add a bone `root` above the pelvis, under it at y = 0 of the camera's frame (a photo has no "
+         "ground), as rigs for Unreal or Unity have; the rest pose stands on it (soles at y = 0); the posed mesh is "
+         "the same. The BVH keeps the pelvis as its root.")
+
 
 def export_options(default: str, photos: bool = False):
     """``--export FORMATS`` (default ``default``), ``--exact`` and ``--root-bone`` (``wbcap run``,
     ``wbcap image`` with ``photos``: its help says a photo's files); the command receives
     ``export`` (the text), ``exact`` and ``root_bone``; :func:`parse_export` reads them."""
-    return lambda f: root_bone_option(_export_options(f, default, photos))
+    return lambda f: (_photo_root_bone_option if photos else root_bone_option)(_export_options(f, default, photos))
 
 
 def parse_export(text: str, exact: bool, root_bone: bool = False):
