@@ -204,7 +204,7 @@ def test_merge_takes_the_installed_hand_model_by_default(tmp_path, monkeypatch, 
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 2 and not merged, r.output
     assert r.stderr.startswith("error: no hand4whole_hand checkpoint (looked in ") and r.stderr.endswith(
-        "(or pass --hand FILE)\n") and len(r.stderr.splitlines()) == 1, r.stderr
+        "(or pass --hand FILE, or set WBCAP_WEIGHTS to its folder)\n") and len(r.stderr.splitlines()) == 1, r.stderr
     installed = tmp_path / "home" / "weights" / entry("hand4whole_hand").file
     installed.parent.mkdir(parents=True)
     installed.write_bytes(b"hand")

@@ -166,7 +166,8 @@ def find_checkpoint(path: str | Path | None = None, name: str | None = None, opt
     missing = CheckpointError(
         f"no {item.name} checkpoint (looked in {looked}); download {item.file} from {item.source} "
         f"and run `wbcap weights import {item.name} /path/to/{item.file}` (or pass {setting(option)} FILE"
-        + ("" if os.environ.get(ENV_WEIGHTS) else f", or set {ENV_WEIGHTS} to the file or its folder") + ")"
+        + ("" if os.environ.get(ENV_WEIGHTS) else f", or set {ENV_WEIGHTS} to "
+           + ("the file or its folder" if item.name == default_entry().name else "its folder")) + ")"
         + (f"; {below}" if below else "")
     )
     missing.found_below = below
