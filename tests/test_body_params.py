@@ -104,7 +104,9 @@ def test_a_tensor_of_the_fields_shape_is_kept_as_given():
 def test_rows_to_detach_numpy():
     p = _params(4, seed=2)
     mask = [True, False, True, False]
-    for rows, want in ((1, [1]), (-1, [3]), (slice(1, 3), [1, 2]), ([0, 2], [0, 2]), (torch.tensor([3, 0]), [3, 0]),
+    # (a negative step: torch's "step must be greater than zero" came through, a user trial)
+    for rows, want in ((1, [1]), (-1, [3]), (slice(1, 3), [1, 2]), (slice(None, None, -1), [3, 2, 1, 0]),
+                       (slice(3, 0, -2), [3, 1]), (slice(5, None, -3), [3, 0]), ([0, 2], [0, 2]), (torch.tensor([3, 0]), [3, 0]),
                        (np.int64(2), [2]), (torch.tensor(-2), [2]), (np.array([1, 3]), [1, 3]), (np.array(1), [1]),
                        # masks: a bool list or array was taken for the rows 1, 0 (a user trial)
                        (mask, [0, 2]), (np.array(mask), [0, 2]), (torch.tensor(mask), [0, 2]), ([False] * 4, []),

@@ -737,7 +737,7 @@ def test_pipeline_accepts_detector_names(micro_ckpt, body_dir):
         pipe(image, boxes=[Detection((0.0, 0.0, 120.0, 160.0), None)])
     # what an API trial met: one box given bare, a detector returning None, crop() of tuples and
     # of a NaN box, an unknown name pointing at boxes:FILE, a precision in capitals
-    for bare in ((0, 0, 120, 160), np.array([0, 0, 120, 160])):
+    for bare in ((0, 0, 120, 160), np.array([0, 0, 120, 160]), torch.tensor([0.0, 0.0, 120.0, 160.0])):  # (a tensor's: a trial)
         with pytest.raises(InputError, match=r"boxes is a list of boxes: for one box, boxes=\[\(x, y, w, h\)\]$"):
             pipe(image, boxes=bare)
     with pytest.raises(InputError, match=r"^image: the <lambda> detector returned NoneType, not a list of boxes"):

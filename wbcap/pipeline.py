@@ -315,7 +315,8 @@ def _given_box(box: object, index: int, given_by: str | None = None,
                 fix = "give its score as a finite number (1.0 for a box you are sure of)"  # (not the box's fix: an API trial)
                 raise ValueError(f"{what} score must be a finite number")
             return Detection(checked, float(score))
-        if given_by is None and index == 0 and isinstance(box, (numbers.Real, np.number)) and not isinstance(box, bool):
+        single = isinstance(box, (numbers.Real, np.number)) or getattr(box, "ndim", None) == 0  # (a 1-D tensor's items)
+        if given_by is None and index == 0 and single and not isinstance(box, bool):
             fix = "boxes is a list of boxes: for one box, boxes=[(x, y, w, h)]"  # (boxes=(x, y, w, h): an API trial)
         return Detection(check_box(box, what, positive), 1.0)  # (a box given without a score: 1)
     except ValueError as exc:

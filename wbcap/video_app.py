@@ -187,6 +187,11 @@ class VideoJob:
 
 @dataclass(frozen=True)
 class VideoResult:
+    """What :func:`run_video` did: the output folder, the frames processed, the person-frames
+    regressed, the ids of the tracks written (their rows are in ``out/params.jsonl``:
+    :func:`wbcap.export.params_jsonl.read_params_jsonl`), ``render.mp4`` or None, and the stages'
+    seconds."""
+
     out: Path
     frames: int
     person_frames: int

@@ -184,7 +184,8 @@ class SMPLXParams:
     def index(self, rows: int | slice | Sequence[int] | Sequence[bool] | np.ndarray | torch.Tensor) -> SMPLXParams:
         """The batch rows ``rows`` (an int keeps the batch dimension: a batch of one). An int is
         any integer (``np.int64``, a 0-d integer array or tensor too); IndexError, naming the
-        batch size, for one outside it. A list, array or tensor of ints picks rows (in its
+        batch size, for one outside it. A slice as Python's (a negative step too: ``params[::-1]``
+        reverses the batch). A list, array or tensor of ints picks rows (in its
         order, repeats allowed); one of bools as long as the batch is a mask (its True rows; a
         mask of another length is an IndexError: a bool list was taken for the rows 1 and 0,
         a user trial). Anything else (a float, a bool alone) is a TypeError.
@@ -204,7 +205,10 @@ class SMPLXParams:
                 raise IndexError(f"row {i} is outside the batch of {b}")
             i %= b
             rows = slice(i, i + 1)
-        elif not isinstance(rows, slice):
+        elif isinstance(rows, slice):
+            if rows.step is not None and operator.index(rows.step) < 0:  # (torch's slices step forward only)
+                rows = torch.as_tensor(list(range(b)[rows]), dtype=torch.int64, device=self.device)
+        else:
             if isinstance(rows, torch.Tensor):
                 is_mask, is_int = rows.dtype == torch.bool, not rows.is_floating_point() and not rows.is_complex()
                 rows = rows.to(self.device)
