@@ -293,7 +293,8 @@ def test_ctrl_c_is_seen_while_the_source_sends_nothing(tmp_path):
     t0 = time.monotonic()
     opening.send_signal(signal.SIGINT)
     _, err = opening.communicate(timeout=20)
-    assert opening.returncode == 130 and time.monotonic() - t0 < 3.0, err
+    # (ended by SIGINT once it has cleaned up, which a shell reports as 130: tests/test_stop_signals.py)
+    assert opening.returncode == -signal.SIGINT and time.monotonic() - t0 < 3.0, err
     sender.join(10)
     time.sleep(0.5)
     t0 = time.monotonic()

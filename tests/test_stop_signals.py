@@ -154,3 +154,32 @@ def test_every_command_takes_a_stop_signal_as_ctrl_c(tmp_path, monkeypatch):
     finally:
         signal.signal(signal.SIGHUP, ignored)
     assert r.exit_code == 0 and (folder / "yolox_nano.onnx").is_file(), text(r)
+
+
+def test_ctrl_c_stops_a_shell_loop_over_wbcap_commands(tmp_path):
+    """Ctrl-C (SIGINT to the terminal's process group) in a bash loop running `wbcap` once per
+    clip: wbcap says `interrupted`, cleans up and ends by SIGINT itself, so bash stops the loop
+    (status 130 in the shell). Exiting with 130 instead let bash take the signal as handled and
+    start the next clip (an HCI researcher's trial). `wbcap record` of a source that sends
+    nothing stands for a long command (it waits for it)."""
+    import subprocess
+    import sys
+
+    from test_record import _free_udp_port
+
+    script = (f'for n in 1 2; do echo "start $n"; "$PY" -m wbcap record udp://127.0.0.1:{_free_udp_port()} '
+              f'-o "$OUT/$n.mkv" --timeout 60; echo "status $n $?"; done; echo finished')
+    env = {**os.environ, "PY": sys.executable, "OUT": str(tmp_path), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    loop = subprocess.Popen(["bash", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        assert loop.stdout.readline() == "start 1\n"
+        time.sleep(3.0)  # (wbcap started and waiting for the source)
+        os.killpg(loop.pid, signal.SIGINT)
+        out, err = loop.communicate(timeout=30)
+    finally:
+        if loop.poll() is None:
+            os.killpg(loop.pid, signal.SIGKILL)
+            loop.wait()
+    assert (loop.returncode, out) == (-signal.SIGINT, ""), (out, err)  # (bash killed by the signal: no next clip)
+    assert err.splitlines()[-1] == "interrupted" and not list(tmp_path.iterdir()), err

@@ -11,8 +11,11 @@ line naming the file (its final name) and the fix, exit status 2. Neither is a s
 cannot be written (``> /dev/full``), whatever the command: one ``error:`` line when the command
 ends, repeating what it printed (:mod:`wbcap.cli.stdout`), except a closed pipe (``| head``): quiet,
 status 141. Ctrl-C prints ``interrupted`` and
-exits with 130; SIGTERM and SIGHUP are taken as Ctrl-C (:func:`wbcap.stop_signals.stop_as_ctrl_c`:
-the same cleanup), ``stopped by SIGTERM``, exit status 143 (129).
+exits with 130 (the ``wbcap`` command, :func:`console_main`, then ends by SIGINT itself, which a
+shell reports as 130 too: a shell loop over clips stops there, as for any program, where a
+plain exit 130 let it start the next clip, an HCI researcher's trial); SIGTERM and SIGHUP are
+taken as Ctrl-C (:func:`wbcap.stop_signals.stop_as_ctrl_c`: the same cleanup), ``stopped by
+SIGTERM``, exit status 143 (129).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import importlib
 import logging
 import os
 import re
+import signal
 import sys
 import tempfile
 import traceback
@@ -159,6 +163,8 @@ class LazyGroup(click.Group):
             from wbcap.stop_signals import exit_status, stop_message
 
             click.echo(stop_message(exc), err=True)
+            if exit_status(exc) == INTERRUPTED_EXIT_CODE:  # (Ctrl-C: console_main ends by SIGINT once it is done)
+                raise InterruptedExit(INTERRUPTED_EXIT_CODE) from None
             ctx.exit(exit_status(exc))
         except click.exceptions.NoArgsIsHelpError:
             raise  # (a command given nothing: click shows its help)
@@ -193,6 +199,16 @@ class LazyGroup(click.Group):
             ctx.exit(2)
         except Exception as exc:
             _report_crash(ctx, exc)
+
+
+#: The exit status of a command Ctrl-C stopped (128 + SIGINT).
+INTERRUPTED_EXIT_CODE = 130
+
+
+class InterruptedExit(SystemExit):
+    """The end of a command Ctrl-C stopped, once it has cleaned up (``code`` 130, as
+    ``CliRunner`` and a Python caller of :func:`main` see it): :func:`console_main` then ends the
+    process by SIGINT (:func:`exit_without_finalising`)."""
 
 
 #: click's own exceptions (--help, ctx.exit(), usage errors, aborts): reported by click or below.
@@ -687,27 +703,34 @@ def main(argv: list[str] | None = None) -> None:
 
 def console_main() -> None:
     """The ``wbcap`` console script: :func:`main`, then the process ends at once when nothing is
-    left running (:func:`exit_without_finalising`).
+    left running (:func:`exit_without_finalising`); after Ctrl-C (:class:`InterruptedExit`) by
+    SIGINT, as Python itself ends on an unhandled ``KeyboardInterrupt``: a shell running wbcap in
+    a loop sees its child killed by the signal and stops the loop (on a plain exit status 130 it
+    takes the signal as handled by the child and goes on).
 
     Python's own shutdown tears down every module and object one by one: after ``wbcap image``
     that took 0.4 s (0.9 s with the OpenGL renderer loaded) on a 2-core Xeon, for nothing a user
     can see, since every output file is closed and moved into place before the command returns.
     """
+    signum = None
     try:
         main()
         code: object = 0
     except SystemExit as exc:
         code = exc.code
-    exit_without_finalising(code)
+        signum = signal.SIGINT if isinstance(exc, InterruptedExit) else None
+    exit_without_finalising(code, signum)
 
 
-def exit_without_finalising(code: object) -> None:
+def exit_without_finalising(code: object, signum: int | None = None) -> None:
     """Exit with ``code`` (``sys.exit``'s meaning: None is 0, another non-integer is printed and
     gives 1) through ``os._exit`` after flushing logs, the standard streams and C stdio, unless
     something could still be lost that way: a thread other than the main one that is not a
     daemon (normal exit would wait for it) or a live ``multiprocessing`` child (normal exit would
     join it); then through ``sys.exit``. Atexit handlers do not run: wbcap registers none that
     writes a file (the offscreen renderer's clean-up frees GL memory the process gives back anyway).
+    With ``signum`` the process ends by that signal at its default action instead of ``os._exit``
+    (by ``sys.exit(code)`` where something is still running).
     """
     import threading
 
@@ -729,4 +752,7 @@ def exit_without_finalising(code: object) -> None:
         import ctypes
 
         ctypes.CDLL(None).fflush(None)
+    if signum is not None:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
     os._exit(code)
