@@ -814,6 +814,30 @@ def test_truncated_video_yields_what_decodes(tmp_path: Path,
     assert any("truncated" in r.getMessage() for r in caplog.records)  # at debug level
 
 
+def test_a_video_damaged_in_its_middle_is_said_with_the_frames_it_gave_and_recorded(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Bytes overwritten from the middle of a video on (an HCI researcher's trial): decoding stops
+    there, the warning counts the frames delivered, the decoder's buffered ones included (it said
+    "after 1 frames (last at 0.000 s)" of a clip that gave 5), and ``ended_early`` records it for
+    meta.json (it was None: a batch script saw nothing of a clip that lost 25 of its 30 frames)."""
+    data = bytearray(make_video(tmp_path / "full.mp4", noise=True, options={"movflags": "+faststart"}).read_bytes())
+    rng = np.random.default_rng(0)
+    for k in range(len(data) // 2, len(data) - 1000, 3000):
+        data[k:k + 200] = rng.integers(0, 256, 200, dtype=np.uint8).tobytes()
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="wbcap.io.video_reader"):
+        source = open_frames(damaged)
+        frames = list(source)
+    assert 5 <= len(frames) < 40 and [f.index for f in frames] == list(range(len(frames)))
+    last = f"{frames[-1].time:.3f} s"
+    (warned,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned.startswith(f"{damaged}: decoding stopped after {len(frames)} frames (last at {last}) on damaged "
+                             "data ("), warned
+    assert source.ended_early == (f"decoding stopped on damaged data after {len(frames)} frames (last at {last}) of "
+                                  "the 40 its header declares")
+
+
 def test_a_truncated_matroska_file_is_said_by_its_declared_length(tmp_path: Path,
                                                                   caplog: pytest.LogCaptureFixture) -> None:
     """Matroska declares no frame count, only a length: a file cut to 60 % gave its first frames

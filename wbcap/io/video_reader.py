@@ -472,7 +472,13 @@ class FrameSource:
                     f"{p}: no video frame could be decoded (truncated or corrupt); re-download "
                     "or re-encode it"
                 )
-            if not stopped_early and state.error is None and info.frame_count:
+            if not stopped_early and state.error is not None and state.decoded:
+                # (said by _decode's warning; recorded for meta.json, which a batch script reads: a
+                # trial's clip lost 25 of its 30 frames there without a word in it)
+                self.ended_early = (f"decoding stopped on damaged data after {state.decoded} frames (last at "
+                                    f"{_fmt_time(state.last_time)})"
+                                    + (f" of the {info.frame_count} its header declares" if info.frame_count else ""))
+            elif not stopped_early and state.error is None and info.frame_count:
                 done = index
                 if by_chunk and prev_time is not None:  # AVI counts dropped (empty) chunks too
                     done = max(index, round(prev_time * info.fps) + 1)
@@ -577,7 +583,8 @@ def _file_size(p: Path) -> int | None:
 
 
 class _DecodeState:
-    """What :func:`_decode` saw: frames decoded and the error that stopped it, if any.
+    """What :func:`_decode` saw: frames decoded, the error that stopped it, if any, and then the
+    last frame's time (seconds, or None).
 
     ``by_chunk`` (AVI): each packet's ``pts`` is set to its ``dts``, the chunk's slot (see
     :class:`Frame`), before decoding, and MPEG-4 part 2 packets go through FFmpeg's
@@ -589,6 +596,7 @@ class _DecodeState:
                  quiet: bool = False) -> None:
         self.decoded = 0
         self.error: Exception | None = None
+        self.last_time: float | None = None
         self.by_chunk = by_chunk
         self.quiet_if_empty = quiet_if_empty  # no warning when nothing decoded (caller retries)
         self.quiet = quiet  # no warning at all (the damage is or was reported elsewhere)
@@ -646,18 +654,20 @@ def _decode(container: Any, stream: Any, state: _DecodeState) -> Iterator[Any]:
             state.decoded += 1
             last_time = frame.time
             yield frame
-    # Damaged data: deliver what the decoder still holds, then stop.
+    # Damaged data: deliver what the decoder still holds, then stop (counted first: the warning said
+    # "after 1 frames (last at 0.000 s)" of a clip whose 5 buffered frames followed, a trial)
+    try:
+        flushed = list(stream.codec_context.decode(None))
+    except av.FFmpegError:
+        flushed = []
+    state.decoded += len(flushed)
+    last_time = flushed[-1].time if flushed else last_time
+    state.last_time = last_time
     (log.debug if state.quiet or (state.quiet_if_empty and state.decoded == 0) else log.warning)(
         "%s: decoding stopped after %d frames (last at %s) on damaged data (%s); the file is "
         "truncated or corrupt", container.name, state.decoded, _fmt_time(last_time), state.error,
     )
-    try:
-        flushed = stream.codec_context.decode(None)
-    except av.FFmpegError:
-        return
-    for frame in flushed:
-        state.decoded += 1
-        yield frame
+    yield from flushed
 
 
 def frame_rgb(frame: Any, size: tuple[int, int] | None = None, reformatter: Any = None) -> np.ndarray:
