@@ -517,6 +517,18 @@ def test_a_resume_with_nothing_to_resume_says_it_starts_the_run(tmp_path, base_a
     assert len((out / "params.jsonl").read_text().splitlines()) == 2
     r = run("run", video, "-o", out, "--resume", *args)
     assert r.exit_code == 0 and "no frames of an earlier run" not in r.output, r.output
+    # nor after an --overwrite killed before its first frame, which set the run aside: the resume puts
+    # it back and continues it (the warning came first, then "put back", an HCI researcher's trial)
+    import json
+
+    from wbcap.io.run_folder import PREVIOUS_DIR, prepare_output
+
+    params = (out / "params.jsonl").read_bytes()
+    prepare_output(out, json.loads((out / ".wbcap" / "run.json").read_text()), resume=False, overwrite=True)
+    assert (out / PREVIOUS_DIR).is_dir() and not (out / "params.jsonl").exists()
+    r = run("run", video, "-o", out, "--resume", *args)
+    assert r.exit_code == 0 and "no frames of an earlier run" not in r.output, r.output
+    assert "put back the previous run" in r.output and (out / "params.jsonl").read_bytes() == params, r.output
 
 
 @pytest.mark.slow  # (fast loop under 2 minutes; the full suite runs it)

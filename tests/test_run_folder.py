@@ -230,7 +230,9 @@ def test_export_and_view_of_a_folder_an_overwrite_left_aside_say_where_the_previ
         r = CliRunner().invoke(cli, args)
         lines = [x for x in r.output.splitlines() if x.strip()]
         assert r.exit_code == 2 and len(lines) == 1, r.output
-        assert f"set the previous run aside in {out / PREVIOUS_DIR}: any `wbcap run` on {out}" in lines[0], lines[0]
+        assert lines[0].endswith(f"set the previous run aside in {out / PREVIOUS_DIR}: any `wbcap run` on {out} "
+                                 "first puts it back: its command with --resume keeps it (continued where it stopped), "
+                                 "with --overwrite it is replaced"), lines[0]
 
 
 def test_a_setting_only_the_recorded_run_has_is_named(tmp_path, monkeypatch):

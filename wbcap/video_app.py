@@ -54,6 +54,7 @@ from wbcap.io.raw_records import RawWriter, detected_boxes, detected_looks, has_
 from wbcap.io.run_folder import (
     MESHES_DIR,
     PARAMS_FILE,
+    PREVIOUS_DIR,
     RENDER_FILE,
     TypedPath,
     absolute_path,
@@ -947,9 +948,12 @@ def run_video(job: VideoJob, pipeline=None, progress: Progress | None = None) ->
     # (Released and taken again below: the kernel's lock is per open file, held by one block at a
     # time; quiet: a file system that refuses the lock is said once, there.)
     with hold_folder(out, quiet=True) if job.resume and out.is_dir() else contextlib.nullcontext():
-        if job.resume and not has_records(raw_path(out)):  # (a user trial: a mistyped folder began a whole
-            log.warning("%s: no frames of an earlier run to resume there; %s starts the run from its first "  # run unsaid)
-                        "frame", out, setting("resume"))
+        # (not where an --overwrite killed before its first frame set a run aside: put back below, it
+        # is resumed; the warning came first, then "put back", then "resuming after frame 19": a trial)
+        if job.resume and not has_records(raw_path(out)) and not has_records(raw_path(out / PREVIOUS_DIR)):
+            # (a user trial: a mistyped folder began a whole run unsaid)
+            log.warning("%s: no frames of an earlier run to resume there; %s starts the run from its first frame", out,
+                        setting("resume"))
         # A resume of a run whose pass 1 finished (`--resume --smooth ...`) redoes pass 2 alone: the
         # SMPL-X layer loads, not the network (a README audit: 8 s and 1.2 GB, and on a machine's
         # first run its CPU measurement, for no frame regressed)

@@ -1270,7 +1270,8 @@ def set_aside_note(out: Path) -> str:
     if not (out / PREVIOUS_DIR).is_dir():
         return ""
     return (f"; an interrupted `wbcap run --overwrite` set the previous run aside in {out / PREVIOUS_DIR}: "
-            f"any `wbcap run` on {out} (the same command, or with --overwrite) first puts it back")
+            f"any `wbcap run` on {out} first puts it back: its command with --resume keeps it (continued where it "
+            "stopped), with --overwrite it is replaced")
 
 
 def unfinished_run_note(out: Path) -> str:
