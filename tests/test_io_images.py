@@ -867,6 +867,41 @@ def test_a_cut_tiff_webp_bmp_or_png_is_said_damaged_in_one_line_without_the_deco
     assert capfd.readouterr() == ("", "")
 
 
+@pytest.mark.parametrize("damaged", ["refuse", "warn"])
+def test_a_png_whose_pixel_data_fails_its_crc_is_said_damaged_without_libpngs_line(tmp_path, capfd, damaged):
+    """A frame of an image sequence with bytes changed inside its pixel data (its end intact): libpng
+    printed "libpng error: IDAT: CRC error" and wbcap called it an image it cannot decode, "pass a
+    JPEG, PNG, ..." (an HCI researcher's trial). Now the damaged chunk is named, in one line; a bad
+    CRC in an ancillary chunk (text) is libpng's to drop, and the picture decodes as it was."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    from wbcap.io.images import load_image
+
+    pixels = np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    whole = tmp_path / "frame_0001.png"
+    Image.fromarray(pixels).save(whole)
+    data = bytearray(whole.read_bytes())
+    at = data.index(b"IDAT") - 4
+    data[at + 40:at + 48] = bytes(8)  # (inside the chunk's data: its length and the file's end intact)
+    bad = tmp_path / "frame_0002.png"
+    bad.write_bytes(bytes(data))
+    capfd.readouterr()
+    with pytest.raises(InputError) as info:
+        load_image(bad, damaged=damaged)
+    assert str(info.value) == (f"{bad}: image file is truncated or corrupt (its PNG IDAT chunk at byte {at} fails its "
+                               "CRC check); re-download or re-export it")
+    assert capfd.readouterr() == ("", "")
+    text = b"Comment\x00made by hand"
+    chunk = struct.pack(">I", len(text)) + b"tEXt" + text + struct.pack(">I", zlib.crc32(b"tEXt" + text) ^ 1)
+    original = whole.read_bytes()
+    noted = tmp_path / "frame_0003.png"
+    noted.write_bytes(original[:at] + chunk + original[at:])
+    np.testing.assert_array_equal(load_image(noted, damaged=damaged), pixels)
+
+
 def test_decoding_in_threads_leaves_opencvs_log_level_as_it_was(tmp_path):
     """A break-it review: each decode saved and restored OpenCV's process-wide log level, so a
     thread pool's decodes left it silent for good."""
