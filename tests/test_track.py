@@ -253,6 +253,31 @@ def test_max_people_limits_ids_per_frame() -> None:
     assert tracker.update(1, np.array(people[:2]), np.array([0.5, 0.99])) == [0, -1]
 
 
+def test_a_followed_person_who_walked_out_frees_their_place_at_once() -> None:
+    """--max-people 1: the person followed walks out at the picture's right side; the one standing
+    in view is followed from the next frame, not after --max-age frames without anyone (an HCI
+    researcher's trial: a participant who left held the place, and a clip kept no track). Back in
+    view within --max-age, the first is found again only into a free place, as a lost track is."""
+    size = (640.0, 480.0)
+    standing = np.array([200.0, 100.0, 50.0, 100.0])
+
+    def walker(f: int) -> np.ndarray:
+        return np.array([500.0 + 25.0 * f, 100.0, 50.0, 100.0])  # (its right side at 650 px in frame 4)
+
+    tracker = IoUTracker(TrackerConfig(max_people=1, max_age=5))
+    ids = [tracker.update(f, np.stack([walker(f), standing]), np.array([0.9, 0.5]), size=size) for f in range(5)]
+    ids += [tracker.update(f, standing[None], np.array([0.5]), size=size) for f in range(5, 7)]
+    assert ids == [[0, -1]] * 5 + [[1], [1]]
+    # the walker's box where its track predicts it (matched by overlap): the place is the other's now
+    assert tracker.update(7, np.stack([walker(7), standing]), np.array([0.9, 0.5]), size=size) == [-1, 1]
+    # someone who stops at the side (not moving out) keeps the place while missed, as before
+    tracker = IoUTracker(TrackerConfig(max_people=1, max_age=5))
+    at_side = np.array([600.0, 100.0, 50.0, 100.0])
+    for f in range(3):
+        assert tracker.update(f, np.stack([at_side, standing]), np.array([0.9, 0.5]), size=size) == [0, -1]
+    assert [tracker.update(f, standing[None], np.array([0.5]), size=size) for f in range(3, 6)] == [[-1]] * 3
+
+
 def test_ids_deterministic_and_in_creation_order() -> None:
     rng = np.random.default_rng(3)
     frames = []

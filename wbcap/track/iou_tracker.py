@@ -60,7 +60,8 @@ Algorithm, per frame:
 4. Unmatched detections start new tracks, highest score first; ids are 0, 1, 2, ... in order
    of creation and never reused.
 5. With ``max_people``, at most that many tracks are *followed* at a time: a followed track
-   keeps its place while it lives (also in frames it is missed, up to ``max_age``); free places
+   keeps its place while it lives (also in frames it is missed, up to ``max_age``, unless it
+   walked out: its last box at the picture's left or right side, moving out); free places
    go to the tracks of boxes followed unseen so far (those matched in more frames first, then by
    score), then to new boxes by score, each starting a new id. The other boxes get ``-1`` but are
    tracked unseen, so that they match their own tracks and never a followed person's (without
@@ -466,7 +467,11 @@ class IoUTracker:
             self._observe(match[i], boxes[i], frame_index, None if looks is None else looks[i], bool(clean[i]))
 
         ids = [-1] * n
-        was_lost = {id(tr) for tr, gone in zip(self._tracks, lost) if gone}
+        # (a followed track whose last box walked out holds no place once missed: with max_people 1
+        # a participant who left kept it up to max_age frames and the one in view went without, a
+        # trial. Matched in this frame, still at the side, it takes a place first, as a lost track
+        # found again does, so it keeps its own while there is one)
+        was_lost = {id(tr) for tr, gone in zip(self._tracks, lost) if gone or (tr.followed and tr.at_side)}
         revived = [i for i in match if match[i].followed and id(match[i]) in was_lost]
         followed = [i for i in match if match[i].followed and id(match[i]) not in was_lost]
         for i in followed:
