@@ -156,6 +156,7 @@ def test_every_command_takes_a_stop_signal_as_ctrl_c(tmp_path, monkeypatch):
     assert r.exit_code == 0 and (folder / "yolox_nano.onnx").is_file(), text(r)
 
 
+@pytest.mark.slow  # (3 s waiting for wbcap to start; the fast loop's 2 minutes are close)
 def test_ctrl_c_stops_a_shell_loop_over_wbcap_commands(tmp_path):
     """Ctrl-C (SIGINT to the terminal's process group) in a bash loop running `wbcap` once per
     clip: wbcap says `interrupted`, cleans up and ends by SIGINT itself, so bash stops the loop
