@@ -173,6 +173,18 @@ def test_run_warns_with_counts_when_short_tracks_are_dropped(tmp_path, base_args
     assert r.exit_code == 2 and r.stderr == (
         f"error: track 1: not in {tmp_path / 'out'} (dropped by cli run --min-track: seen in too few frames; a "
         "resume of the run with a lower one writes it), which has tracks 0\n"), r.output  # (cli: CliRunner's name)
+    # a run that kept nobody exits 0 (a script looping over clips carries on), and so does its export,
+    # writing nothing (it exited 2, "holds no person": an HCI researcher's trial); one of a track is refused
+    once = box_file(tmp_path, {"0": [[10, 10, 60, 100]]})  # (a person in frame 0 alone: a 1-frame track)
+    r = invoke("run", video, "-o", tmp_path / "none", "--detector", f"boxes:{once}", *base_args)
+    assert r.exit_code == 0 and "0 track(s)" in r.output, r.output
+    r = invoke("export", tmp_path / "none", "--format", "csv", "--dest", tmp_path / "exported")
+    assert r.exit_code == 0 and r.stdout == "" and not (tmp_path / "exported").exists(), r.output
+    assert f"{tmp_path / 'none' / 'params.jsonl'}: holds no person (its run kept no track): nothing to export" in text(r)
+    r = invoke("export", tmp_path / "none", "--track", "0", "--format", "csv")
+    assert r.exit_code == 2 and r.stderr == (
+        f"error: track 0: not in {tmp_path / 'none'} (dropped by cli run --min-track: seen in too few frames; a "
+        "resume of the run with a lower one writes it), which kept no track\n"), r.output
 
 
 def test_a_score_threshold_out_of_range_is_refused_before_the_model_loads(tmp_path, base_args, monkeypatch):

@@ -316,13 +316,14 @@ def _export_into(job: ExportJob, run: Path, dest: Path, in_place: bool) -> list[
 
     meta = read_meta(run)
     frames, tracks, camera = read_params_jsonl(run / PARAMS_FILE)
-    if not tracks:
-        raise InputError(f"{run / PARAMS_FILE}: holds no person; nothing to export")
     if job.tracks is not None:
         unknown = sorted(set(job.tracks) - set(tracks))
         if unknown:
-            raise InputError(f"track {unknown[0]}: not in {run}{_why_dropped(unknown[0], meta)}, which has tracks "
-                             f"{', '.join(map(str, tracks))}")
+            has = f"which has tracks {', '.join(map(str, tracks))}" if tracks else "which kept no track"
+            raise InputError(f"track {unknown[0]}: not in {run}{_why_dropped(unknown[0], meta)}, {has}")
+    if not tracks:  # (as the run, which kept nobody and exited 0: a batch script carries on, an HCI trial)
+        log.warning("%s: holds no person (its run kept no track): nothing to export", run / PARAMS_FILE)
+        return []
     _refuse_folders_in_the_way(dest, set(tracks) if job.tracks is None else set(job.tracks), job.export.formats, in_place)
     if camera is None and meta and "camera" in meta:  # lines of older runs carry none; meta.json does (checked)
         camera = camera_from_dict(meta["camera"])
