@@ -343,7 +343,7 @@ def test_a_c3d_start_its_header_cannot_number_or_hold_is_said(tmp_path, body_lay
         "and its events' from 0 s; WBCAP:START_TIME holds its start, and its TRC the source's times"]
     assert warned["off_grid"] == [
         "off_grid.c3d: C3D numbers whole frames of 3.33333 fps and the first row (30.1 s) falls between two, so the "
-        "file's times are 0.1 s earlier than the npz's and the TRC's (WBCAP:START_TIME holds the first row's) (the "
+        "file's times are 0.1 s earlier than the npz's and the TRC's, its WBCAP:START_TIME the first row's (the "
         "rows keep their own times: a variable-rate video's tracks each begin at the time of their first frame; a "
         "constant-rate video's rows lie on its frames unless a --start is off the --every grid)"]
     assert warned["ms"] == []

@@ -151,8 +151,8 @@ def _first_frame(name: str, start: float, rate: float, frames: int) -> int:
     if grid_miss(start, rate):  # (within a millisecond of a frame counts as on it, as for the FBX)
         shift = first / rate - start
         logger.warning("%s: C3D numbers whole frames of %g fps and the first row (%.4g s) falls between two, so the "
-                       "file's times are %.4g s %s than the npz's and the TRC's (WBCAP:START_TIME holds the first "
-                       "row's) %s", name, rate, start, abs(shift), "later" if shift > 0 else "earlier", OFF_GRID_WHY)
+                       "file's times are %.4g s %s than the npz's and the TRC's, its WBCAP:START_TIME the first "
+                       "row's %s", name, rate, start, abs(shift), "later" if shift > 0 else "earlier", OFF_GRID_WHY)
     return first
 
 
